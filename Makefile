@@ -1,0 +1,75 @@
+# mxfront — see README.md. Everything here works on a fresh machine with Go;
+# `make test` installs the end-to-end peers (Debian packages) when run as root.
+GO      ?= go
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BIN     := bin
+MANPAGES := man/mxfront.8 man/mxfilter.8
+RUNDIR  := $(CURDIR)/run
+
+.PHONY: all build run test unit e2e peers vet bench man check-man install clean fuzz
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# The demo SMTP sink that `make run` and the benchmarks put behind mxfront.
+$(BIN)/mxsink: $(wildcard testdata/sink/*.go)
+	$(GO) build -o $@ ./testdata/sink
+
+# Quick start: mxfront serve on loopback in front of the demo sink. See README.
+run: build $(BIN)/mxsink
+	@mkdir -p $(RUNDIR)
+	@echo "mxfront: serving on 127.0.0.1:2525 (Ctrl-C stops); try:"
+	@echo "  swaks --server 127.0.0.1:2525 --to you@example.org          # passes"
+	@echo "  swaks --server 127.0.0.1:2525 --to you@example.org --local-interface 127.0.0.66   # refused"
+	$(BIN)/mxfront serve --listen 127.0.0.1:2525 --hostname mx.example.test \
+		--deny-file contrib/demo.deny --log stderr -- \
+		$(BIN)/mxsink -hostname mx.example.test -spool $(RUNDIR)/spool
+
+peers:
+	@if [ "$$(id -u)" = 0 ]; then sh test/peers.sh; \
+	else echo "make: not root: not installing end-to-end peers (see test/peers.sh)"; fi
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+# Every test: unit, fuzz corpora, golden files and the end-to-end suite.
+test: peers vet check-man
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+bench: build $(BIN)/mxsink
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./test/load -bin $(BIN)
+
+man: $(MANPAGES)
+
+man/%.8: man/%.8.md
+	$(GO) tool go-md2man -in $< -out $@
+
+# CI fails when a committed man page is not what its source generates.
+check-man:
+	@for m in $(MANPAGES); do \
+		[ -f $$m.md ] || continue; \
+		$(GO) tool go-md2man -in $$m.md -out $$m.tmp || exit 1; \
+		if ! cmp -s $$m $$m.tmp; then rm -f $$m.tmp; \
+			echo "$$m is out of date with $$m.md: run 'make man' and commit it"; exit 1; fi; \
+		rm -f $$m.tmp; \
+	done
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/doc/mxfront/examples
+	install -m 755 $(BIN)/mxfront $(DESTDIR)$(PREFIX)/sbin/mxfront
+	install -m 755 $(BIN)/mxfilter $(DESTDIR)$(PREFIX)/sbin/mxfilter
+	install -m 644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 contrib/* $(DESTDIR)$(PREFIX)/share/doc/mxfront/examples/
+
+clean:
+	rm -rf $(BIN) $(RUNDIR)

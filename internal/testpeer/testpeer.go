@@ -1,0 +1,218 @@
+// Package testpeer starts the real programs the end-to-end tests run beside
+// mxfront and mxfilter (tcpserver, swaks, exim4, rbldnsd, clamd, ...), on
+// loopback and on free ports, and stops them by PID when the test ends.
+//
+// A missing peer skips the test on a developer's machine and fails it in CI
+// (CI=true): the end-to-end suite never passes by not running.
+package testpeer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run in CI, where a missing peer is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Need returns the path of the program name, looked up in PATH and in the
+// sbin directories. Missing: the test fails in CI and is skipped elsewhere,
+// with a hint to run test/peers.sh.
+func Need(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("peer %q is not installed (run test/peers.sh as root)", name)
+	if InCI() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// FreePort returns a port that is free for both TCP and UDP on 127.0.0.1
+// (a DNS server wants both). Another process may take it before the caller
+// binds it; the tests accept that small race.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testpeer: listen: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("testpeer: no free port")
+	return 0
+}
+
+// Proc is a peer program started by Start.
+type Proc struct {
+	Cmd *exec.Cmd
+	out *lockedBuffer
+}
+
+// Output returns what the program wrote to stdout and stderr so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Stop sends SIGTERM to the process (by its PID), then SIGKILL after two
+// seconds, and waits for it. Stopping twice is harmless.
+func (p *Proc) Stop() {
+	if p.Cmd.Process == nil || p.Cmd.ProcessState != nil {
+		return
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _, _ = p.Cmd.Process.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		_ = p.Cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Start runs cmd in the background with its output captured, and stops it
+// when the test ends; the output is logged if the test failed.
+func Start(t testing.TB, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	p := &Proc{Cmd: cmd, out: &lockedBuffer{}}
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.out
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = p.out
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("testpeer: start %s: %v", cmd.Path, err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", strings.Join(cmd.Args, " "), p.Output())
+		}
+	})
+	return p
+}
+
+// WaitTCP waits until something accepts connections on addr.
+func WaitTCP(t testing.TB, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testpeer: nothing listens on %s after %v: %v", addr, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Run runs a command to completion (bounded by timeout) and returns its
+// combined output and exit code (-1 when it could not run or was killed).
+func Run(t testing.TB, timeout time.Duration, cmd *exec.Cmd) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	c.Env, c.Dir, c.Stdin = cmd.Env, cmd.Dir, cmd.Stdin
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	err := c.Run()
+	code := -1
+	if c.ProcessState != nil {
+		code = c.ProcessState.ExitCode()
+	}
+	if err != nil && code == -1 {
+		t.Logf("testpeer: %s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	return out.String(), code
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Binaries builds ./cmd/... (mxfront, mxfilter and any other command) once
+// per test process and returns the directory holding them.
+func Binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildDir, buildErr = os.MkdirTemp("", "mxfront-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/...")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("testpeer: %v", buildErr)
+	}
+	return buildDir
+}
+
+// ModuleRoot returns the directory holding go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %v", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the mxfront module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
