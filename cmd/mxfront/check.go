@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/mxfront/mxfront/frontend"
+	"github.com/urfave/cli/v2"
+)
+
+func checkFlags() []cli.Flag {
+	return append(policyFlags(),
+		&cli.StringFlag{Name: "helo", Usage: "the HELO/EHLO `NAME` the client would give"},
+	)
+}
+
+func checkApp() *cli.App {
+	return &cli.App{
+		Name:      "check",
+		HelpName:  "mxfront check",
+		Usage:     "print the verdict for IP and every reason; touches nothing",
+		UsageText: "mxfront check [flags] IP [--helo NAME]\n\nExit codes: 0 pass, 1 would be refused, 100 usage error.",
+		Flags:     checkFlags(),
+		Action:    checkAction,
+	}
+}
+
+func checkAction(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageErr("e.g. mxfront check --deny-file /etc/mxfront/deny 192.0.2.7", "check takes one IP address")
+	}
+	ip, err := netip.ParseAddr(c.Args().First())
+	if err != nil {
+		return usageErr("give an IPv4 or IPv6 address", "bad IP %q", frontend.Sanitize(c.Args().First(), 64))
+	}
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return err
+	}
+	v := cfg.policy.Decide(c.Context, frontend.Client{Remote: netip.AddrPortFrom(ip.Unmap(), 0)})
+	w := c.App.Writer
+	fmt.Fprintf(w, "ip: %s\n", ip.Unmap())
+	if h := c.String("helo"); h != "" {
+		fmt.Fprintf(w, "helo: %s\n", frontend.Sanitize(h, 255))
+	}
+	fmt.Fprintf(w, "verdict: %s\n", v.Action)
+	if v.Action == frontend.Refuse {
+		fmt.Fprintf(w, "reply: %s\n", v.Reply())
+	}
+	for _, r := range v.Reasons {
+		fmt.Fprintf(w, "reason: %s\n", r)
+	}
+	if len(v.Reasons) == 0 {
+		fmt.Fprintln(w, "reason: no check refused it")
+	}
+	if v.Action == frontend.Refuse {
+		return &exitError{code: 1}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package frontend
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"time"
+
+	mxexec "github.com/mxfront/mxfront/exec"
+)
+
+// Exit codes of chain mode, as rblsmtpd and qmail programs use them.
+const (
+	ExitOK    = 0   // a refusal dialogue ended normally
+	ExitUsage = 100 // usage or configuration error
+	ExitTemp  = 111 // temporary failure: PROGRAM could not be exec'd
+)
+
+// Chain is chain mode: decide on the one connection this process was given,
+// then exec PROGRAM on it or refuse it here.
+type Chain struct {
+	Policy   *Policy
+	Dialogue DialogueConfig
+	Argv     []string // PROGRAM and its arguments, untouched
+	Log      *slog.Logger
+	// LookupEnv reads mxfront's environment (os.LookupEnv); Environ is the
+	// environment PROGRAM starts from (os.Environ).
+	LookupEnv func(string) (string, bool)
+	Environ   []string
+}
+
+// Run handles the connection. On a pass it does not return; otherwise it
+// returns the exit code and the error behind it, if any.
+func (c *Chain) Run(ctx context.Context) (int, error) {
+	start := time.Now()
+	getenv := func(k string) string { v, _ := c.LookupEnv(k); return v }
+	conn, err := FindConnection(getenv)
+	if err != nil {
+		return ExitUsage, err
+	}
+	client := Client{Remote: conn.Remote, Local: conn.Local}
+	_, client.RelayClient = c.LookupEnv("RELAYCLIENT")
+	client.RBLSMTPD, client.HasRBLSMTPD = c.LookupEnv("RBLSMTPD")
+	v := c.Policy.Decide(ctx, client)
+	if v.Action != Refuse {
+		return c.handover(conn, v, start)
+	}
+	dc, err := conn.DialogueConn()
+	if err != nil {
+		return ExitTemp, fmt.Errorf("client connection: %v", err)
+	}
+	t := Dialogue(dc, v, c.Dialogue)
+	LogRefusal(c.Log, conn.Remote, v, t, time.Since(start))
+	return ExitOK, nil
+}
+
+func (c *Chain) handover(conn Connection, v Verdict, start time.Time) (int, error) {
+	path, err := mxexec.LookPath(c.Argv[0])
+	if err == nil {
+		env := Environ(c.Environ, conn.Remote, conn.Local, c.Dialogue.Hostname, v)
+		LogPass(c.Log, conn.Remote, v, time.Since(start))
+		err = mxexec.Handover(conn.ReadFD, conn.WriteFD, path, c.Argv, env)
+	}
+	// Still here: PROGRAM could not run. The client learns it is temporary.
+	err = fmt.Errorf("cannot run %s: %v", c.Argv[0], err)
+	c.Log.Error("exec failed", "ip", conn.Remote.Addr().String(), "program", c.Argv[0], "error", err.Error())
+	fd := conn.WriteFD
+	if fd == conn.ReadFD || fd < 0 {
+		fd = 1
+	}
+	w := os.NewFile(uintptr(fd), "client")
+	_, _ = fmt.Fprintf(w, "421 4.3.0 %s Service temporarily unavailable\r\n", orLocalhost(c.Dialogue.Hostname))
+	return ExitTemp, err
+}
+
+func orLocalhost(s string) string {
+	if s == "" {
+		return "localhost"
+	}
+	return s
+}
+
+// LogPass writes the one line of a connection that was handed over.
+func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Duration) {
+	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String()}
+	if r := v.Reason(); r != "" {
+		attrs = append(attrs, "reason", r)
+	}
+	for _, e := range v.Exports {
+		attrs = append(attrs, e.Name, e.Value)
+	}
+	attrs = append(attrs, "duration", took.Round(time.Microsecond).String())
+	log.Info(v.Action.String(), attrs...)
+}
+
+// LogRefusal writes the one line of a refused connection: who, what they
+// tried and why.
+func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript, took time.Duration) {
+	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "refuse",
+		"reply", v.Reply(), "reason", v.Reason(),
+		"helo", t.HELO, "mail", t.MailFrom, "rcpt", joinRcpts(t), "end", t.End,
+		"duration", took.Round(time.Millisecond).String()}
+	log.Info("refused", attrs...)
+}
+
+func joinRcpts(t Transcript) string {
+	s := ""
+	for i, r := range t.Rcpts {
+		if i > 0 {
+			s += ","
+		}
+		s += r
+	}
+	if extra := t.NRcpts - len(t.Rcpts); extra > 0 {
+		s += fmt.Sprintf(",+%d more", extra)
+	}
+	return s
+}

@@ -1,0 +1,397 @@
+package frontend
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// Conn is the client's connection as the dialogue needs it. *os.File (for a
+// pollable fd), net.Conn and Pipes satisfy it.
+type Conn interface {
+	io.Reader
+	io.Writer
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// Where the verdict is given.
+const (
+	AtRcpt     = "rcpt"
+	AtGreeting = "greeting"
+)
+
+// DialogueConfig bounds the refusal dialogue.
+type DialogueConfig struct {
+	Hostname       string
+	RefuseAt       string        // AtRcpt (default) or AtGreeting
+	CommandTimeout time.Duration // wait for each command line
+	SessionTimeout time.Duration // the whole dialogue
+	MaxErrors      int           // bad commands before 421
+	MaxCommands    int           // commands before 421
+	MaxRecipients  int           // RCPTs answered with the verdict; more get 452
+}
+
+// DefaultDialogue holds the defaults documented in mxfront(8).
+var DefaultDialogue = DialogueConfig{
+	RefuseAt:       AtRcpt,
+	CommandTimeout: 60 * time.Second,
+	SessionTimeout: 5 * time.Minute,
+	MaxErrors:      10,
+	MaxCommands:    100,
+	MaxRecipients:  50,
+}
+
+// maxLine is RFC 5321's limit for a command line, CRLF included.
+const maxLine = 512
+
+// Transcript is what the client tried during the dialogue, for the log.
+type Transcript struct {
+	HELO     string
+	MailFrom string
+	Rcpts    []string // the first few, sanitised
+	NRcpts   int
+	Commands int
+	Errors   int
+	End      string // quit, eof, timeout, errors, commands, non-smtp, greeting, write-error
+}
+
+// maxLoggedRcpts bounds Transcript.Rcpts; NRcpts counts them all.
+const maxLoggedRcpts = 10
+
+// dialogue is one refusal dialogue in progress.
+type dialogue struct {
+	cfg      DialogueConfig
+	v        Verdict
+	conn     Conn
+	r        *bufio.Reader
+	w        *bufio.Writer
+	deadline time.Time
+	t        Transcript
+	helo     bool
+	mail     bool
+}
+
+// Dialogue speaks the refusal dialogue with the client and returns what it
+// tried. It never accepts a message: the verdict answers every RCPT (or the
+// greeting), DATA is refused, and every bound ends in 421 and a return.
+func Dialogue(conn Conn, v Verdict, cfg DialogueConfig) Transcript {
+	cfg = withDefaults(cfg)
+	d := &dialogue{cfg: cfg, v: v, conn: conn,
+		r:        bufio.NewReaderSize(conn, 1024),
+		w:        bufio.NewWriterSize(conn, 4096),
+		deadline: time.Now().Add(cfg.SessionTimeout)}
+	d.run()
+	return d.t
+}
+
+func withDefaults(c DialogueConfig) DialogueConfig {
+	def := DefaultDialogue
+	if c.RefuseAt == "" {
+		c.RefuseAt = def.RefuseAt
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = def.CommandTimeout
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = def.SessionTimeout
+	}
+	if c.MaxErrors <= 0 {
+		c.MaxErrors = def.MaxErrors
+	}
+	if c.MaxCommands <= 0 {
+		c.MaxCommands = def.MaxCommands
+	}
+	if c.MaxRecipients <= 0 {
+		c.MaxRecipients = def.MaxRecipients
+	}
+	if c.Hostname == "" {
+		c.Hostname = "localhost"
+	}
+	return c
+}
+
+func (d *dialogue) run() {
+	atGreeting := d.cfg.RefuseAt == AtGreeting
+	switch {
+	case atGreeting && d.v.Temporary():
+		// RFC 5321 3.1: a 421 greeting closes at once.
+		d.reply(421, "%s %s %s", d.v.Enhanced, d.cfg.Hostname, d.v.Text)
+		d.t.End = "greeting"
+		d.flush()
+		return
+	case atGreeting:
+		// A 554 greeting: wait for QUIT, 503 to anything else (RFC 5321 3.1).
+		d.reply(554, "%s %s %s", d.v.Enhanced, d.cfg.Hostname, d.v.Text)
+	default:
+		d.reply(220, "%s ESMTP", d.cfg.Hostname)
+	}
+	for {
+		line, err := d.readLine()
+		if err != nil && err != errTooLong && err != errNUL {
+			d.end(err)
+			return
+		}
+		d.t.Commands++
+		if d.t.Commands > d.cfg.MaxCommands {
+			d.closeWith("4.7.0", "Error: too many commands", "commands")
+			return
+		}
+		switch err {
+		case errTooLong:
+			d.reply(500, "5.5.2 Error: line too long")
+			d.t.Errors++
+		case errNUL:
+			d.reply(500, "5.5.2 Error: NUL character in command")
+			d.t.Errors++
+		default:
+			if !d.command(line, atGreeting) {
+				return
+			}
+		}
+		if d.t.Errors >= d.cfg.MaxErrors {
+			d.closeWith("4.7.0", "Error: too many errors", "errors")
+			return
+		}
+	}
+}
+
+var (
+	errTooLong = errors.New("line too long")
+	errNUL     = errors.New("NUL in command")
+)
+
+// readLine returns the next command line without its line end. An over-long
+// line is read to its end and discarded (errTooLong, bounded by the
+// deadlines); a line with a NUL byte gives errNUL. Output is flushed before
+// a read would wait, so pipelined commands are answered in order and in
+// batches.
+func (d *dialogue) readLine() (string, error) {
+	var long bool
+	var buf []byte
+	for {
+		if d.r.Buffered() == 0 {
+			if err := d.flush(); err != nil {
+				return "", err
+			}
+		}
+		dl := time.Now().Add(d.cfg.CommandTimeout)
+		if d.deadline.Before(dl) {
+			dl = d.deadline
+		}
+		_ = d.conn.SetReadDeadline(dl)
+		chunk, err := d.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull || (err == nil && len(buf)+len(chunk) > maxLine) {
+			long = true
+			buf = buf[:0]
+			if err == nil {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if !long {
+			buf = append(buf, chunk...)
+		}
+		break
+	}
+	if long {
+		return "", errTooLong
+	}
+	line := strings.TrimRight(string(buf), "\r\n")
+	if strings.IndexByte(line, 0) >= 0 {
+		return line, errNUL
+	}
+	return line, nil
+}
+
+// end handles a read error: a bad line gets its answer and the dialogue
+// goes on; timeout and EOF end it.
+func (d *dialogue) end(err error) {
+	switch {
+	case d.t.End != "":
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		d.closeWith("4.4.2", "Error: timeout exceeded", "timeout")
+	case errors.Is(err, io.EOF):
+		d.t.End = "eof"
+	default:
+		d.t.End = "read-error"
+	}
+}
+
+// command answers one line; false ends the dialogue.
+func (d *dialogue) command(line string, atGreeting bool) bool {
+	verb, arg, _ := strings.Cut(line, " ")
+	verb = strings.ToUpper(verb)
+	if atGreeting && verb != "QUIT" && verb != "NOOP" {
+		// After a 554 greeting nothing but QUIT is in sequence.
+		d.reply(503, "5.5.1 Error: %s", d.v.Text)
+		d.t.Errors++
+		return true
+	}
+	switch verb {
+	case "EHLO", "HELO":
+		return d.hello(verb, strings.TrimSpace(arg))
+	case "MAIL":
+		d.mailFrom(arg)
+	case "RCPT":
+		d.rcptTo(arg)
+	case "DATA", "BDAT":
+		switch {
+		case !d.mail:
+			d.reply(503, "5.5.1 Error: need MAIL command")
+		case d.t.NRcpts == 0:
+			d.reply(503, "5.5.1 Error: need RCPT command")
+		default:
+			d.reply(554, "5.5.1 Error: no valid recipients")
+		}
+	case "RSET":
+		d.mail = false
+		d.reply(250, "2.0.0 Ok")
+	case "NOOP":
+		d.reply(250, "2.0.0 Ok")
+	case "QUIT":
+		d.reply(221, "2.0.0 Bye")
+		d.t.End = "quit"
+		d.flush()
+		return false
+	case "VRFY", "EXPN", "HELP", "ETRN", "TURN", "STARTTLS", "AUTH", "SEND", "SOML", "SAML":
+		d.reply(502, "5.5.1 Error: command not implemented")
+	default:
+		if nonSMTP(line) {
+			// An HTTP request or a proxy probe: no point in talking on.
+			d.closeWith("4.7.0", "Error: this is an SMTP server", "non-smtp")
+			return false
+		}
+		d.reply(500, "5.5.2 Error: command not recognized")
+		d.t.Errors++
+	}
+	return true
+}
+
+func (d *dialogue) hello(verb, arg string) bool {
+	if arg == "" || strings.ContainsAny(arg, " \t") && verb == "HELO" {
+		d.reply(501, "5.5.4 Syntax: %s hostname", verb)
+		d.t.Errors++
+		return true
+	}
+	name, _, _ := strings.Cut(arg, " ")
+	d.t.HELO = Sanitize(name, maxField)
+	d.helo, d.mail = true, false
+	if verb == "HELO" {
+		d.reply(250, "%s", d.cfg.Hostname)
+		return true
+	}
+	d.w.WriteString("250-" + d.cfg.Hostname + "\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n")
+	return true
+}
+
+func (d *dialogue) mailFrom(arg string) {
+	path, ok := pathArg(arg, "FROM:")
+	switch {
+	case !d.helo:
+		d.reply(503, "5.5.1 Error: send HELO/EHLO first")
+	case d.mail:
+		d.reply(503, "5.5.1 Error: nested MAIL command")
+	case !ok:
+		d.reply(501, "5.5.4 Syntax: MAIL FROM:<address>")
+		d.t.Errors++
+	default:
+		d.mail = true
+		if d.t.MailFrom == "" {
+			d.t.MailFrom = Sanitize(path, maxField)
+		}
+		d.reply(250, "2.1.0 Ok")
+	}
+}
+
+func (d *dialogue) rcptTo(arg string) {
+	path, ok := pathArg(arg, "TO:")
+	switch {
+	case !d.mail:
+		d.reply(503, "5.5.1 Error: need MAIL command")
+	case !ok || path == "":
+		d.reply(501, "5.5.4 Syntax: RCPT TO:<address>")
+		d.t.Errors++
+	case d.t.NRcpts >= d.cfg.MaxRecipients:
+		d.reply(452, "4.5.3 Error: too many recipients")
+		d.t.Errors++
+	default:
+		d.t.NRcpts++
+		if len(d.t.Rcpts) < maxLoggedRcpts {
+			d.t.Rcpts = append(d.t.Rcpts, Sanitize(path, maxField))
+		}
+		d.reply(d.v.Code, "%s %s", d.v.Enhanced, d.v.Text)
+	}
+}
+
+// pathArg parses "FROM:<path> [params]" (a space after the colon is
+// tolerated, as most servers do) and returns the path without brackets.
+func pathArg(arg, keyword string) (string, bool) {
+	if len(arg) < len(keyword) || !strings.EqualFold(arg[:len(keyword)], keyword) {
+		return "", false
+	}
+	rest := strings.TrimLeft(arg[len(keyword):], " ")
+	if !strings.HasPrefix(rest, "<") {
+		return "", false
+	}
+	end := strings.IndexByte(rest, '>')
+	if end < 0 {
+		return "", false
+	}
+	path := rest[1:end]
+	if strings.ContainsAny(path, " <\t") || len(path) > maxField {
+		return "", false
+	}
+	if after := rest[end+1:]; after != "" && after[0] != ' ' {
+		return "", false
+	}
+	return path, true
+}
+
+// nonSMTP recognises lines no SMTP client sends: HTTP requests and headers,
+// as Postfix's postscreen does.
+func nonSMTP(line string) bool {
+	u := strings.ToUpper(line)
+	for _, p := range []string{"GET ", "POST ", "HEAD ", "PUT ", "CONNECT ", "OPTIONS ", "USER-AGENT:", "HOST:"} {
+		if strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// closeWith sends 421 and ends the dialogue.
+func (d *dialogue) closeWith(enhanced, text, why string) {
+	d.reply(421, "%s %s %s", enhanced, d.cfg.Hostname, text)
+	d.flush()
+	d.t.End = why
+}
+
+func (d *dialogue) reply(code int, format string, args ...any) {
+	fmt.Fprintf(d.w, "%d ", code)
+	fmt.Fprintf(d.w, format, args...)
+	d.w.WriteString("\r\n")
+}
+
+func (d *dialogue) flush() error {
+	if d.w.Buffered() == 0 {
+		return nil
+	}
+	dl := time.Now().Add(d.cfg.CommandTimeout)
+	if d.deadline.Before(dl) {
+		dl = d.deadline
+	}
+	_ = d.conn.SetWriteDeadline(dl)
+	err := d.w.Flush()
+	if err != nil && d.t.End == "" {
+		d.t.End = "write-error"
+	}
+	return err
+}

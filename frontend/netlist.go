@@ -1,0 +1,231 @@
+package frontend
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+)
+
+// NetList is a set of networks, each with an optional reason, read from
+// --allow/--deny flags and files. A lookup finds the most specific entry
+// holding an address; an exclusion ("!NET", as in rbldnsd's ip4set) wins
+// over a wider entry.
+type NetList struct {
+	entries []netEntry // sorted by first address, then by size (widest first)
+}
+
+type netEntry struct {
+	first, last netip.Addr // inclusive range, both in the same family
+	bits        int        // size of the range as a prefix length (ranges: the tightest prefix)
+	exclude     bool
+	reason      string
+	source      string // "file:line" or "--deny" for the log
+}
+
+// Listing is the entry of a NetList that holds an address.
+type Listing struct {
+	Net    string // the network as written in the source
+	Reason string // the text after the network, if any
+	Source string // where it was read: "--deny", "/etc/mxfront/deny:12"
+}
+
+// Len reports how many entries the list holds.
+func (l *NetList) Len() int {
+	if l == nil {
+		return 0
+	}
+	return len(l.entries)
+}
+
+// Lookup returns the most specific entry holding ip; ok is false when none
+// does or when the most specific one is an exclusion.
+func (l *NetList) Lookup(ip netip.Addr) (Listing, bool) {
+	if l == nil || len(l.entries) == 0 || !ip.IsValid() {
+		return Listing{}, false
+	}
+	ip = ip.Unmap().WithZone("")
+	var best *netEntry
+	// Entries start in order; anything starting after ip cannot hold it.
+	n := sort.Search(len(l.entries), func(i int) bool { return l.entries[i].first.Compare(ip) > 0 })
+	for i := n - 1; i >= 0; i-- {
+		e := &l.entries[i]
+		if e.first.BitLen() != ip.BitLen() || e.last.Compare(ip) < 0 {
+			continue
+		}
+		if best == nil || e.bits > best.bits || (e.bits == best.bits && e.exclude) {
+			best = e
+		}
+	}
+	if best == nil || best.exclude {
+		return Listing{}, false
+	}
+	return Listing{Net: rangeString(best.first, best.last), Reason: best.reason, Source: best.source}, true
+}
+
+// Add parses one entry (NET, as on the command line) and adds it.
+func (l *NetList) Add(spec, reason, source string) error {
+	e, err := parseNet(spec)
+	if err != nil {
+		return fmt.Errorf("%s: %v", source, err)
+	}
+	e.reason = Sanitize(reason, maxReason)
+	e.source = source
+	l.entries = append(l.entries, e)
+	l.sort()
+	return nil
+}
+
+// ReadFile adds every entry of an allow/deny file: one "NET [reason text]"
+// a line, '#' comments and blank lines ignored. NET is an IP, a CIDR, a
+// range "A-B", an rbldnsd ip4set-style abbreviation ("10.1" is 10.1.0.0/16)
+// or any of these after '!' (an exception). rbldnsd's ':' value and '$'
+// directive lines are skipped, so an ip4set file can be shared.
+func (l *NetList) ReadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return l.read(f, path)
+}
+
+func (l *NetList) read(r io.Reader, name string) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		if line == "" || line[0] == ':' || line[0] == '$' {
+			continue
+		}
+		spec, reason := line, ""
+		if i := strings.IndexAny(line, " \t"); i >= 0 {
+			spec, reason = line[:i], strings.TrimSpace(line[i+1:])
+		}
+		if strings.HasPrefix(reason, ":") {
+			// rbldnsd's ":127.0.0.2:text" value: keep the text.
+			_, reason, _ = strings.Cut(reason[1:], ":")
+		}
+		e, err := parseNet(spec)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %v", name, n, err)
+		}
+		e.reason = Sanitize(strings.TrimSpace(reason), maxReason)
+		e.source = fmt.Sprintf("%s:%d", name, n)
+		l.entries = append(l.entries, e)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	l.sort()
+	return nil
+}
+
+func (l *NetList) sort() {
+	sort.SliceStable(l.entries, func(i, j int) bool {
+		a, b := l.entries[i], l.entries[j]
+		if c := a.first.Compare(b.first); c != 0 {
+			return c < 0
+		}
+		return a.bits < b.bits
+	})
+}
+
+func parseNet(s string) (netEntry, error) {
+	var e netEntry
+	if strings.HasPrefix(s, "!") {
+		e.exclude = true
+		s = s[1:]
+	}
+	switch {
+	case s == "":
+		return e, fmt.Errorf("empty network")
+	case strings.Contains(s, "/"):
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return e, fmt.Errorf("bad network %q: want an IP, CIDR or range", s)
+		}
+		p = p.Masked()
+		if p.Addr().Is4In6() {
+			return e, fmt.Errorf("bad network %q: write IPv4 networks as IPv4", s)
+		}
+		e.first, e.bits = p.Addr(), p.Bits()
+		e.last = lastAddr(p)
+	case strings.Contains(s, "-"):
+		a, b, _ := strings.Cut(s, "-")
+		first, err1 := parseAddr(a)
+		last, err2 := parseAddr(b)
+		if err1 != nil || err2 != nil || first.BitLen() != last.BitLen() || last.Less(first) {
+			return e, fmt.Errorf("bad range %q", s)
+		}
+		e.first, e.last = first, last
+		e.bits = commonBits(first, last)
+	default:
+		if ip, err := parseAddr(s); err == nil {
+			e.first, e.last, e.bits = ip, ip, ip.BitLen()
+			break
+		}
+		// rbldnsd ip4set abbreviation: "10", "10.1", "10.1.2".
+		parts := strings.Split(s, ".")
+		if len(parts) > 3 || strings.Contains(s, ":") {
+			return e, fmt.Errorf("bad network %q: want an IP, CIDR or range", s)
+		}
+		full := s + strings.Repeat(".0", 4-len(parts))
+		ip, err := netip.ParseAddr(full)
+		if err != nil {
+			return e, fmt.Errorf("bad network %q: want an IP, CIDR or range", s)
+		}
+		p := netip.PrefixFrom(ip, 8*len(parts))
+		e.first, e.last, e.bits = ip, lastAddr(p), p.Bits()
+	}
+	return e, nil
+}
+
+func parseAddr(s string) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return ip, err
+	}
+	return ip.Unmap().WithZone(""), nil
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+func commonBits(a, b netip.Addr) int {
+	x, y := a.AsSlice(), b.AsSlice()
+	for i := range x {
+		if d := x[i] ^ y[i]; d != 0 {
+			n := 0
+			for d&0x80 == 0 {
+				d <<= 1
+				n++
+			}
+			return i*8 + n
+		}
+	}
+	return len(x) * 8
+}
+
+func rangeString(first, last netip.Addr) string {
+	if first == last {
+		return first.String()
+	}
+	bits := commonBits(first, last)
+	if p := netip.PrefixFrom(first, bits); p.Masked().Addr() == first && lastAddr(p) == last {
+		return p.String()
+	}
+	return first.String() + "-" + last.String()
+}
