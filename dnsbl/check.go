@@ -1,0 +1,478 @@
+package dnsbl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DefaultTimeout is the one deadline for all zones of a Check.
+const DefaultTimeout = 2 * time.Second
+
+// Config is what New needs. Only Zones and Servers are required.
+type Config struct {
+	Zones   []Zone
+	Replies map[string]string // zone name → reply text template with %IP% and %ZONE%
+	Servers []string          // IP:PORT, asked in order and rotated on failure
+	Timeout time.Duration     // one deadline for all zones of a Check; DefaultTimeout when 0
+	Try     time.Duration     // one attempt's wait before the next server is asked; Timeout/3 when 0
+	Cache   *Cache            // answers kept for their TTL (serve mode); nil asks every time
+}
+
+// Checker asks the configured lists about client addresses. It is safe for
+// concurrent use.
+type Checker struct {
+	zones   []Zone
+	names   []string // distinct zone names, in configured order
+	replies map[string]string
+	timeout time.Duration
+	res     *resolver
+	cache   *Cache
+	stats   map[string]*counters
+}
+
+type counters struct{ queries, listings, failures atomic.Uint64 }
+
+// New checks cfg and returns a Checker. It sends nothing.
+func New(cfg Config) (*Checker, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("dnsbl: no DNS server")
+	}
+	for _, s := range cfg.Servers {
+		if err := checkServer(s); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Timeout < 0 || cfg.Try < 0 {
+		return nil, errors.New("dnsbl: negative timeout")
+	}
+	c := &Checker{
+		zones:   slices.Clone(cfg.Zones),
+		replies: map[string]string{},
+		timeout: cfg.Timeout,
+		cache:   cfg.Cache,
+		stats:   map[string]*counters{},
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
+	try := cfg.Try
+	if try == 0 {
+		try = c.timeout / 3
+	}
+	c.res = newResolver(slices.Clone(cfg.Servers), try)
+	for _, z := range c.zones {
+		if z.Name == "" {
+			return nil, errors.New("dnsbl: zone without a name")
+		}
+		if c.stats[z.Name] == nil {
+			c.stats[z.Name] = new(counters)
+			c.names = append(c.names, z.Name)
+		}
+	}
+	for name, text := range cfg.Replies {
+		if c.stats[name] == nil {
+			return nil, fmt.Errorf("dnsbl: reply text for zone %s, which is not configured", name)
+		}
+		c.replies[name] = text
+	}
+	return c, nil
+}
+
+// Zones returns the configured zones.
+func (c *Checker) Zones() []Zone { return slices.Clone(c.zones) }
+
+// ZoneResult is what one configured zone said about the client. Entries of
+// the same zone name share the query, answers, TXT, duration and error.
+type ZoneResult struct {
+	Zone     Zone
+	Query    string        // e.g. 2.0.0.127.zen.example (no final dot)
+	Answers  []netip.Addr  // the A records received, error codes included
+	TXT      string        // the list's TXT record, sanitised; asked only when listed
+	Duration time.Duration // from the start of the Check to this zone's last answer
+	Cached   bool          // the A answer came from the cache
+	Listed   bool          // an answer matched the filter: Zone.Points() is in the score
+	Err      *Error        // non-nil: the zone could not be asked and is not listed
+}
+
+// Result is what all zones said about one client.
+type Result struct {
+	IP    netip.Addr   // the address asked about (IPv4-mapped addresses unmapped)
+	Score int          // sum of Points of the listed entries
+	Zones []ZoneResult // one per configured zone, in configured order
+	// Text is the reply for a refusal: of the listed entry with the most
+	// points, the configured reply text, else its TXT, else a generic
+	// text; always sanitised. Empty when no entry with points > 0 listed.
+	Text string
+	// TextZone is the zone Text comes from.
+	TextZone string
+}
+
+// Outcome is the DNS lists' verdict on a client.
+type Outcome int
+
+const (
+	// Neutral: neither blocked nor trusted; the later checks decide.
+	Neutral Outcome = iota
+	// Blocked: the score reached the block threshold; refuse with Text.
+	Blocked
+	// Trusted: the score reached the allow threshold; skip later checks.
+	Trusted
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Blocked:
+		return "blocked"
+	case Trusted:
+		return "trusted"
+	}
+	return "neutral"
+}
+
+// Outcome applies the thresholds: Blocked when at least one entry with
+// positive points listed the client and Score >= threshold (default 1),
+// else Trusted when at least one entry with negative points listed it and
+// Score <= allowThreshold (default -1), else Neutral. Requiring a listing
+// keeps a threshold of 0 from judging clients nobody listed. Failed zones
+// do not change the outcome; with "--dns-fail tempfail" the caller defers
+// a Neutral client when Failed() is true.
+func (r *Result) Outcome(threshold, allowThreshold int) Outcome {
+	if r.Score >= threshold && len(r.BlockedBy()) > 0 {
+		return Blocked
+	}
+	if r.Score <= allowThreshold && len(r.AllowedBy()) > 0 {
+		return Trusted
+	}
+	return Neutral
+}
+
+// BlockedBy returns the names of the zones with a listed entry of positive
+// points (for MXFRONT_DNSBL), each once, in configured order.
+func (r *Result) BlockedBy() []string { return r.listedBy(func(p int) bool { return p > 0 }) }
+
+// AllowedBy returns the names of the zones with a listed entry of negative
+// points (for MXFRONT_DNSWL), each once, in configured order.
+func (r *Result) AllowedBy() []string { return r.listedBy(func(p int) bool { return p < 0 }) }
+
+func (r *Result) listedBy(want func(int) bool) []string {
+	var names []string
+	for _, z := range r.Zones {
+		if z.Listed && want(z.Zone.Points()) && !slices.Contains(names, z.Zone.Name) {
+			names = append(names, z.Zone.Name)
+		}
+	}
+	return names
+}
+
+// Failed reports whether any zone could not be asked.
+func (r *Result) Failed() bool {
+	for _, z := range r.Zones {
+		if z.Err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Errors returns one error per failed zone, for the log.
+func (r *Result) Errors() []*Error {
+	var errs []*Error
+	for _, z := range r.Zones {
+		if z.Err != nil && !slices.ContainsFunc(errs, func(e *Error) bool { return e.Zone == z.Zone.Name }) {
+			errs = append(errs, z.Err)
+		}
+	}
+	return errs
+}
+
+// answer is what one zone name answered.
+type answer struct {
+	query    string
+	addrs    []netip.Addr
+	txt      string
+	cached   bool
+	duration time.Duration
+	err      *Error
+}
+
+// Check asks every configured zone about ip, all in parallel, within one
+// deadline (Config.Timeout, or ctx's deadline when sooner). It always
+// returns a Result; failed zones carry their Error and count as not listed.
+func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
+	ip = ip.Unmap().WithZone("")
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	budget := c.timeout
+	if d, ok := ctx.Deadline(); ok {
+		budget = d.Sub(start)
+	}
+	answers := make([]answer, len(c.names))
+	var wg sync.WaitGroup
+	for i, name := range c.names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = c.ask(ctx, ip, name, start, budget)
+		}()
+	}
+	wg.Wait()
+	return c.judge(ip, answers)
+}
+
+// ask asks one zone name: A first, TXT only when an entry is listed.
+func (c *Checker) ask(ctx context.Context, ip netip.Addr, name string, start time.Time, budget time.Duration) answer {
+	st := c.stats[name]
+	st.queries.Add(1)
+	a := answer{query: QueryName(ip, name)}
+	if a.query == "" {
+		a.err = &Error{Zone: name, Query: "(none)", Cause: Broken, Detail: "invalid client address"}
+	} else {
+		a.addrs, a.cached, a.err = c.askA(ctx, name, a.query, budget, true)
+	}
+	if a.err == nil && c.listed(name, a.addrs) {
+		st.listings.Add(1)
+		a.txt = c.askTXT(ctx, a.query)
+	}
+	if a.err != nil {
+		st.failures.Add(1)
+	}
+	a.duration = time.Since(start)
+	return a
+}
+
+// listed reports whether any entry of zone name matches one of addrs.
+func (c *Checker) listed(name string, addrs []netip.Addr) bool {
+	for _, z := range c.zones {
+		if z.Name == name && matchAny(z.Filter, addrs) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchAny(f Filter, addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		if f.Match(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// askA asks for the A records of query and refuses error answers.
+func (c *Checker) askA(ctx context.Context, zone, query string, budget time.Duration, useCache bool) ([]netip.Addr, bool, *Error) {
+	fail := func(cause Cause, detail string) *Error {
+		return &Error{Zone: zone, Query: query, Cause: cause, Detail: detail}
+	}
+	e, cached, err := c.fetch(ctx, query, dns.TypeA, useCache)
+	var rc rcodeError
+	switch {
+	case err == nil:
+	case errors.Is(err, errTimeout):
+		return nil, false, fail(Timeout, "timeout after "+budget.Round(time.Millisecond).String())
+	case errors.As(err, &rc) && rc.rcode == dns.RcodeServerFailure:
+		return nil, false, fail(ServFail, "SERVFAIL")
+	case errors.As(err, &rc) && rc.rcode == dns.RcodeRefused:
+		return nil, false, fail(Refused, "REFUSED")
+	case errors.As(err, &rc):
+		return nil, false, fail(Broken, "answer code "+rc.Error())
+	default:
+		return nil, false, fail(Broken, err.Error())
+	}
+	if cause, detail := checkAnswers(e.addrs); cause != 0 {
+		return e.addrs, cached, fail(cause, detail)
+	}
+	return e.addrs, cached, nil
+}
+
+// checkAnswers finds an answer that is an error, not a listing. One such
+// answer spoils the others: the list is telling us it does not serve us.
+func checkAnswers(addrs []netip.Addr) (Cause, string) {
+	for _, a := range addrs {
+		b := a.As4()
+		switch {
+		case !a.Is4() || b[0] != 127:
+			return BadAnswer, "answer " + a.String() + " outside 127.0.0.0/8"
+		case b[1] == 255 && b[2] == 255:
+			return ErrorCode, "error answer " + a.String()
+		}
+	}
+	return 0, ""
+}
+
+// askTXT returns the sanitised TXT of query, or "": a missing or failed
+// TXT does not undo the listing.
+func (c *Checker) askTXT(ctx context.Context, query string) string {
+	e, _, _ := c.fetch(ctx, query, dns.TypeTXT, true)
+	return e.txt
+}
+
+// fetch asks for the A or TXT records of query, from the cache when
+// useCache allows, and keeps the answer for its TTL.
+func (c *Checker) fetch(ctx context.Context, query string, qtype uint16, useCache bool) (cacheEntry, bool, error) {
+	key := cacheKey{query, qtype}
+	if useCache {
+		if e, ok := c.cache.get(key); ok {
+			return e, true, nil
+		}
+	}
+	m, err := c.res.ask(ctx, query+".", qtype)
+	if err != nil {
+		return cacheEntry{}, false, err
+	}
+	var e cacheEntry
+	var ttl uint32
+	if qtype == dns.TypeTXT {
+		e.txt, ttl = txtOf(m)
+	} else {
+		e.addrs, ttl = addrsOf(m)
+	}
+	if useCache {
+		c.cache.put(key, e, ttl)
+	}
+	return e, false, nil
+}
+
+// addrsOf returns the A records of an answer and how long it may be kept:
+// the smallest TTL of the answer, or for a negative answer the SOA's
+// negative TTL (RFC 2308); 0 when there is none.
+func addrsOf(m *dns.Msg) ([]netip.Addr, uint32) {
+	var addrs []netip.Addr
+	ttl, any := uint32(0), false
+	for _, rr := range m.Answer {
+		if !any || rr.Header().Ttl < ttl {
+			ttl = rr.Header().Ttl
+		}
+		any = true
+		if a, ok := rr.(*dns.A); ok {
+			if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
+				addrs = append(addrs, ip)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, negativeTTL(m)
+	}
+	return addrs, ttl
+}
+
+func negativeTTL(m *dns.Msg) uint32 {
+	for _, rr := range m.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return min(soa.Hdr.Ttl, soa.Minttl)
+		}
+	}
+	return 0
+}
+
+// txtOf joins the strings of a TXT record (several records with a blank)
+// and sanitises the text.
+func txtOf(m *dns.Msg) (string, uint32) {
+	var b []byte
+	ttl, any := uint32(0), false
+	for _, rr := range m.Answer {
+		t, ok := rr.(*dns.TXT)
+		if !ok {
+			continue
+		}
+		if !any || t.Hdr.Ttl < ttl {
+			ttl = t.Hdr.Ttl
+		}
+		if any {
+			b = append(b, ' ')
+		}
+		any = true
+		for _, s := range t.Txt {
+			b = append(b, unescapeTXT(s)...)
+			if len(b) > 4*MaxText {
+				break
+			}
+		}
+	}
+	if !any {
+		ttl = negativeTTL(m)
+	}
+	return sanitize(string(b)), ttl
+}
+
+// unescapeTXT undoes miekg/dns's presentation escapes (\" \\ \DDD) so that
+// sanitize sees the bytes the list sent.
+func unescapeTXT(s string) []byte {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b = append(b, s[i])
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			v := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
+			b = append(b, byte(v))
+			i += 3
+			continue
+		}
+		b = append(b, s[i+1])
+		i++
+	}
+	return b
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// judge turns the answers into a Result.
+func (c *Checker) judge(ip netip.Addr, answers []answer) *Result {
+	r := &Result{IP: ip, Zones: make([]ZoneResult, len(c.zones))}
+	best := 0
+	for i, z := range c.zones {
+		a := answers[slices.Index(c.names, z.Name)]
+		zr := ZoneResult{Zone: z, Query: a.query, Answers: slices.Clone(a.addrs), TXT: a.txt,
+			Duration: a.duration, Cached: a.cached, Err: a.err}
+		if a.err == nil && matchAny(z.Filter, a.addrs) {
+			zr.Listed = true
+			r.Score += z.Points()
+			if p := z.Points(); p > best {
+				best, r.Text, r.TextZone = p, c.reply(ip, z.Name, a.txt), z.Name
+			}
+		}
+		r.Zones[i] = zr
+	}
+	return r
+}
+
+func (c *Checker) reply(ip netip.Addr, zone, txt string) string {
+	if t, ok := c.replies[zone]; ok {
+		return expand(t, ip, zone)
+	}
+	if txt != "" {
+		return txt
+	}
+	return expand(genericText, ip, zone)
+}
+
+// ZoneStats counts what one zone did since the Checker was made, for a
+// health view.
+type ZoneStats struct {
+	Zone     string
+	Queries  uint64 // Checks that asked the zone
+	Listings uint64 // of which the zone listed the client
+	Failures uint64 // of which the zone could not be asked (see Error)
+}
+
+// Stats returns the counters of every zone, in configured order.
+func (c *Checker) Stats() []ZoneStats {
+	out := make([]ZoneStats, 0, len(c.names))
+	for _, n := range c.names {
+		s := c.stats[n]
+		out = append(out, ZoneStats{Zone: n, Queries: s.queries.Load(),
+			Listings: s.listings.Load(), Failures: s.failures.Load()})
+	}
+	return out
+}

@@ -1,0 +1,129 @@
+package dnsbl
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Status is a zone's health as its RFC 5782 test points show it.
+type Status int
+
+const (
+	// OK: 127.0.0.2 is listed and 127.0.0.1 is not.
+	OK Status = iota
+	// Dead: the test point 127.0.0.2 times out, fails (SERVFAIL, network)
+	// or is not listed (NXDOMAIN): the zone is gone or unreachable.
+	Dead
+	// Refusing: the zone answers with an error code (127.255.255.x) or
+	// REFUSED: it will not serve this resolver.
+	Refusing
+	// AnsweringAll: 127.0.0.1 is listed too: the zone lists everyone and
+	// would refuse every client.
+	AnsweringAll
+)
+
+func (s Status) String() string {
+	switch s {
+	case OK:
+		return "ok"
+	case Dead:
+		return "dead"
+	case Refusing:
+		return "refusing"
+	}
+	return "answering everything"
+}
+
+// Health is the state of one zone name.
+type Health struct {
+	Zone   string
+	Status Status
+	Detail string // what the test points answered, for the operator
+	// IPv6 reports whether the IPv6 test point ::FFFF:7F00:2 is listed,
+	// i.e. the zone serves IPv6 clients. Informational: it does not
+	// change Status.
+	IPv6 bool
+}
+
+var (
+	testListed    = netip.AddrFrom4([4]byte{127, 0, 0, 2})
+	testNotListed = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	testIPv6      = netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: 0x7f, 15: 2})
+)
+
+// probe is what one test point answered.
+type probe struct {
+	addrs []netip.Addr
+	err   *Error
+}
+
+func (p probe) String() string {
+	switch {
+	case p.err != nil:
+		return p.err.Detail
+	case len(p.addrs) == 0:
+		return "not listed"
+	}
+	s := make([]string, len(p.addrs))
+	for i, a := range p.addrs {
+		s[i] = a.String()
+	}
+	return "listed (" + strings.Join(s, " ") + ")"
+}
+
+// Health asks every configured zone name about the RFC 5782 test points,
+// all in parallel within one deadline, bypassing the cache. Entries' filters
+// play no part: a test point counts as listed on any valid answer.
+func (c *Checker) Health(ctx context.Context) []Health {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	budget := c.timeout
+	if d, ok := ctx.Deadline(); ok {
+		budget = time.Until(d)
+	}
+	probes := make([][3]probe, len(c.names))
+	var wg sync.WaitGroup
+	for i, name := range c.names {
+		for j, ip := range []netip.Addr{testListed, testNotListed, testIPv6} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p := &probes[i][j]
+				p.addrs, _, p.err = c.askA(ctx, name, reverseName(ip, name), budget, false)
+			}()
+		}
+	}
+	wg.Wait()
+	out := make([]Health, len(c.names))
+	for i, name := range c.names {
+		out[i] = health(name, probes[i][0], probes[i][1], probes[i][2])
+	}
+	return out
+}
+
+// health judges a zone by its test points 127.0.0.2 (p2), 127.0.0.1 (p1)
+// and ::FFFF:7F00:2 (p6).
+func health(zone string, p2, p1, p6 probe) Health {
+	h := Health{Zone: zone, IPv6: p6.err == nil && len(p6.addrs) > 0}
+	h.Detail = fmt.Sprintf("127.0.0.2 %v; 127.0.0.1 %v; ::FFFF:7F00:2 %v", p2, p1, p6)
+	refusing := func(p probe) bool {
+		return p.err != nil && (p.err.Cause == ErrorCode || p.err.Cause == Refused)
+	}
+	switch {
+	case refusing(p2) || refusing(p1):
+		h.Status = Refusing
+	case len(p1.addrs) > 0:
+		// Any answer for 127.0.0.1, even one outside 127/8 (an expired
+		// zone's wildcard), means the zone answers everyone.
+		h.Status = AnsweringAll
+	case p2.err != nil || len(p2.addrs) == 0:
+		h.Status = Dead
+	default:
+		h.Status = OK
+	}
+	return h
+}
