@@ -1,0 +1,80 @@
+package filter
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DomainExists asks server (HOST:PORT) whether domain has an MX, A or AAAA
+// record. It answers false only on a definite NXDOMAIN or on three empty
+// answers; any failure is an error, and the caller accepts (unsure means
+// accept).
+func DomainExists(ctx context.Context, server, domain string, timeout time.Duration) (bool, error) {
+	c := &dns.Client{Timeout: timeout}
+	for _, t := range []uint16{dns.TypeMX, dns.TypeA, dns.TypeAAAA} {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(domain), t)
+		m.RecursionDesired = true
+		r, _, err := c.ExchangeContext(ctx, m, server)
+		if err != nil {
+			return true, fmt.Errorf("dns %s: %s %s: %w", server, domain, dns.TypeToString[t], err)
+		}
+		switch r.Rcode {
+		case dns.RcodeNameError:
+			return false, nil
+		case dns.RcodeSuccess:
+			if len(r.Answer) > 0 {
+				return true, nil
+			}
+		default:
+			return true, fmt.Errorf("dns %s: %s %s: %s", server, domain, dns.TypeToString[t], dns.RcodeToString[r.Rcode])
+		}
+	}
+	return false, nil
+}
+
+// DefaultDNSServer is the first nameserver in /etc/resolv.conf, for when
+// --dns-server is not given.
+func DefaultDNSServer() string {
+	cfg, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil || len(cfg.Servers) == 0 {
+		return "127.0.0.1:53"
+	}
+	return net.JoinHostPort(cfg.Servers[0], cfg.Port)
+}
+
+// addressDomains returns the domains of the addresses in the named header
+// fields, each once, lower-case.
+func addressDomains(h Header, fields ...string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, name := range fields {
+		for _, f := range h {
+			if !strings.EqualFold(f.Name, name) {
+				continue
+			}
+			list, err := addrParser.ParseList(f.Value)
+			if err != nil {
+				continue
+			}
+			for _, a := range list {
+				if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
+					d := strings.ToLower(a.Address[i+1:])
+					if !seen[d] && !strings.HasPrefix(d, "[") {
+						seen[d] = true
+						out = append(out, d)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+var addrParser = &mail.AddressParser{WordDecoder: wordDecoder}

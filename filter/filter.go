@@ -1,0 +1,449 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// The checks, by the names --action and the log line use.
+const (
+	CheckSize        = "size"
+	CheckHeaders     = "headers"
+	CheckAddresses   = "addresses"
+	CheckNUL         = "nul"
+	CheckHeaderChars = "header-chars"
+	CheckMIME        = "mime"
+	CheckAttachments = "attachments"
+	CheckDomains     = "domains"
+	CheckVirus       = "virus"
+	CheckSpam        = "spam"
+	CheckExec        = "exec"
+)
+
+// Checks lists every check in the order they run.
+var Checks = []string{CheckSize, CheckNUL, CheckHeaderChars, CheckHeaders, CheckAddresses, CheckMIME,
+	CheckAttachments, CheckDomains, CheckVirus, CheckSpam, CheckExec}
+
+// DefaultBlocked is the default --block-attachments list.
+var DefaultBlocked = []string{".exe", ".scr", ".pif", ".com", ".bat", ".cmd", ".vbs", ".js", ".jse",
+	".wsf", ".hta", ".cpl", ".msi", ".lnk"}
+
+// Config is one mxfilter invocation's settings.
+type Config struct {
+	Modes            map[string]Mode // per check; a missing check has its default
+	RequireHeaders   []string        // default From, Date
+	BlockAttachments []string        // extensions with the dot, lower-case
+	StripNUL         bool            // NUL bytes are removed on hand-over, not refused
+	MaxSize          int64           // 0: no limit of mxfilter's own
+	Limits           Limits
+
+	Clamd        string // HOST:PORT or a unix socket path
+	ClamdMaxSize int64  // larger messages are not sent to clamd (logged)
+
+	Spamd         string
+	SpamdUser     string
+	SpamdMaxSize  int64   // larger messages are not sent to spamd (logged)
+	SpamThreshold float64 // 0: spamd's own required_score decides
+	SpamHeaders   bool    // add X-Spam-Flag, X-Spam-Score, X-Spam-Status
+
+	ScannerFailAccept bool // a scanner that cannot answer: accept, not 451
+	ScannerTimeout    time.Duration
+
+	Exec        []string // /bin/sh -c commands
+	ExecTimeout time.Duration
+
+	HeaderDomainsExist bool
+	DNSServer          string // HOST:PORT
+	DNSTimeout         time.Duration
+
+	CheckRelayClients bool // RELAYCLIENT set: judge anyway
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Modes:            map[string]Mode{},
+		RequireHeaders:   []string{"From", "Date"},
+		BlockAttachments: append([]string(nil), DefaultBlocked...),
+		ClamdMaxSize:     25 << 20,
+		SpamdMaxSize:     512000,
+		ScannerTimeout:   60 * time.Second,
+		ExecTimeout:      120 * time.Second,
+		DNSTimeout:       5 * time.Second,
+	}
+}
+
+// Mode returns the mode of a check: the configured one, or its default
+// (reject; header domains only when --header-domains-exist is set).
+func (c *Config) Mode(check string) Mode {
+	if m, ok := c.Modes[check]; ok {
+		return m
+	}
+	switch check {
+	case CheckDomains:
+		if !c.HeaderDomainsExist {
+			return Off
+		}
+	case CheckVirus:
+		if c.Clamd == "" {
+			return Off
+		}
+	case CheckSpam:
+		if c.Spamd == "" {
+			return Off
+		}
+	case CheckExec:
+		if len(c.Exec) == 0 {
+			return Off
+		}
+	case CheckNUL:
+		if c.StripNUL {
+			return Log
+		}
+	}
+	return Refuse
+}
+
+// Message is one message to judge.
+type Message struct {
+	Spool   *Spool
+	Env     Envelope
+	Getenv  func(string) string // the environment mxfilter runs in
+	Environ []string            // handed to --exec commands
+}
+
+// CheckResult is one check's outcome for the log line.
+type CheckResult struct {
+	Name     string
+	Result   string // pass, found(...), error(...), skipped(...)
+	Duration time.Duration
+}
+
+// Report is the outcome of Judge.
+type Report struct {
+	Verdict    Verdict
+	Checks     []CheckResult
+	AddHeaders []string // header lines (without line end) to add on acceptance
+	Trusted    bool     // RELAYCLIENT set: content checks skipped
+}
+
+type judge struct {
+	cfg    *Config
+	msg    *Message
+	rep    *Report
+	st     *Structure
+	ctx    context.Context
+	remote string
+	helo   string
+}
+
+// Judge runs the checks on the message. It never fails: an internal error
+// becomes a deferral (never an acceptance of what a check refused, never a
+// drop), and each check's result is in the report.
+func (c *Config) Judge(ctx context.Context, m *Message) *Report {
+	rep := &Report{Verdict: accepted}
+	getenv := m.Getenv
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+		m.Getenv = getenv
+	}
+	j := &judge{cfg: c, msg: m, rep: rep, ctx: ctx, remote: getenv("TCPREMOTEIP"), helo: getenv("MXFRONT_HELO")}
+	if !c.CheckRelayClients && isSet(m.Environ, "RELAYCLIENT") {
+		rep.Trusted = true
+		rep.Checks = append(rep.Checks, CheckResult{Name: "relayclient", Result: "trusted"})
+		return rep
+	}
+	for _, name := range Checks {
+		mode := c.Mode(name)
+		if mode == Off {
+			continue
+		}
+		if rep.Verdict.Action == Reject && (name == CheckVirus || name == CheckSpam || name == CheckExec || name == CheckDomains) {
+			rep.Checks = append(rep.Checks, CheckResult{Name: name, Result: "skipped(refused already)"})
+			continue
+		}
+		start := time.Now()
+		res, v := j.run(name, mode)
+		rep.Checks = append(rep.Checks, CheckResult{Name: name, Result: res, Duration: time.Since(start)})
+		rep.Verdict = worse(rep.Verdict, v)
+	}
+	return rep
+}
+
+func isSet(environ []string, name string) bool {
+	for _, kv := range environ {
+		if k, _, ok := strings.Cut(kv, "="); ok && k == name {
+			return true
+		}
+	}
+	return false
+}
+
+// run runs one check and returns its log result and verdict.
+func (j *judge) run(name string, mode Mode) (string, Verdict) {
+	f, detail, err := j.check(name)
+	if err != nil {
+		var sd *scannerDown
+		if errors.As(err, &sd) {
+			if j.cfg.ScannerFailAccept {
+				return fmt.Sprintf("error(%s)->accept", Sanitize(err.Error(), 200)), accepted
+			}
+			return fmt.Sprintf("error(%s)->tempfail", Sanitize(err.Error(), 200)),
+				Verdict{Action: Tempfail, Code: 451, Enhanced: "4.3.0", Text: "content scanner unavailable, try again later"}
+		}
+		var tf *tempFinding
+		if errors.As(err, &tf) {
+			if mode == Log {
+				return fmt.Sprintf("tempfail(%s)->log", Sanitize(tf.text, 200)), accepted
+			}
+			return fmt.Sprintf("tempfail(%s)", Sanitize(tf.text, 200)),
+				Verdict{Action: Tempfail, Code: 451, Enhanced: "4.3.0", Text: tf.text}
+		}
+		var uns *unsure
+		if errors.As(err, &uns) {
+			return fmt.Sprintf("unsure(%s)->accept", Sanitize(err.Error(), 200)), accepted
+		}
+		// An internal failure: defer, so that nothing a check would have
+		// refused slips through and nothing is lost.
+		return fmt.Sprintf("error(%s)->tempfail", Sanitize(err.Error(), 200)),
+			Verdict{Action: Tempfail, Code: 451, Enhanced: "4.3.0", Text: "local error in the content filter, try again later"}
+	}
+	if f == nil {
+		if detail != "" {
+			return "pass(" + Sanitize(detail, 200) + ")", accepted
+		}
+		return "pass", accepted
+	}
+	return fmt.Sprintf("found(%s)->%s", Sanitize(f.text, 200), mode), verdictFor(mode, *f)
+}
+
+// tempFinding is a temporary refusal that does not come from a mode: an
+// --exec command that exited 111 or 71.
+type tempFinding struct{ text string }
+
+func (t *tempFinding) Error() string { return t.text }
+
+// unsure is a failure that does not decide anything: the check passes.
+type unsure struct{ err error }
+
+func (u *unsure) Error() string { return u.err.Error() }
+
+func (j *judge) structure() (*Structure, error) {
+	if j.st != nil {
+		return j.st, nil
+	}
+	st, err := Analyze(j.msg.Spool.Reader(), j.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	j.st = st
+	return st, nil
+}
+
+func media(text string) *finding {
+	return &finding{code: 554, enhanced: "5.6.0", text: text}
+}
+
+func policy(text string) *finding {
+	return &finding{code: 554, enhanced: "5.7.1", text: text}
+}
+
+// check returns a finding, a pass (nil, detail) or an error.
+func (j *judge) check(name string) (*finding, string, error) {
+	switch name {
+	case CheckSize:
+		if j.cfg.MaxSize > 0 && j.msg.Spool.Size() > j.cfg.MaxSize {
+			return &finding{code: 552, enhanced: "5.3.4", text: "message too big for this system"}, "", nil
+		}
+		return nil, "", nil
+	case CheckNUL:
+		if j.msg.Spool.nuls > 0 {
+			if j.cfg.StripNUL {
+				return nil, fmt.Sprintf("%d NUL bytes stripped", j.msg.Spool.nuls), nil
+			}
+			return media("message contains NUL bytes"), "", nil
+		}
+		return nil, "", nil
+	}
+	st, err := j.structure()
+	if err != nil {
+		return nil, "", err
+	}
+	switch name {
+	case CheckHeaderChars:
+		if st.HeaderProblem != "" {
+			return media("malformed header: " + st.HeaderProblem), "", nil
+		}
+	case CheckHeaders:
+		return j.requiredHeaders(st.Header), "", nil
+	case CheckAddresses:
+		for _, field := range []string{"From", "Sender", "Reply-To", "To", "Cc"} {
+			for _, f := range st.Header {
+				if !strings.EqualFold(f.Name, field) {
+					continue
+				}
+				if _, err := addrParser.ParseList(f.Value); err != nil && !emptyGroup(f.Value) {
+					return media(fmt.Sprintf("malformed address in %s header", field)), "", nil
+				}
+			}
+		}
+	case CheckMIME:
+		if st.MIMEProblem != "" {
+			return media("malformed MIME structure: " + st.MIMEProblem), "", nil
+		}
+	case CheckAttachments:
+		return j.attachments(st)
+	case CheckDomains:
+		return j.domains(st)
+	case CheckVirus:
+		return j.virus()
+	case CheckSpam:
+		return j.spam()
+	case CheckExec:
+		return j.exec()
+	}
+	return nil, "", nil
+}
+
+// emptyGroup accepts "undisclosed-recipients:;" and the like, which
+// net/mail refuses.
+var emptyGroupRE = regexp.MustCompile(`^[^:<>@,;"]+:\s*;\s*$`)
+
+func emptyGroup(v string) bool { return emptyGroupRE.MatchString(strings.TrimSpace(v)) }
+
+func (j *judge) requiredHeaders(h Header) *finding {
+	for _, name := range j.cfg.RequireHeaders {
+		if strings.EqualFold(name, "Message-ID") && j.msg.Env.Sender == "" {
+			continue // bounces often lack one (RFC 3464 does not ask for it)
+		}
+		if !h.Has(name) {
+			return media("message lacks a required header: " + Sanitize(name, 40))
+		}
+	}
+	return nil
+}
+
+func (j *judge) attachments(st *Structure) (*finding, string, error) {
+	for _, a := range st.Attachments {
+		ext := path.Ext(cleanName(a.Name))
+		for _, b := range j.cfg.BlockAttachments {
+			if ext == b {
+				where := ""
+				if a.InZip != "" {
+					where = " in " + Sanitize(a.InZip, 80)
+				}
+				return policy(fmt.Sprintf("attachment type refused: %s%s", Sanitize(a.Name, 80), where)), "", nil
+			}
+		}
+	}
+	if len(st.ZipProblems) > 0 {
+		return nil, "unreadable zip: " + strings.Join(st.ZipProblems, "; "), nil
+	}
+	return nil, "", nil
+}
+
+func (j *judge) domains(st *Structure) (*finding, string, error) {
+	server := j.cfg.DNSServer
+	if server == "" {
+		server = DefaultDNSServer()
+	}
+	var unsureErrs []string
+	for _, d := range addressDomains(st.Header, "From", "Sender", "Reply-To") {
+		ok, err := DomainExists(j.ctx, server, d, j.cfg.DNSTimeout)
+		if err != nil {
+			unsureErrs = append(unsureErrs, err.Error())
+			continue
+		}
+		if !ok {
+			return &finding{code: 554, enhanced: "5.1.8", text: "domain in the message header does not exist: " + Sanitize(d, 100)}, "", nil
+		}
+	}
+	if len(unsureErrs) > 0 {
+		return nil, "", &unsure{errors.New(strings.Join(unsureErrs, "; "))}
+	}
+	return nil, "", nil
+}
+
+func (j *judge) virus() (*finding, string, error) {
+	if j.cfg.ClamdMaxSize > 0 && j.msg.Spool.Size() > j.cfg.ClamdMaxSize {
+		return nil, "not scanned: larger than the clamd limit", nil
+	}
+	name, err := ClamdScan(j.ctx, j.cfg.Clamd, j.msg.Spool.Reader(), j.cfg.ScannerTimeout)
+	if err != nil {
+		return nil, "", err
+	}
+	if name != "" {
+		return policy("message contains a virus: " + Sanitize(name, 100)), "", nil
+	}
+	return nil, "", nil
+}
+
+func (j *judge) spam() (*finding, string, error) {
+	if j.cfg.SpamdMaxSize > 0 && j.msg.Spool.Size() > j.cfg.SpamdMaxSize {
+		return nil, "not scanned: larger than the spamd limit", nil
+	}
+	res, err := SpamdCheck(j.ctx, j.cfg.Spamd, j.cfg.SpamdUser, j.msg.Spool.Reader(), j.msg.Spool.Size(), j.cfg.ScannerTimeout)
+	if err != nil {
+		return nil, "", err
+	}
+	threshold := res.Threshold
+	if j.cfg.SpamThreshold > 0 {
+		threshold = j.cfg.SpamThreshold
+	}
+	spam := res.Score >= threshold
+	if j.cfg.SpamHeaders {
+		flag := "NO"
+		yes := "No"
+		if spam {
+			flag, yes = "YES", "Yes"
+		}
+		j.rep.AddHeaders = append(j.rep.AddHeaders,
+			"X-Spam-Flag: "+flag,
+			fmt.Sprintf("X-Spam-Score: %.1f", res.Score),
+			fmt.Sprintf("X-Spam-Status: %s, score=%.1f required=%.1f tests=%s", yes, res.Score, threshold, Sanitize(res.Symbols, 800)))
+	}
+	detail := fmt.Sprintf("score %.1f/%.1f", res.Score, threshold)
+	if spam {
+		return policy(fmt.Sprintf("message looks like spam (score %.1f, limit %.1f)", res.Score, threshold)), "", nil
+	}
+	return nil, detail, nil
+}
+
+// replyCode strips "554 5.7.1 " or "554-" from a command's reply text.
+var replyCode = regexp.MustCompile(`^[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3} )?`)
+
+func (j *judge) exec() (*finding, string, error) {
+	environ := append(append([]string(nil), j.msg.Environ...), CommandEnv(j.msg.Env, j.remote, j.helo)...)
+	for _, command := range j.cfg.Exec {
+		res, err := RunCommand(j.ctx, command, environ, j.msg.Spool.Reader(), j.cfg.ExecTimeout)
+		if err != nil {
+			return nil, "", fmt.Errorf("%v", err)
+		}
+		text := replyCode.ReplaceAllString(res.Reply, "")
+		switch res.Exit {
+		case 0:
+			j.rep.AddHeaders = append(j.rep.AddHeaders, res.Headers...)
+			continue
+		case 100, 31, 20:
+			if text == "" {
+				text = "message refused by local policy"
+			}
+			return policy(text), "", nil
+		case 111, 71, 75:
+			if text == "" {
+				text = "message deferred by local policy, try again later"
+			}
+			return nil, "", &tempFinding{text}
+		case 99:
+			return nil, "", fmt.Errorf("exec %q exited 99 (qmail-qfilter's silent drop): mxfilter never drops mail; use 100 to refuse", command)
+		default:
+			return nil, "", fmt.Errorf("exec %q exited %d", command, res.Exit)
+		}
+	}
+	return nil, "", nil
+}
