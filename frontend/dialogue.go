@@ -384,9 +384,16 @@ func (d *dialogue) flush() error {
 	if d.w.Buffered() == 0 {
 		return nil
 	}
-	dl := time.Now().Add(d.cfg.CommandTimeout)
-	if d.deadline.Before(dl) {
-		dl = d.deadline
+	// Bounded by the session, but a last reply (421 at the session's end)
+	// still gets a second to leave.
+	now := time.Now()
+	dl := now.Add(d.cfg.CommandTimeout)
+	end := d.deadline
+	if end.Before(now.Add(time.Second)) {
+		end = now.Add(time.Second)
+	}
+	if end.Before(dl) {
+		dl = end
 	}
 	_ = d.conn.SetWriteDeadline(dl)
 	err := d.w.Flush()

@@ -101,7 +101,7 @@ func (l *NetList) read(r io.Reader, name string) error {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = strings.TrimSpace(line[:i])
 		}
-		if line == "" || line[0] == ':' || line[0] == '$' {
+		if line == "" || line[0] == '$' || line[0] == ':' && !strings.HasPrefix(line, "::") {
 			continue
 		}
 		spec, reason := line, ""

@@ -1,0 +1,224 @@
+package frontend
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// script is a client that sends all its bytes at once (the most pipelined
+// client there is) and records every byte of the answer.
+type script struct {
+	in  io.Reader
+	out bytes.Buffer
+}
+
+func (s *script) Read(b []byte) (int, error)       { return s.in.Read(b) }
+func (s *script) Write(b []byte) (int, error)      { return s.out.Write(b) }
+func (s *script) SetReadDeadline(time.Time) error  { return nil }
+func (s *script) SetWriteDeadline(time.Time) error { return nil }
+
+var (
+	deny     = Verdict{Action: Refuse, Code: 554, Enhanced: "5.7.1", Text: "Client host [192.0.2.7] is on our local deny list"}
+	tempDeny = Verdict{Action: Refuse, Code: 451, Enhanced: "4.7.1", Text: "Try again later"}
+)
+
+func TestDialogueGolden(t *testing.T) {
+	cfg := DialogueConfig{Hostname: "mx.example.test"}
+	greeting := cfg
+	greeting.RefuseAt = AtGreeting
+	cases := []struct {
+		name string
+		v    Verdict
+		cfg  DialogueConfig
+	}{
+		{"basic", deny, cfg},
+		{"pipelined", tempDeny, cfg},
+		{"badlines", deny, cfg},
+		{"errors", deny, cfg},
+		{"rcptflood", deny, cfg},
+		{"commandflood", deny, cfg},
+		{"http", deny, cfg},
+		{"eof", deny, cfg},
+		{"greeting-permanent", deny, greeting},
+		{"greeting-temporary", tempDeny, greeting},
+		{"longline", deny, cfg},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := filepath.Join("testdata", "dialogue", tc.name)
+			in, err := os.ReadFile(base + ".in")
+			if err != nil {
+				t.Fatal(err)
+			}
+			in = expand(in)
+			s := &script{in: bytes.NewReader(in)}
+			tr := Dialogue(s, tc.v, tc.cfg)
+			got := fmt.Sprintf("%s--- transcript\nhelo=%q mail=%q rcpts=%q n=%d commands=%d errors=%d end=%s\n",
+				s.out.String(), tr.HELO, tr.MailFrom, tr.Rcpts, tr.NRcpts, tr.Commands, tr.Errors, tr.End)
+			golden(t, base+".golden", got)
+		})
+	}
+}
+
+// expand turns the readable .in files into wire bytes: each line ends in
+// CRLF (a line ending in "\LF" keeps a bare LF), {NUL} is a NUL byte,
+// {N*x} repeats x N times, {N*LINE text} repeats the line N times.
+func expand(in []byte) []byte {
+	var out bytes.Buffer
+	for _, line := range strings.SplitAfter(string(in), "\n") {
+		if line == "" {
+			continue
+		}
+		line = strings.TrimSuffix(line, "\n")
+		end := "\r\n"
+		if strings.HasSuffix(line, `\LF`) {
+			line, end = strings.TrimSuffix(line, `\LF`), "\n"
+		}
+		n := 1
+		if _, err := fmt.Sscanf(line, "{%d*LINE ", &n); err == nil {
+			line = line[strings.Index(line, " ")+1 : len(line)-1]
+		} else {
+			n = 1
+		}
+		line = strings.ReplaceAll(line, "{NUL}", "\x00")
+		for {
+			i := strings.Index(line, "{")
+			var k int
+			var x string
+			if i < 0 {
+				break
+			}
+			if _, err := fmt.Sscanf(line[i:], "{%d*%1s}", &k, &x); err != nil {
+				break
+			}
+			j := strings.Index(line[i:], "}")
+			line = line[:i] + strings.Repeat(x, k) + line[i+j+1:]
+		}
+		for range n {
+			out.WriteString(line + end)
+		}
+	}
+	return out.Bytes()
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		_ = os.WriteFile(strings.TrimSuffix(path, ".golden")+".got", []byte(got), 0o644)
+		t.Errorf("%s differs from what the dialogue said; see the .got file beside it", path)
+	} else {
+		os.Remove(strings.TrimSuffix(path, ".golden") + ".got")
+	}
+}
+
+// TestDialogueTimeout: a client that never speaks meets 421 and the end of
+// the dialogue, on a real connection with real deadlines.
+func TestDialogueTimeout(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	done := make(chan Transcript, 1)
+	go func() {
+		done <- Dialogue(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: 50 * time.Millisecond})
+		server.Close()
+	}()
+	out, _ := io.ReadAll(client)
+	tr := <-done
+	if tr.End != "timeout" || !strings.HasSuffix(string(out), "421 4.4.2 mx Error: timeout exceeded\r\n") {
+		t.Fatalf("end %q, said %q", tr.End, out)
+	}
+}
+
+// TestDialogueSessionTimeout: a client that sends a NOOP now and then still
+// meets the session bound.
+func TestDialogueSessionTimeout(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	done := make(chan Transcript, 1)
+	go func() {
+		done <- Dialogue(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: time.Second,
+			SessionTimeout: 200 * time.Millisecond, MaxCommands: 1000})
+		server.Close()
+	}()
+	go func() {
+		for {
+			if _, err := client.Write([]byte("NOOP\r\n")); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	out, _ := io.ReadAll(client)
+	tr := <-done
+	if tr.End != "timeout" || !strings.Contains(string(out), "421 4.4.2") {
+		t.Fatalf("end %q after %d commands", tr.End, tr.Commands)
+	}
+}
+
+// TestDialogueClientNeverReads: a client that floods commands and never
+// reads the replies cannot block the dialogue past its bounds.
+func TestDialogueClientNeverReads(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	done := make(chan Transcript, 1)
+	go func() {
+		done <- Dialogue(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: 100 * time.Millisecond})
+		server.Close()
+	}()
+	go client.Write(bytes.Repeat([]byte("NOOP\r\n"), 5000))
+	select {
+	case tr := <-done:
+		if tr.End != "write-error" && tr.End != "timeout" {
+			t.Fatalf("end %q", tr.End)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("dialogue still running with a client that never reads")
+	}
+}
+
+func FuzzDialogue(f *testing.F) {
+	for _, name := range []string{"basic", "badlines", "http", "rcptflood"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "dialogue", name+".in"))
+		if err == nil {
+			f.Add(expand(b))
+		}
+	}
+	f.Add([]byte("DATA\r\n.\r\nQUIT\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s := &script{in: bytes.NewReader(in)}
+		tr := Dialogue(s, deny, DialogueConfig{Hostname: "mx"})
+		out := s.out.String()
+		// Never a message taken, never a success to DATA, never a bare LF.
+		if strings.Contains(out, "\r\n354 ") || strings.HasPrefix(out, "354") {
+			t.Fatalf("DATA accepted: %q", out)
+		}
+		if strings.Contains(strings.ReplaceAll(out, "\r\n", ""), "\n") {
+			t.Fatalf("bare LF in output: %q", out)
+		}
+		if strings.Contains(out, "\r\n250 2.1.5") {
+			t.Fatalf("RCPT accepted: %q", out)
+		}
+		if tr.Commands > 101 || tr.Errors > 10 {
+			t.Fatalf("bounds exceeded: %+v", tr)
+		}
+	})
+}
