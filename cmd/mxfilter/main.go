@@ -373,4 +373,3 @@ func (l *lineSkipper) Read(p []byte) (int, error) {
 	}
 	return l.r.Read(p)
 }
-
