@@ -15,8 +15,8 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # The demo SMTP sink that `make run` and the benchmarks put behind mxfront.
-$(BIN)/mxsink: $(wildcard testdata/sink/*.go)
-	$(GO) build -o $@ ./testdata/sink
+$(BIN)/mxsink: $(wildcard testdata/mxsink/*.go)
+	$(GO) build -o $@ ./testdata/mxsink
 
 # Quick start: mxfront serve on loopback in front of the demo sink. See README.
 run: build $(BIN)/mxsink

@@ -161,8 +161,9 @@ var (
 	buildErr  error
 )
 
-// Binaries builds ./cmd/... (mxfront, mxfilter and any other command) once
-// per test process and returns the directory holding them.
+// Binaries builds ./cmd/... (mxfront, mxfilter and any other command) and
+// the test programs mxsink (a demo SMTP server) and goexec once per test
+// process, and returns the directory holding them.
 func Binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -175,7 +176,9 @@ func Binaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/...")
+		// Readable by the unprivileged users that xinetd or exim run as.
+		_ = os.Chmod(buildDir, 0o755)
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/...", "./testdata/mxsink", "./testdata/goexec")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
