@@ -1,0 +1,189 @@
+package filter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReadEnvelope(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		sender  string
+		rcpts   int
+		wantErr bool
+	}{
+		{"Fa@b.test\x00Tc@d.test\x00Te@f.test\x00\x00", "a@b.test", 2, false},
+		{"F\x00Tc@d.test\x00\x00", "", 1, false},
+		{"Fa@b.test\x00\x00", "", 0, true},           // no recipient
+		{"Fa@b.test\x00Tc@d.test\x00", "", 0, true},  // no final NUL
+		{"Ta@b.test\x00\x00", "", 0, true},           // no F
+		{"Fa@b.test\x00Xc@d.test\x00\x00", "", 0, true},
+	} {
+		env, raw, err := ReadEnvelope(strings.NewReader(tc.in))
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%q: err %v, want error %v", tc.in, err, tc.wantErr)
+			continue
+		}
+		if err == nil && (env.Sender != tc.sender || len(env.Recipients) != tc.rcpts || string(raw) != tc.in) {
+			t.Errorf("%q: got %+v raw %q", tc.in, env, raw)
+		}
+	}
+}
+
+func TestSplitRecipients(t *testing.T) {
+	got := SplitRecipients("a@x b@y", "c@z, <d@w>")
+	if strings.Join(got, "|") != "a@x|b@y|c@z|d@w" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestClamdReply(t *testing.T) {
+	if v, err := parseClamdReply("stream: OK"); v != "" || err != nil {
+		t.Errorf("OK: %q %v", v, err)
+	}
+	if v, err := parseClamdReply("stream: Eicar-Test-Signature FOUND"); v != "Eicar-Test-Signature" || err != nil {
+		t.Errorf("FOUND: %q %v", v, err)
+	}
+	if _, err := parseClamdReply("INSTREAM size limit exceeded. ERROR"); err == nil {
+		t.Error("ERROR reply taken as an answer")
+	}
+}
+
+func TestSpamdReply(t *testing.T) {
+	r := "SPAMD/1.1 0 EX_OK\r\nContent-length: 9\r\nSpam: True ; 1000.5 / 5.0\r\n\r\nGTUBE,X_Y"
+	res, err := parseSpamdReply(bufio.NewReader(strings.NewReader(r)))
+	if err != nil || !res.Spam || res.Score != 1000.5 || res.Threshold != 5 || res.Symbols != "GTUBE,X_Y" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	for _, bad := range []string{"SPAMD/1.1 76 EX_PROTOCOL\r\n\r\n", "SPAMD/1.1 0 EX_OK\r\n\r\n", ""} {
+		if _, err := parseSpamdReply(bufio.NewReader(strings.NewReader(bad))); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func spool(t *testing.T, msg string) *Spool {
+	t.Helper()
+	sp, err := NewSpool(t.TempDir(), strings.NewReader(msg), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return sp
+}
+
+const cleanMsg = "From: a@example.org\nDate: Mon, 1 Jan 2024 10:00:00 +0000\nSubject: x\n\nbody\n"
+
+// TestExecCodes: the exit code map of --exec commands, their reply text,
+// their environment and the headers they add.
+func TestExecCodes(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		reply   string
+		headers int
+	}{
+		{"cat >/dev/null; echo 'X-Checked: yes'; exit 0", "250 2.0.0 message accepted", 1},
+		{"echo 'no thanks'; exit 100", "554 5.7.1 no thanks", 0},
+		{"echo '554 5.7.1 chasquid style'; exit 20", "554 5.7.1 chasquid style", 0},
+		{"exit 31", "554 5.7.1 message refused by local policy", 0},
+		{"echo later; exit 111", "451 4.3.0 later", 0},
+		{"exit 71", "451 4.3.0 message deferred by local policy, try again later", 0},
+		{"exit 99", "451 4.3.0 local error in the content filter, try again later", 0},
+		{"kill -9 $$", "451 4.3.0 local error in the content filter, try again later", 0},
+		{`[ "$QMAILUSER@$QMAILHOST" = "$MAIL_FROM" ] && [ "$NUMRCPTS" = 2 ] && [ "$RCPT_TO" = "b@x c@y" ] && [ "$REMOTE_ADDR" = 192.0.2.1 ] && grep -q '^Subject: x' || exit 100`, "250 2.0.0 message accepted", 0},
+	} {
+		cfg := DefaultConfig()
+		cfg.Exec = []string{tc.command}
+		m := &Message{Spool: spool(t, cleanMsg), Env: Envelope{Sender: "a@example.org", Recipients: []string{"b@x", "c@y"}},
+			Getenv: func(k string) string {
+				if k == "TCPREMOTEIP" {
+					return "192.0.2.1"
+				}
+				return ""
+			}, Environ: []string{"PATH=/usr/bin:/bin"}}
+		rep := cfg.Judge(context.Background(), m)
+		if rep.Verdict.Reply() != tc.reply || len(rep.AddHeaders) != tc.headers {
+			t.Errorf("%s: %q headers %q, want %q and %d", tc.command, rep.Verdict.Reply(), rep.AddHeaders, tc.reply, tc.headers)
+		}
+	}
+}
+
+// TestModes: the same finding under each mode, and the relay client skip.
+func TestModes(t *testing.T) {
+	msg := "Subject: no from\n\nbody\n"
+	for mode, want := range map[string]string{"reject": "554 5.6.0", "tempfail": "451 4.6.0", "log": "250 2.0.0", "off": "250 2.0.0"} {
+		cfg := DefaultConfig()
+		m, _ := ParseMode(mode)
+		cfg.Modes[CheckHeaders] = m
+		rep := cfg.Judge(context.Background(), &Message{Spool: spool(t, msg)})
+		if !strings.HasPrefix(rep.Verdict.Reply(), want) {
+			t.Errorf("mode %s: %q, want %s", mode, rep.Verdict.Reply(), want)
+		}
+	}
+	cfg := DefaultConfig()
+	rep := cfg.Judge(context.Background(), &Message{Spool: spool(t, msg), Environ: []string{"RELAYCLIENT="}})
+	if rep.Verdict.Action != Accept || !rep.Trusted {
+		t.Errorf("relay client: %+v", rep)
+	}
+	cfg.CheckRelayClients = true
+	rep = cfg.Judge(context.Background(), &Message{Spool: spool(t, msg), Environ: []string{"RELAYCLIENT="}})
+	if rep.Verdict.Action != Reject {
+		t.Errorf("relay client with --check-relayclients: %+v", rep.Verdict)
+	}
+}
+
+// TestScannerDown: a clamd that is not there defers, or accepts with
+// --scanner-fail accept; never a silent pass of a refusal.
+func TestScannerDown(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "nothing.sock")
+	cfg := DefaultConfig()
+	cfg.Clamd = sock
+	cfg.ScannerTimeout = 2 * time.Second
+	rep := cfg.Judge(context.Background(), &Message{Spool: spool(t, cleanMsg)})
+	if rep.Verdict.Reply() != "451 4.3.0 content scanner unavailable, try again later" {
+		t.Errorf("clamd down: %q", rep.Verdict.Reply())
+	}
+	cfg.ScannerFailAccept = true
+	rep = cfg.Judge(context.Background(), &Message{Spool: spool(t, cleanMsg)})
+	if rep.Verdict.Action != Accept {
+		t.Errorf("clamd down, --scanner-fail accept: %q", rep.Verdict.Reply())
+	}
+	// A refusal by a structure check stands even when the scanner is down.
+	rep = cfg.Judge(context.Background(), &Message{Spool: spool(t, "Subject: x\n\n")})
+	if rep.Verdict.Action != Reject {
+		t.Errorf("refused message with clamd down: %q", rep.Verdict.Reply())
+	}
+}
+
+// TestHandOverBytes: NEXT gets the added headers (with the message's own
+// line ends), then the message byte for byte, and the envelope unchanged.
+func TestHandOverBytes(t *testing.T) {
+	dir := t.TempDir()
+	next := filepath.Join(dir, "next")
+	os.WriteFile(next, []byte("#!/bin/sh\ncat > "+dir+"/msg; cat <&1 > "+dir+"/env 2>/dev/null || cat /dev/fd/1 > "+dir+"/env; exit 7\n"), 0o755)
+	msg := "From: a@x\r\nDate: d\r\n\r\nbody \x00 with NUL\r\n"
+	env := []byte("Fa@x\x00Tb@y\x00\x00")
+	code, err := HandOver(context.Background(), []string{next}, spool(t, msg), []string{"X-Spam-Flag: NO"}, env, false, nil)
+	if err != nil || code != 7 {
+		t.Fatalf("code %d, %v", code, err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "msg"))
+	if string(got) != "X-Spam-Flag: NO\r\n"+msg {
+		t.Errorf("message %q", got)
+	}
+	gotEnv, _ := os.ReadFile(filepath.Join(dir, "env"))
+	if !bytes.Equal(gotEnv, env) {
+		t.Errorf("envelope %q", gotEnv)
+	}
+	code, _ = HandOver(context.Background(), []string{next}, spool(t, msg), nil, env, true, nil)
+	got, _ = os.ReadFile(filepath.Join(dir, "msg"))
+	if code != 7 || string(got) != strings.ReplaceAll(msg, "\x00", "") {
+		t.Errorf("strip-nul: %q", got)
+	}
+}
