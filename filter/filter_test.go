@@ -20,9 +20,9 @@ func TestReadEnvelope(t *testing.T) {
 	}{
 		{"Fa@b.test\x00Tc@d.test\x00Te@f.test\x00\x00", "a@b.test", 2, false},
 		{"F\x00Tc@d.test\x00\x00", "", 1, false},
-		{"Fa@b.test\x00\x00", "", 0, true},           // no recipient
-		{"Fa@b.test\x00Tc@d.test\x00", "", 0, true},  // no final NUL
-		{"Ta@b.test\x00\x00", "", 0, true},           // no F
+		{"Fa@b.test\x00\x00", "", 0, true},          // no recipient
+		{"Fa@b.test\x00Tc@d.test\x00", "", 0, true}, // no final NUL
+		{"Ta@b.test\x00\x00", "", 0, true},          // no F
 		{"Fa@b.test\x00Xc@d.test\x00\x00", "", 0, true},
 	} {
 		env, raw, err := ReadEnvelope(strings.NewReader(tc.in))
