@@ -233,7 +233,9 @@ func (s *Structure) walk(h Header, body io.Reader, depth int, lim Limits) error 
 		br := bufio.NewReader(body)
 		inner, _, err := readHeader(br, lim.MaxHeader)
 		if err != nil {
-			return err
+			// The body is a MIME part: a read error here is the part's
+			// own end (a missing boundary), not a spool failure.
+			return malformed("message/rfc822: %v", err)
 		}
 		return s.walk(inner, br, depth+1, lim)
 	}
