@@ -34,21 +34,33 @@ func Environ(base []string, remote, local netip.AddrPort, localHost string, v Ve
 			set[name] = true
 		}
 	}
+	// ucspi-tcp6 sets the TCP6* names beside the TCP* ones for IPv6.
+	v6 := remote.IsValid() && remote.Addr().Unmap().Is6()
+	both := func(name, value string) {
+		add("TCP"+name, value)
+		if v6 {
+			add("TCP6"+name, value)
+		}
+	}
 	if remote.IsValid() {
 		proto := "TCP"
-		if remote.Addr().Unmap().Is6() {
+		if v6 {
 			proto = "TCP6"
 		}
 		add("PROTO", proto)
-		add("TCPREMOTEIP", remote.Addr().Unmap().String())
-		add("TCPREMOTEPORT", strconv.Itoa(int(remote.Port())))
+		both("REMOTEIP", remote.Addr().Unmap().String())
+		if remote.Port() != 0 {
+			both("REMOTEPORT", strconv.Itoa(int(remote.Port())))
+		}
 	}
 	if local.IsValid() {
-		add("TCPLOCALIP", local.Addr().Unmap().String())
-		add("TCPLOCALPORT", strconv.Itoa(int(local.Port())))
+		both("LOCALIP", local.Addr().Unmap().String())
+		if local.Port() != 0 {
+			both("LOCALPORT", strconv.Itoa(int(local.Port())))
+		}
 	}
 	if localHost != "" {
-		add("TCPLOCALHOST", localHost)
+		both("LOCALHOST", localHost)
 	}
 	env = append(env, "MXFRONT_VERDICT="+v.Action.String())
 	if r := v.Reason(); r != "" {

@@ -1,0 +1,152 @@
+package chain_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxfront/mxfront/internal/testpeer"
+)
+
+// fdLister is a PROGRAM that prints its environment and then its open fds:
+// the hand-over must leave only 0, 1 and 2.
+// (stat, not open: listing the directory would show the lister's own fd).
+const fdLister = `env; printf FDS=; n=0; while [ $n -le 30 ]; do [ -e /proc/$$/fd/$n ] && printf '%s ' $n; n=$((n+1)); done; echo`
+
+// checkHandover checks what PROGRAM saw: the ucspi-tcp names, the verdict,
+// no LISTEN_* left over, and fds 0, 1, 2 only.
+func checkHandover(t *testing.T, out, clientIP string) {
+	t.Helper()
+	env := envOf(out)
+	want := map[string]string{
+		"PROTO": "TCP", "TCPREMOTEIP": clientIP, "TCPLOCALIP": "127.0.0.1", "MXFRONT_VERDICT": "pass",
+		"FDS": "0 1 2 ",
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("PROGRAM saw %s=%q, want %q (all: %v)", k, env[k], v, env)
+		}
+	}
+	for _, k := range []string{"TCPREMOTEPORT", "TCPLOCALPORT"} {
+		if ok, _ := regexp.MatchString(`^[0-9]+$`, env[k]); !ok {
+			t.Errorf("PROGRAM saw %s=%q", k, env[k])
+		}
+	}
+	for _, k := range []string{"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"} {
+		if _, ok := env[k]; ok {
+			t.Errorf("PROGRAM inherited %s", k)
+		}
+	}
+}
+
+// systemd socket activation, Accept=yes: the connection as fd 3
+// (LISTEN_FDS=1), or as fd 0 with --inetd (StandardInput=socket).
+func TestSystemdSocketActivate(t *testing.T) {
+	b := build(t)
+	ssa := testpeer.Need(t, "systemd-socket-activate")
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"fd 3", nil},
+		{"inetd fd 0", []string{"--inetd"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+			args := append([]string{"-l", addr, "--accept"}, tc.extra...)
+			args = append(args, b.mxfront, "--deny", "127.0.0.66", "--log", "stderr", "--hostname", "mx.example.test",
+				"--", "/bin/sh", "-c", fdLister)
+			p := testpeer.Start(t, exec.Command(ssa, args...))
+			waitOutput(t, p, "Listening on")
+			checkHandover(t, session(t, addr, "127.0.0.3", nil, 10*time.Second), "127.0.0.3")
+			in := []byte("EHLO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nQUIT\r\n")
+			if got := session(t, addr, "127.0.0.66", in, 10*time.Second); !strings.Contains(got, "554 5.7.1 Client host [127.0.0.66]") {
+				t.Fatalf("denied client got %q", got)
+			}
+		})
+	}
+}
+
+// The contrib units, as an administrator installs them: systemd-analyze
+// verifies them, and their ListenStream/Accept/ExecStart run for real under
+// systemd-socket-activate (paths and port replaced for the test).
+func TestContribSystemdUnits(t *testing.T) {
+	b := build(t)
+	ssa := testpeer.Need(t, "systemd-socket-activate")
+	analyze := testpeer.Need(t, "systemd-analyze")
+	dir := t.TempDir()
+	socket, service := contrib(t, "mxfront.socket"), contrib(t, "mxfront@.service")
+	if !strings.Contains(socket, "\nAccept=yes\n") {
+		t.Fatal("mxfront.socket is not Accept=yes")
+	}
+	deny := writeFile(t, dir, "deny", "127.0.0.66 Refused by the contrib unit's deny file\n")
+	program := writeFile(t, dir, "program", "#!/bin/sh\nexec /bin/sh -c '"+strings.ReplaceAll(fdLister, "'", `'\''`)+"'\n")
+	os.Chmod(program, 0o755)
+	service = strings.ReplaceAll(service, "/usr/sbin/mxfront", b.mxfront)
+	service = strings.ReplaceAll(service, "/etc/mxfront/deny", deny)
+	service = strings.ReplaceAll(service, "/usr/sbin/exim4 -bs", program)
+	writeFile(t, dir, "mxfront.socket", socket)
+	writeFile(t, dir, "mxfront@.service", service)
+	cmd := exec.Command(analyze, "verify", "--man=no", filepath.Join(dir, "mxfront.socket"), filepath.Join(dir, "mxfront@.service"))
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindStringSubmatch(service)
+	if m == nil {
+		t.Fatal("no ExecStart in mxfront@.service")
+	}
+	argv := strings.Fields(m[1])
+	for i, a := range argv {
+		if a == "journal" && argv[i-1] == "--log" {
+			argv[i] = "stderr" // no journald in the test sandbox
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	p := testpeer.Start(t, exec.Command(ssa, append([]string{"-l", addr, "--accept"}, argv...)...))
+	waitOutput(t, p, "Listening on")
+	checkHandover(t, session(t, addr, "127.0.0.4", nil, 10*time.Second), "127.0.0.4")
+	in := []byte("EHLO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nQUIT\r\n")
+	if got := session(t, addr, "127.0.0.66", in, 10*time.Second); !strings.Contains(got, "554 5.7.1 Refused by the contrib unit's deny file\r\n") {
+		t.Fatalf("denied client got %q", got)
+	}
+}
+
+// xinetd (nowait, server_args) with contrib/xinetd.d/mxfront: the
+// connection is fds 0, 1 and 2; mxfront must not log into it.
+func TestXinetd(t *testing.T) {
+	b := build(t)
+	xinetd := testpeer.Need(t, "xinetd")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	deny := writeFile(t, dir, "deny", "127.0.0.66 Refused under xinetd\n")
+	program := writeFile(t, dir, "program", "#!/bin/sh\nexec /bin/sh -c '"+strings.ReplaceAll(fdLister, "'", `'\''`)+"'\n")
+	os.Chmod(program, 0o755)
+	port := testpeer.FreePort(t)
+	svc := contrib(t, "xinetd.d/mxfront")
+	svc = strings.ReplaceAll(svc, "/usr/sbin/mxfront", b.mxfront)
+	svc = strings.ReplaceAll(svc, "/etc/mxfront/deny", deny)
+	svc = strings.ReplaceAll(svc, "/usr/sbin/exim4 -bs", program)
+	// Not port 25: an unlisted service on a free loopback port.
+	svc = strings.Replace(svc, "service smtp\n{\n", fmt.Sprintf("service mxfront-test\n{\n\ttype = UNLISTED\n\tport = %d\n\tbind = 127.0.0.1\n", port), 1)
+	conf := writeFile(t, dir, "xinetd.conf", "defaults\n{\n\tlog_type = FILE "+filepath.Join(dir, "xinetd.log")+"\n}\n"+svc)
+	p := testpeer.Start(t, exec.Command(xinetd, "-dontfork", "-stayalive", "-f", conf, "-pidfile", filepath.Join(dir, "pid")))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testpeer.WaitTCP(t, addr, 10*time.Second)
+	_ = p
+	out := session(t, addr, "127.0.0.5", nil, 10*time.Second)
+	checkHandover(t, out, "127.0.0.5")
+	in := []byte("EHLO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nQUIT\r\n")
+	got := session(t, addr, "127.0.0.66", in, 10*time.Second)
+	want := "220 "
+	if !strings.HasPrefix(got, want) || !strings.Contains(got, "554 5.7.1 Refused under xinetd\r\n") {
+		t.Fatalf("denied client got %q", got)
+	}
+	if strings.Contains(got, "msg=") || strings.Contains(got, "level=") {
+		t.Fatalf("a log line reached the client: %q", got)
+	}
+}
