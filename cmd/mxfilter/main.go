@@ -91,6 +91,7 @@ func commonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "dns-timeout", Value: 5 * time.Second, Usage: "time allowed to each DNS query"},
 		&cli.BoolFlag{Name: "check-relayclients", Usage: "judge messages from clients with RELAYCLIENT set too"},
 		&cli.StringSliceFlag{Name: "action", Usage: "`CHECK=MODE`: off, log, tempfail or reject for a check; repeatable"},
+		&cli.StringFlag{Name: "log-file", Usage: "append the log line to `FILE` instead of stderr (exim's ${run} mixes stderr into the reply)"},
 		&cli.StringFlag{Name: "tmpdir", EnvVars: []string{"TMPDIR"}, Value: os.TempDir(), Usage: "where the message is spooled (unlinked at once)"},
 	}
 }
@@ -214,8 +215,18 @@ func list(s string) []string {
 	return out
 }
 
-func logger(stderr io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(stderr, nil))
+// logger writes to --log-file when given and writable, else to stderr.
+func logger(c *cli.Context, stderr io.Writer) (*slog.Logger, func()) {
+	w, done := stderr, func() {}
+	if p := c.String("log-file"); p != "" {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			fmt.Fprintf(stderr, "mxfilter: error: %v\nmxfilter: hint: the log line goes to stderr\n", err)
+		} else {
+			w, done = f, func() { f.Close() }
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, nil)), done
 }
 
 // qmailQueue is mxfilter qmail-queue: it returns the exit code.
@@ -257,7 +268,9 @@ func qmailQueue(c *cli.Context, stderr io.Writer) (int, error) {
 	}
 	msg := &filter.Message{Spool: sp, Env: env, Getenv: os.Getenv, Environ: os.Environ()}
 	rep := cfg.Judge(context.Background(), msg)
-	filter.LogLine(logger(stderr), "qmail-queue", msg, rep, time.Since(start))
+	l, done := logger(c, stderr)
+	filter.LogLine(l, "qmail-queue", msg, rep, time.Since(start))
+	done()
 	var customFile *os.File
 	if custom != nil && fdOpen(custom.FD) {
 		customFile = os.NewFile(uintptr(custom.FD), "custom-error")
@@ -316,7 +329,9 @@ func check(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) (int, erro
 	defer sp.Close()
 	msg := &filter.Message{Spool: sp, Env: env, Getenv: os.Getenv, Environ: os.Environ()}
 	rep := cfg.Judge(context.Background(), msg)
-	filter.LogLine(logger(stderr), "check", msg, rep, time.Since(start))
+	l, done := logger(c, stderr)
+	filter.LogLine(l, "check", msg, rep, time.Since(start))
+	done()
 	if c.Bool("headers") && rep.Verdict.Action == filter.Accept {
 		for _, h := range rep.AddHeaders {
 			fmt.Fprintln(stdout, h)

@@ -296,4 +296,3 @@ func TestEximRecipe(t *testing.T) {
 		t.Errorf("delivered %d messages, want the clean one:\n%q\n%s", len(msgs), msgs, e.Log())
 	}
 }
-
