@@ -91,4 +91,3 @@ func listen(addrs []string) ([]net.Listener, error) {
 	}
 	return out, nil
 }
-
