@@ -493,6 +493,13 @@ func (b *Bolt) openOnce(readOnly bool) (db *bolt.DB, f *os.File, err error) {
 					return nil, errNoFile
 				}
 			}
+			// bbolt's own wait polls every 50ms, so a waiter loses the
+			// lock to others for long; take it here, polling briskly, and
+			// bbolt's flock of the same open file then succeeds at once.
+			if err := lock(file, !readOnly, b.o.LockTimeout); err != nil {
+				file.Close()
+				return nil, err
+			}
 			f = file
 			return file, nil
 		},
@@ -510,6 +517,28 @@ func (b *Bolt) openOnce(readOnly bool) (db *bolt.DB, f *os.File, err error) {
 	defer debug.SetPanicOnFault(old)
 	db, err = bolt.Open(b.path, b.o.Mode, opts)
 	return db, f, err
+}
+
+// lock takes the file's shared or exclusive lock, waiting at most timeout.
+func lock(f *os.File, exclusive bool, timeout time.Duration) error {
+	how := syscall.LOCK_SH | syscall.LOCK_NB
+	if exclusive {
+		how = syscall.LOCK_EX | syscall.LOCK_NB
+	}
+	deadline := time.Now().Add(timeout)
+	pause := 100 * time.Microsecond
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EWOULDBLOCK && err != syscall.EINTR {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return bolterrors.ErrTimeout
+		}
+		time.Sleep(min(pause, left))
+		pause = min(2*pause, 5*time.Millisecond)
+	}
 }
 
 // guard turns a panic or memory fault of bbolt on a damaged file into an
