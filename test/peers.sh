@@ -23,10 +23,16 @@ systemd-socket-activate systemd
 systemd-analyze systemd
 '
 
-missing=$(echo "$peers" | while read -r cmd pkg; do
-	[ -n "$cmd" ] || continue
-	PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || echo "$pkg"
-done | sort -u | tr '\n' ' ')
+missing=$(
+	echo "$peers" | while read -r cmd pkg; do
+		[ -n "$cmd" ] || continue
+		PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || echo "$pkg"
+	done
+	# swaks speaks IPv6 only with this Perl module.
+	perl -MIO::Socket::INET6 -e 1 2>/dev/null || echo libio-socket-inet6-perl
+)
+missing=$(echo "$missing" | sort -u | tr '\n' ' ')
+missing=${missing% }
 
 [ -n "$missing" ] || exit 0
 if [ "$(id -u)" != 0 ]; then
