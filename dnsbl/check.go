@@ -95,7 +95,7 @@ type ZoneResult struct {
 	Zone     Zone
 	Query    string        // e.g. 2.0.0.127.zen.example (no final dot)
 	Answers  []netip.Addr  // the A records received, error codes included
-	TXT      string        // the list's TXT record, sanitised; asked only when listed
+	TXT      string        // the list's TXT record, sanitised; asked only when an entry with points > 0 listed
 	Duration time.Duration // from the start of the Check to this zone's last answer
 	Cached   bool          // the A answer came from the cache
 	Listed   bool          // an answer matched the filter: Zone.Points() is in the score
@@ -228,7 +228,7 @@ func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 	return c.judge(ip, answers)
 }
 
-// ask asks one zone name: A first, TXT only when an entry is listed.
+// ask asks one zone name: A first, TXT only when a block entry is listed.
 func (c *Checker) ask(ctx context.Context, ip netip.Addr, name string, start time.Time, budget time.Duration) answer {
 	st := c.stats[name]
 	st.queries.Add(1)
@@ -238,9 +238,15 @@ func (c *Checker) ask(ctx context.Context, ip netip.Addr, name string, start tim
 	} else {
 		a.addrs, a.cached, a.err = c.askA(ctx, name, a.query, budget, true)
 	}
-	if a.err == nil && c.listed(name, a.addrs) {
-		st.listings.Add(1)
-		a.txt = c.askTXT(ctx, a.query)
+	if a.err == nil {
+		listed, blocks := c.listed(name, a.addrs)
+		if listed {
+			st.listings.Add(1)
+		}
+		// Only a block listing has a use for the list's text.
+		if blocks {
+			a.txt = c.askTXT(ctx, a.query)
+		}
 	}
 	if a.err != nil {
 		st.failures.Add(1)
@@ -249,14 +255,16 @@ func (c *Checker) ask(ctx context.Context, ip netip.Addr, name string, start tim
 	return a
 }
 
-// listed reports whether any entry of zone name matches one of addrs.
-func (c *Checker) listed(name string, addrs []netip.Addr) bool {
+// listed reports whether any entry of zone name matches one of addrs, and
+// whether one with positive points does.
+func (c *Checker) listed(name string, addrs []netip.Addr) (listed, blocks bool) {
 	for _, z := range c.zones {
 		if z.Name == name && matchAny(z.Filter, addrs) {
-			return true
+			listed = true
+			blocks = blocks || z.Points() > 0
 		}
 	}
-	return false
+	return listed, blocks
 }
 
 func matchAny(f Filter, addrs []netip.Addr) bool {

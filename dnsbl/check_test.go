@@ -189,6 +189,9 @@ func TestOutcomeAndText(t *testing.T) {
 	if r.Text != "b1 says no" {
 		t.Errorf("text %q", r.Text)
 	}
+	if n := srv.queries("TXT", "2.0.0.127.w1.test."); n != 0 || r.Zones[1].TXT != "" {
+		t.Errorf("an allow listing asked for TXT %d times", n)
+	}
 	// Postfix style: a block entry with a negative weight allows.
 	r = run(nil, "b1.test*2", "sw.test*-4")
 	if r.Score != -2 || !slices.Equal(r.AllowedBy(), []string{"sw.test"}) || r.Outcome(1, -1) != Trusted {
