@@ -1,0 +1,156 @@
+package filter
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mxfront/mxfront/internal/testpeer"
+)
+
+// WriteTestMessage writes a message of about size bytes to path: a text
+// part and a base64 attachment of random bytes (the MIME walk decodes it).
+func writeTestMessage(tb testing.TB, path string, size int) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	fmt.Fprint(w, "From: a@example.org\nTo: b@example.test\nDate: Mon, 1 Jan 2024 10:00:00 +0000\nMessage-ID: <bench@example.org>\nSubject: bench\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nhello\n--b\nContent-Type: application/pdf; name=\"data.pdf\"\nContent-Disposition: attachment; filename=\"data.pdf\"\nContent-Transfer-Encoding: base64\n\n")
+	rnd := rand.New(rand.NewSource(1))
+	raw := make([]byte, 57)
+	for n := 0; n < size*3/4; n += 57 {
+		rnd.Read(raw)
+		w.WriteString(base64.StdEncoding.EncodeToString(raw) + "\n")
+	}
+	fmt.Fprint(w, "--b--\n")
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func benchJudge(b *testing.B, cfg Config) {
+	path := filepath.Join(b.TempDir(), "10k.eml")
+	writeTestMessage(b, path, 10<<10)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		f, _ := os.Open(path)
+		sp, err := NewSpool(b.TempDir(), f, 0)
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		rep := cfg.Judge(context.Background(), &Message{Spool: sp, Env: Envelope{Sender: "a@example.org", Recipients: []string{"b@example.test"}}})
+		sp.Close()
+		if rep.Verdict.Action != Accept {
+			b.Fatalf("%s", rep.Verdict.Reply())
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkBuiltin10KB: 10 KB messages through the built-in checks.
+func BenchmarkBuiltin10KB(b *testing.B) { benchJudge(b, DefaultConfig()) }
+
+// BenchmarkClamd10KB: the same with a real clamd (one signature).
+func BenchmarkClamd10KB(b *testing.B) {
+	bin := testpeer.Need(b, "clamd")
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "test.hdb"), []byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"), 0o644)
+	sock := filepath.Join(dir, "clamd.sock")
+	os.WriteFile(filepath.Join(dir, "clamd.conf"), []byte(fmt.Sprintf("Foreground yes\nDatabaseDirectory %s\nLocalSocket %s\nPidFile %s/pid\nTemporaryDirectory %s\n", dir, sock, dir, dir)), 0o644)
+	testpeer.Start(b, exec.Command(bin, "--config-file", filepath.Join(dir, "clamd.conf")))
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i > 600 {
+			b.Fatal("clamd did not create its socket")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cfg := DefaultConfig()
+	cfg.Clamd = sock
+	benchJudge(b, cfg)
+}
+
+// peakRSS runs mxfilter check on a message of size bytes and returns the
+// child's peak resident set in MiB (ru_maxrss).
+func peakRSS(tb testing.TB, size int) float64 {
+	bin := filepath.Join(testpeer.Binaries(tb), "mxfilter")
+	path := filepath.Join(tb.TempDir(), "big.eml")
+	writeTestMessage(tb, path, size)
+	f, err := os.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(bin, "check", "--from", "a@example.org", "--rcpt", "b@example.test", "--tmpdir", tb.TempDir())
+	cmd.Stdin = f
+	out, err := cmd.Output()
+	if err != nil || !strings.HasPrefix(string(out), "250 ") {
+		tb.Fatalf("mxfilter check: %v %q", err, out)
+	}
+	return float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+}
+
+func BenchmarkPeakRSS1MB(b *testing.B) {
+	var rss float64
+	for i := 0; i < b.N; i++ {
+		rss = peakRSS(b, 1<<20)
+	}
+	b.ReportMetric(rss, "peak-RSS-MiB")
+}
+
+func BenchmarkPeakRSS50MB(b *testing.B) {
+	var rss float64
+	for i := 0; i < b.N; i++ {
+		rss = peakRSS(b, 50<<20)
+	}
+	b.ReportMetric(rss, "peak-RSS-MiB")
+}
+
+// TestPeakRSS50MB: a 50 MB message is judged with at most 32 MiB of peak
+// resident memory (the message is streamed, never held whole).
+func TestPeakRSS50MB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds mxfilter and writes 50 MB")
+	}
+	if rss := peakRSS(t, 50<<20); rss > 32 {
+		t.Fatalf("peak RSS %.1f MiB for a 50 MB message, want <= 32", rss)
+	} else {
+		t.Logf("peak RSS %.1f MiB", rss)
+	}
+}
+
+// BenchmarkCheckProcess10KB: one mxfilter check process per 10 KB message,
+// as an MTA runs it (process start included).
+func BenchmarkCheckProcess10KB(b *testing.B) {
+	bin := filepath.Join(testpeer.Binaries(b), "mxfilter")
+	path := filepath.Join(b.TempDir(), "10k.eml")
+	writeTestMessage(b, path, 10<<10)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		f, _ := os.Open(path)
+		cmd := exec.Command(bin, "check", "--from", "a@example.org", "--rcpt", "b@example.test")
+		cmd.Stdin = f
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
