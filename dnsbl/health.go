@@ -43,8 +43,10 @@ type Health struct {
 	Zone   string
 	Status Status
 	Detail string // what the test points answered, for the operator
-	// IPv6 reports whether the IPv6 test point ::FFFF:7F00:2 is listed,
-	// i.e. the zone serves IPv6 clients. Informational: it does not
+	// IPv6 reports whether the IPv6 test point ::FFFF:7F00:2, asked in
+	// nibble form, is listed: the zone answers IPv6 queries. Servers such
+	// as rbldnsd answer this IPv4-mapped point from their IPv4 data, so it
+	// does not prove the zone holds IPv6 data. Informational: it does not
 	// change Status.
 	IPv6 bool
 }
