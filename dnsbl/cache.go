@@ -9,9 +9,11 @@ import (
 
 // Cache keeps list answers for their TTL, for a long-running process (serve
 // mode). A per-connection process gains nothing from it: a local caching
-// resolver belongs beside it instead. Errors are never cached. A Cache is
-// safe for concurrent use and may be shared by several Checkers (e.g. across
-// a reload).
+// resolver belongs beside it instead. Failures (timeouts, SERVFAIL,
+// REFUSED) are never cached; an error-code answer (127.255.255.x) is an
+// answer, kept for its TTL and reported as an error each time it is used.
+// A Cache is safe for concurrent use and may be shared by several Checkers
+// (e.g. across a reload).
 type Cache struct {
 	mu     sync.Mutex
 	size   int
