@@ -508,6 +508,9 @@ func (b *Bolt) openOnce(readOnly bool) (db *bolt.DB, f *os.File, err error) {
 		// bbolt may panic on a damaged file before it can close it.
 		if r := recover(); r != nil {
 			if f != nil {
+				// Unlock explicitly: the mapping bbolt may have left
+				// behind would keep the lock held after Close.
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 				f.Close()
 			}
 			db, f, err = nil, nil, fmt.Errorf("%w: %v", ErrDamaged, r)

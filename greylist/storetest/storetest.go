@@ -432,4 +432,3 @@ func testClosed(t *testing.T, s greylist.Store) {
 		t.Error("Scan after Close succeeded")
 	}
 }
-
