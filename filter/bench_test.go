@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -87,7 +88,10 @@ func BenchmarkClamd10KB(b *testing.B) {
 }
 
 // peakRSS runs mxfilter check on a message of size bytes and returns the
-// child's peak resident set in MiB (ru_maxrss).
+// child's peak resident set in MiB: VmHWM from /proc, read while the child
+// is blocked writing its log line (its stderr is a pipe filled beforehand),
+// that is after the message was judged. (ru_maxrss of a child is not
+// usable: Linux charges it the parent's resident set at exec.)
 func peakRSS(tb testing.TB, size int) float64 {
 	bin := filepath.Join(testpeer.Binaries(tb), "mxfilter")
 	path := filepath.Join(tb.TempDir(), "big.eml")
@@ -97,13 +101,73 @@ func peakRSS(tb testing.TB, size int) float64 {
 		tb.Fatal(err)
 	}
 	defer f.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer pr.Close()
+	fill := make([]byte, 4096)
+	raw, _ := pw.SyscallConn()
+	raw.Control(func(fd uintptr) {
+		for {
+			if _, err := syscall.Write(int(fd), fill); err != nil {
+				return // EAGAIN: the pipe is full
+			}
+		}
+	})
 	cmd := exec.Command(bin, "check", "--from", "a@example.org", "--rcpt", "b@example.test", "--tmpdir", tb.TempDir())
 	cmd.Stdin = f
-	out, err := cmd.Output()
-	if err != nil || !strings.HasPrefix(string(out), "250 ") {
-		tb.Fatalf("mxfilter check: %v %q", err, out)
+	var out strings.Builder
+	cmd.Stdout = &out
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
 	}
-	return float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+	pw.Close()
+	hwm := -1.0
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if blockedOnPipe(cmd.Process.Pid) {
+			hwm = vmHWM(tb, cmd.Process.Pid)
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	go func() { io.Copy(io.Discard, pr) }()
+	if err := cmd.Wait(); err != nil || !strings.HasPrefix(out.String(), "250 ") {
+		tb.Fatalf("mxfilter check: %v %q", err, out.String())
+	}
+	if hwm < 0 {
+		tb.Fatal("mxfilter never blocked on its log line")
+	}
+	return hwm
+}
+
+// blockedOnPipe reports whether a thread of pid sleeps writing to a pipe.
+func blockedOnPipe(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+	for _, t := range tasks {
+		if b, err := os.ReadFile(t); err == nil && strings.Contains(string(b), "pipe_w") {
+			return true
+		}
+	}
+	return false
+}
+
+func vmHWM(tb testing.TB, pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimPrefix(l, "VmHWM:"), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	tb.Fatal("no VmHWM in /proc/PID/status")
+	return 0
 }
 
 func BenchmarkPeakRSS1MB(b *testing.B) {
