@@ -637,7 +637,7 @@ func TestBoltCompactWhileWriting(t *testing.T) {
 
 // populate has every every-th of nets networks decided at base+at, as a busy serve-mode
 // process would, through a KeepOpen store written to by several goroutines.
-func populate(t *testing.T, db string, nets, every int, at time.Duration) {
+func populate(t testing.TB, db string, nets, every int, at time.Duration) {
 	t.Helper()
 	store := openBolt(t, db, greylist.BoltOptions{KeepOpen: true})
 	defer store.Close()
