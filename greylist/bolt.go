@@ -328,12 +328,11 @@ var errNoFile = errors.New("no database yet")
 // nothing recorded yet.
 func (b *Bolt) view(fn func(*bolt.Bucket) error) error {
 	if b.o.KeepOpen {
-		b.mu.RLock()
-		defer b.mu.RUnlock()
-		db, err := b.held()
+		db, err := b.acquire()
 		if err != nil {
 			return err
 		}
+		defer b.mu.RUnlock()
 		return guard(func() error {
 			return db.View(func(tx *bolt.Tx) error { return fn(tx.Bucket(bucket)) })
 		})
@@ -383,13 +382,13 @@ func (b *Bolt) update(create, batch bool, fn func(*bolt.Bucket) (bool, error)) (
 		return err
 	}
 	if b.o.KeepOpen {
-		b.mu.RLock()
-		defer b.mu.RUnlock()
-		db, err := b.held()
+		db, err := b.acquire()
 		if err != nil {
 			return false, err
 		}
-		return changed, run(db)
+		defer b.mu.RUnlock()
+		err = run(db)
+		return changed, err
 	}
 	if b.isClosed() {
 		return false, ErrClosed
@@ -411,6 +410,28 @@ func (b *Bolt) isClosed() bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.closed
+}
+
+// acquire returns the database a KeepOpen store holds with b.mu read-locked,
+// reopening it first if need be; the caller unlocks.
+func (b *Bolt) acquire() (*bolt.DB, error) {
+	for {
+		b.mu.RLock()
+		if b.closed {
+			b.mu.RUnlock()
+			return nil, ErrClosed
+		}
+		if b.db != nil {
+			return b.db, nil
+		}
+		b.mu.RUnlock()
+		b.mu.Lock()
+		_, err := b.held()
+		b.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // held returns the database a KeepOpen store holds, opening it if a Compact
