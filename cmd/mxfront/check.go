@@ -33,7 +33,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return usageErr("give an IPv4 or IPv6 address", "bad IP %q", frontend.Sanitize(c.Args().First(), 64))
 	}
-	cfg, err := loadConfig(c)
+	cfg, err := loadConfig(cliOptions{c})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/mxfront/mxfront/frontend"
-	"github.com/urfave/cli/v2"
 )
 
 // config is what the flags shared by every mode build.
@@ -17,7 +16,7 @@ type config struct {
 	log      *slog.Logger
 }
 
-func loadConfig(c *cli.Context) (*config, error) {
+func loadConfig(c options) (*config, error) {
 	cfg := &config{policy: &frontend.Policy{Temp: c.Bool("temp")}}
 	var err error
 	if cfg.policy.Allow, err = netList(c, "allow"); err != nil {
@@ -36,8 +35,8 @@ func loadConfig(c *cli.Context) (*config, error) {
 		d.Hostname, _ = os.Hostname()
 	}
 	d.Hostname = frontend.Sanitize(d.Hostname, 255)
-	d.CommandTimeout = getDuration(c, "command-timeout")
-	d.SessionTimeout = getDuration(c, "session-timeout")
+	d.CommandTimeout = c.Duration("command-timeout")
+	d.SessionTimeout = c.Duration("session-timeout")
 	d.MaxErrors, d.MaxCommands, d.MaxRecipients = c.Int("max-errors"), c.Int("max-commands"), c.Int("max-rcpts")
 	if d.CommandTimeout <= 0 || d.SessionTimeout <= 0 || d.MaxErrors <= 0 || d.MaxCommands <= 0 || d.MaxRecipients <= 0 {
 		return nil, usageErr("timeouts and limits must be above zero", "bad dialogue bound")
@@ -50,7 +49,7 @@ func loadConfig(c *cli.Context) (*config, error) {
 }
 
 // netList builds the allow or deny list from --NAME and --NAME-file.
-func netList(c *cli.Context, name string) (*frontend.NetList, error) {
+func netList(c options, name string) (*frontend.NetList, error) {
 	nets, files := c.StringSlice(name), c.StringSlice(name+"-file")
 	if len(nets) == 0 && len(files) == 0 {
 		return nil, nil

@@ -45,11 +45,6 @@ func parseDuration(s string) (time.Duration, error) {
 	return days + v, nil
 }
 
-func durationFlag(name string, def time.Duration, usage, category string) *cli.GenericFlag {
-	d := duration(def)
-	return &cli.GenericFlag{Name: name, Value: &d, Usage: usage, DefaultText: fmtDuration(def), Category: category}
-}
-
 func fmtDuration(d time.Duration) string {
 	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
@@ -57,28 +52,85 @@ func fmtDuration(d time.Duration) string {
 	return d.String()
 }
 
-func getDuration(c *cli.Context, name string) time.Duration {
+// kind is the type of a flag's value.
+type kind uint8
+
+const (
+	kindBool kind = iota
+	kindString
+	kindList // repeatable
+	kindInt
+	kindDuration
+)
+
+// flagSpec declares one flag once: urfave/cli's flags and chain mode's
+// fast parser are both built from these tables.
+type flagSpec struct {
+	name     string
+	kind     kind
+	def      string // default value as written on the command line
+	usage    string
+	category string
+}
+
+// policySpecs are the flags of every mode (chain, serve, check).
+var policySpecs = []flagSpec{
+	{"allow", kindList, "", "trust `NET` (IP or CIDR, IPv4 or IPv6): pass at once; repeatable", "Lists"},
+	{"deny", kindList, "", "refuse `NET` (IP or CIDR; text after a space is the reply); repeatable", "Lists"},
+	{"allow-file", kindList, "", "trust the networks in `FILE` (one \"NET [reason]\" a line); repeatable", "Lists"},
+	{"deny-file", kindList, "", "refuse the networks in `FILE`; the text after NET is the reply; repeatable", "Lists"},
+	{"temp", kindBool, "", "refusals are temporary (4xx) unless a rule says permanent", "Refusal"},
+	{"refuse-at", kindString, "rcpt", "give the verdict at `WHEN`: rcpt (every RCPT) or greeting", "Refusal"},
+	{"hostname", kindString, "", "`NAME` in the greeting and replies (default: the system's host name)", "Refusal"},
+	{"command-timeout", kindDuration, "60s", "refusal dialogue: wait at most `D` for each command", "Refusal"},
+	{"session-timeout", kindDuration, "5m", "refusal dialogue: end it after `D` in all", "Refusal"},
+	{"max-errors", kindInt, "10", "refusal dialogue: close with 421 after `N` bad commands", "Refusal"},
+	{"max-commands", kindInt, "100", "refusal dialogue: close with 421 after `N` commands", "Refusal"},
+	{"max-rcpts", kindInt, "50", "refusal dialogue: answer 452 to RCPTs beyond `N`", "Refusal"},
+	{"log", kindString, "", "log to `WHERE`: stderr, syslog, journal or none (default: stderr, or syslog when fd 2 is the client's connection)", ""},
+}
+
+// cliFlags turns specs into urfave/cli flags.
+func cliFlags(specs []flagSpec) []cli.Flag {
+	var out []cli.Flag
+	for _, f := range specs {
+		switch f.kind {
+		case kindBool:
+			out = append(out, &cli.BoolFlag{Name: f.name, Usage: f.usage, Category: f.category})
+		case kindString:
+			out = append(out, &cli.StringFlag{Name: f.name, Value: f.def, Usage: f.usage, Category: f.category})
+		case kindList:
+			out = append(out, &cli.StringSliceFlag{Name: f.name, Usage: f.usage, Category: f.category})
+		case kindInt:
+			n, _ := strconv.Atoi(f.def)
+			out = append(out, &cli.IntFlag{Name: f.name, Value: n, Usage: f.usage, Category: f.category})
+		case kindDuration:
+			v, _ := parseDuration(f.def)
+			d := duration(v)
+			out = append(out, &cli.GenericFlag{Name: f.name, Value: &d, Usage: f.usage, DefaultText: fmtDuration(v), Category: f.category})
+		}
+	}
+	return out
+}
+
+func policyFlags() []cli.Flag { return cliFlags(policySpecs) }
+
+// options is what the configuration is read from: urfave/cli's context, or
+// chain mode's fast parser.
+type options interface {
+	String(name string) string
+	StringSlice(name string) []string
+	Bool(name string) bool
+	Int(name string) int
+	Duration(name string) time.Duration
+}
+
+// cliOptions adapts a cli.Context.
+type cliOptions struct{ *cli.Context }
+
+func (c cliOptions) Duration(name string) time.Duration {
 	if d, ok := c.Generic(name).(*duration); ok {
 		return time.Duration(*d)
 	}
 	return 0
-}
-
-// Flag groups shared by chain mode, serve and check.
-func policyFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "allow", Usage: "trust `NET` (IP or CIDR, IPv4 or IPv6): pass at once; repeatable", Category: "Lists"},
-		&cli.StringSliceFlag{Name: "deny", Usage: "refuse `NET` (IP or CIDR); repeatable", Category: "Lists"},
-		&cli.StringSliceFlag{Name: "allow-file", Usage: "trust the networks in `FILE` (one \"NET [reason]\" a line); repeatable", Category: "Lists"},
-		&cli.StringSliceFlag{Name: "deny-file", Usage: "refuse the networks in `FILE`; the text after NET is the reply; repeatable", Category: "Lists"},
-		&cli.BoolFlag{Name: "temp", Usage: "refusals are temporary (4xx) unless a rule says permanent", Category: "Refusal"},
-		&cli.StringFlag{Name: "refuse-at", Value: "rcpt", Usage: "give the verdict at `WHEN`: rcpt (every RCPT) or greeting", Category: "Refusal"},
-		&cli.StringFlag{Name: "hostname", Usage: "`NAME` in the greeting and replies (default: the system's host name)", Category: "Refusal"},
-		durationFlag("command-timeout", 60*time.Second, "refusal dialogue: wait at most `D` for each command", "Refusal"),
-		durationFlag("session-timeout", 5*time.Minute, "refusal dialogue: end it after `D` in all", "Refusal"),
-		&cli.IntFlag{Name: "max-errors", Value: 10, Usage: "refusal dialogue: close with 421 after `N` bad commands", Category: "Refusal"},
-		&cli.IntFlag{Name: "max-commands", Value: 100, Usage: "refusal dialogue: close with 421 after `N` commands", Category: "Refusal"},
-		&cli.IntFlag{Name: "max-rcpts", Value: 50, Usage: "refusal dialogue: answer 452 to RCPTs beyond `N`", Category: "Refusal"},
-		&cli.StringFlag{Name: "log", Usage: "log to `WHERE`: stderr, syslog, journal or none (default: stderr, or syslog when fd 2 is the client's connection)"},
-	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"log/syslog"
 	"os"
@@ -28,12 +27,12 @@ func newLogger(where string) (*slog.Logger, error) {
 	case "stderr":
 		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
 	case "none":
-		return slog.New(slog.NewTextHandler(io.Discard, nil)), nil
+		return slog.New(slog.DiscardHandler), nil
 	case "syslog", "syslog-or-none":
 		w, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, "mxfront")
 		if err != nil {
 			if where == "syslog-or-none" {
-				return slog.New(slog.NewTextHandler(io.Discard, nil)), nil
+				return slog.New(slog.DiscardHandler), nil
 			}
 			return nil, usageErr("is a syslog daemon running? try --log stderr or --log journal", "--log syslog: %v", err)
 		}

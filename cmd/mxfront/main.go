@@ -54,6 +54,10 @@ func run(args []string, stderr io.Writer) int {
 			return 0
 		}
 	}
+	// The fast path: chain mode without building the cli application.
+	if opts, argv, ok := parseChain(args[1:]); ok && len(argv) > 0 {
+		return exitCode(runChain(opts, argv), stderr)
+	}
 	return runApp(chainApp(), args[0:1], args[1:], stderr)
 }
 
@@ -83,7 +87,12 @@ func runApp(app *cli.App, name, args []string, stderr io.Writer) int {
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error {
 		return usageErr("run '"+app.HelpName+" --help' for the flags", "%v", err)
 	}
-	err := app.RunContext(context.Background(), append(name, args...))
+	return exitCode(app.RunContext(context.Background(), append(name, args...)), stderr)
+}
+
+// exitCode prints an error in age's manner (error, then hint) and returns
+// the exit code it carries.
+func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
@@ -118,12 +127,15 @@ func chainApp() *cli.App {
 }
 
 func chainAction(c *cli.Context) error {
-	argv := c.Args().Slice()
+	return runChain(cliOptions{c}, c.Args().Slice())
+}
+
+func runChain(opts options, argv []string) error {
 	if len(argv) == 0 {
 		return usageErr("name the SMTP server to run, e.g. mxfront --deny 192.0.2.0/24 -- /usr/sbin/exim4 -bs",
 			"no PROGRAM given")
 	}
-	cfg, err := loadConfig(c)
+	cfg, err := loadConfig(opts)
 	if err != nil {
 		return err
 	}
@@ -135,7 +147,7 @@ func chainAction(c *cli.Context) error {
 		LookupEnv: os.LookupEnv,
 		Environ:   os.Environ(),
 	}
-	code, err := ch.Run(c.Context)
+	code, err := ch.Run(context.Background())
 	if code == 0 && err == nil {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"reflect"
 	"slices"
@@ -11,16 +12,84 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// chainArgv parses args as chain mode does and returns PROGRAM's argv, or
-// nil when the flags did not parse.
-func chainArgv(args []string) []string {
+// chainArgv parses args with the cli application as chain mode does and
+// returns PROGRAM's argv and the value of every flag, or nil when the flags
+// did not parse.
+func chainArgv(args []string) ([]string, map[string]string) {
 	var got []string
+	var values map[string]string
 	app := chainApp()
-	app.Action = func(c *cli.Context) error { got = c.Args().Slice(); return nil }
-	if code := runApp(app, []string{"mxfront"}, args, io.Discard); code != 0 {
+	app.Action = func(c *cli.Context) error {
+		got, values = c.Args().Slice(), optionValues(cliOptions{c})
 		return nil
 	}
-	return got
+	if code := runApp(app, []string{"mxfront"}, args, io.Discard); code != 0 {
+		return nil, nil
+	}
+	return got, values
+}
+
+// optionValues renders every policy flag's value for comparison.
+func optionValues(o options) map[string]string {
+	m := map[string]string{}
+	for _, s := range policySpecs {
+		switch s.kind {
+		case kindBool:
+			m[s.name] = fmt.Sprint(o.Bool(s.name))
+		case kindString:
+			m[s.name] = o.String(s.name)
+		case kindList:
+			m[s.name] = fmt.Sprintf("%q", o.StringSlice(s.name))
+		case kindInt:
+			m[s.name] = fmt.Sprint(o.Int(s.name))
+		case kindDuration:
+			m[s.name] = o.Duration(s.name).String()
+		}
+	}
+	return m
+}
+
+// The fast parser of chain mode and the cli application agree on PROGRAM
+// and on every flag, whenever the fast parser takes the arguments.
+func checkFastAgrees(t *testing.T, args []string) {
+	fo, fargv, ok := parseChain(args)
+	argv, values := chainArgv(args)
+	if !ok || len(fargv) == 0 {
+		return // the cli application handles these
+	}
+	if argv == nil {
+		t.Fatalf("%q: the fast parser took what the cli application refuses", args)
+	}
+	if !slices.Equal(fargv, argv) {
+		t.Fatalf("%q: fast argv %q, cli argv %q", args, fargv, argv)
+	}
+	if fv := optionValues(fo); !reflect.DeepEqual(fv, values) {
+		t.Fatalf("%q: fast values %v\ncli values %v", args, fv, values)
+	}
+}
+
+func TestFastParserAgrees(t *testing.T) {
+	for _, args := range [][]string{
+		{"--deny", "10.0.0.0/8", "--deny", "192.0.2.1 text", "prog", "-x"},
+		{"-deny=10.0.0.0/8", "--temp", "--", "prog"},
+		{"--temp=false", "--refuse-at", "greeting", "--max-errors", "0x10", "prog"},
+		{"--command-timeout", "2d3h", "--session-timeout=90s", "--hostname", "mx", "prog"},
+		{"--log", "none", "--allow-file", "a", "--allow-file", "b", "--", "--", "x"},
+		{"--max-rcpts", "7", "--max-commands=9", "-deny-file", "f", "prog"},
+	} {
+		checkFastAgrees(t, args)
+		if _, argv, ok := parseChain(args); !ok || len(argv) == 0 {
+			t.Errorf("%q: the fast parser stepped aside", args)
+		}
+	}
+	for _, args := range [][]string{
+		{"--help"}, {"--version"}, {"--bogus", "prog"}, {"--max-errors", "x", "prog"},
+		{"--command-timeout", "5", "prog"}, {"--deny"}, {"---deny", "x", "prog"}, {"--temp=maybe", "prog"},
+	} {
+		if _, argv, ok := parseChain(args); ok && len(argv) > 0 {
+			t.Errorf("%q: the fast parser took it (argv %q); the cli application must answer", args, argv)
+		}
+	}
 }
 
 func TestChainArgv(t *testing.T) {
@@ -38,7 +107,8 @@ func TestChainArgv(t *testing.T) {
 		{[]string{"--hostname", "mx.example.org", "--refuse-at", "greeting", "--", "--weird-prog"}, []string{"--weird-prog"}},
 	}
 	for _, tt := range tests {
-		if got := chainArgv(tt.args); !reflect.DeepEqual(got, tt.want) {
+		checkFastAgrees(t, tt.args)
+		if got, _ := chainArgv(tt.args); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("mxfront %s: PROGRAM argv %q, want %q", strings.Join(tt.args, " "), got, tt.want)
 		}
 	}
@@ -95,7 +165,8 @@ func FuzzChainArgv(f *testing.F) {
 	f.Add("--refuse-at=greeting\x00-x")
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")
-		got := chainArgv(args)
+		checkFastAgrees(t, args)
+		got, _ := chainArgv(args)
 		if got == nil {
 			return
 		}

@@ -7,7 +7,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/coreos/go-systemd/v22/activation"
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/urfave/cli/v2"
@@ -36,7 +35,7 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return usageErr("give PROGRAM's full path or put it in PATH", "PROGRAM %s: %v", argv[0], err)
 	}
-	cfg, err := loadConfig(c)
+	cfg, err := loadConfig(cliOptions{c})
 	if err != nil {
 		return err
 	}
@@ -62,15 +61,13 @@ func serveAction(c *cli.Context) error {
 
 func listen(addrs []string) ([]net.Listener, error) {
 	if len(addrs) == 0 {
-		ls, err := activation.Listeners()
+		ls, err := frontend.SystemdListeners()
 		if err != nil {
-			return nil, usageErr("", "systemd sockets: %v", err)
+			return nil, usageErr("start mxfront serve from a .socket unit with Accept=no", "systemd sockets: %v", err)
 		}
 		var out []net.Listener
 		for _, l := range ls {
-			if l != nil {
-				out = append(out, l)
-			}
+			out = append(out, l)
 		}
 		if len(out) == 0 {
 			return nil, usageErr("give --listen 127.0.0.1:2525 (repeatable), or start mxfront serve from a systemd .socket unit (Accept=no)",

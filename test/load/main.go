@@ -1,0 +1,463 @@
+// Command load is mxfront's measuring stick (`make bench`): it starts each
+// configuration on loopback (bare tcpserver > sink, the goexec floor,
+// rblsmtpd, mxfront in chain and serve mode, passing and refusing), opens
+// SMTP sessions against it at several concurrencies, interleaving the rows
+// so that a noisy machine hurts them alike, and prints one table with each
+// row's ratio to the bare tcpserver row measured in the same run. It also
+// times the exec path alone (process start to PROGRAM) and measures memory.
+//
+// Load stays on loopback and every loop is bounded in count and time.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var (
+	binDir   = flag.String("bin", "bin", "directory holding mxfront, mxsink and goexec")
+	duration = flag.Duration("duration", time.Second, "measuring time of one cell")
+	runs     = flag.Int("runs", 3, "interleaved runs of every cell (the median is printed)")
+	concs    = flag.String("c", "1,16,64", "concurrencies")
+	modes    = flag.String("modes", "greeting,session", "greeting (220, QUIT) and/or session (EHLO..DATA..QUIT)")
+	only     = flag.String("rows", "", "comma-separated row names to run (default all)")
+	idle     = flag.Int("idle", 2000, "idle clients held open against mxfront serve for the memory figure")
+	execOnly = flag.Bool("exec-only", false, "only time the exec path")
+	execN    = flag.Int("exec-n", 300, "process starts per exec-path case")
+)
+
+type row struct {
+	name    string
+	refuses bool // the row refuses at RCPT: a session ends there
+	start   func() (addr string, pid int, stop func(), err error)
+}
+
+func main() {
+	flag.Parse()
+	abs, _ := filepath.Abs(*binDir)
+	mx, sink, goexec := filepath.Join(abs, "mxfront"), filepath.Join(abs, "mxsink"), filepath.Join(abs, "goexec")
+	for _, p := range []string{mx, sink, goexec} {
+		if _, err := os.Stat(p); err != nil {
+			fatal("%v (run `make build bin/mxsink` and build testdata/goexec into %s)", err, *binDir)
+		}
+	}
+	tcpserver, _ := exec.LookPath("tcpserver")
+	rblsmtpd, _ := exec.LookPath("rblsmtpd")
+	ts := func(env []string, argv ...string) func() (string, int, func(), error) {
+		return func() (string, int, func(), error) {
+			port := freePort()
+			args := append([]string{"-HRl0", "-c", "200", "-b", "200", "127.0.0.1", strconv.Itoa(port)}, argv...)
+			return startServer(tcpserver, args, env, port)
+		}
+	}
+	serve := func(extra ...string) func() (string, int, func(), error) {
+		return func() (string, int, func(), error) {
+			port := freePort()
+			args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--max-rcpts", "5"}, extra...)
+			args = append(args, "--", sink)
+			return startServer(mx, args, nil, port)
+		}
+	}
+	var rows []row
+	if tcpserver != "" {
+		rows = append(rows,
+			row{name: "tcpserver > sink (bare)", start: ts(nil, sink)},
+			row{name: "tcpserver > goexec > sink", start: ts(nil, goexec, sink)})
+		if rblsmtpd != "" {
+			rows = append(rows,
+				row{name: "tcpserver > rblsmtpd > sink", start: ts([]string{"RBLSMTPD="}, rblsmtpd, sink)},
+				row{name: "tcpserver > rblsmtpd refusing", refuses: true, start: ts([]string{"RBLSMTPD=-refused"}, rblsmtpd, sink)})
+		}
+		rows = append(rows,
+			row{name: "tcpserver > mxfront > sink", start: ts(nil, mx, "--", sink)},
+			row{name: "tcpserver > mxfront (deny list) > sink", start: ts(nil, mx, "--deny", "192.0.2.0/24", "--deny", "2001:db8::/32", "--", sink)},
+			row{name: "tcpserver > mxfront refusing", refuses: true, start: ts(nil, mx, "--deny", "127.0.0.0/8", "--", sink)})
+	} else {
+		fmt.Fprintln(os.Stderr, "load: tcpserver not installed: only serve rows (test/peers.sh installs it)")
+	}
+	rows = append(rows,
+		row{name: "mxfront serve > sink", start: serve("--deny", "192.0.2.0/24")},
+		row{name: "mxfront serve refusing", refuses: true, start: serve("--deny", "127.0.0.0/8")})
+	if *only != "" {
+		var keep []row
+		for _, r := range rows {
+			for _, n := range strings.Split(*only, ",") {
+				if strings.Contains(r.name, n) {
+					keep = append(keep, r)
+					break
+				}
+			}
+		}
+		rows = keep
+	}
+
+	execPath(mx, goexec)
+	if *execOnly {
+		return
+	}
+	table(rows)
+	memory(mx, sink)
+}
+
+// execPath times a process start to PROGRAM's exit with /bin/true as
+// PROGRAM: directly, through goexec, and through mxfront (chain mode over
+// pipes, with a deny list), and reports mxfront's peak RSS.
+func execPath(mx, goexec string) {
+	truePath, _ := exec.LookPath("true")
+	cases := []struct {
+		name string
+		argv []string
+	}{
+		{"true (no front)", []string{truePath}},
+		{"goexec > true", []string{goexec, truePath}},
+		{"mxfront > true", []string{mx, "--log", "none", "--", truePath}},
+		{"mxfront --deny > true", []string{mx, "--log", "none", "--deny", "192.0.2.0/24", "--", truePath}},
+		{"mxfront (log to stderr) > true", []string{mx, "--deny", "192.0.2.0/24", "--", truePath}},
+	}
+	n := *execN
+	fmt.Printf("exec path: process start to PROGRAM's exit, median of %d (interleaved)\n", n)
+	times := make([][]time.Duration, len(cases))
+	maxrss := make([]int64, len(cases))
+	env := append(os.Environ(), "TCPREMOTEIP=198.51.100.7", "TCPREMOTEPORT=4000", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=25")
+	devnull, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	for i := 0; i < n; i++ {
+		for j, c := range cases {
+			cmd := exec.Command(c.argv[0], c.argv[1:]...)
+			cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, devnull, devnull, devnull
+			t0 := time.Now()
+			if err := cmd.Run(); err != nil {
+				fatal("%s: %v", c.name, err)
+			}
+			times[j] = append(times[j], time.Since(t0))
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > maxrss[j] {
+				maxrss[j] = ru.Maxrss
+			}
+		}
+	}
+	base := median(times[0])
+	fmt.Printf("  %-32s %10s %12s %10s\n", "", "median", "over true", "peak RSS")
+	for j, c := range cases {
+		m := median(times[j])
+		fmt.Printf("  %-32s %10s %12s %8.1fMiB\n", c.name, m.Round(time.Microsecond), (m - base).Round(time.Microsecond), float64(maxrss[j])/1024)
+	}
+	fmt.Println()
+}
+
+type result struct {
+	sessions  int
+	errors    int
+	elapsed   time.Duration
+	greetLat  []time.Duration
+	sessLat   []time.Duration
+	unexpectd string
+}
+
+func table(rows []row) {
+	cl := parseInts(*concs)
+	ms := strings.Split(*modes, ",")
+	type key struct {
+		row, mode string
+		c         int
+	}
+	results := map[key][]result{}
+	type running struct {
+		addr string
+		stop func()
+	}
+	live := make([]running, len(rows))
+	for i, r := range rows {
+		addr, _, stop, err := r.start()
+		if err != nil {
+			fatal("%s: %v", r.name, err)
+		}
+		live[i] = running{addr, stop}
+	}
+	defer func() {
+		for _, l := range live {
+			l.stop()
+		}
+	}()
+	for run := 0; run < *runs; run++ {
+		for _, mode := range ms {
+			for _, c := range cl {
+				for i, r := range rows {
+					res := measure(live[i].addr, mode, c, r.refuses, *duration)
+					results[key{r.name, mode, c}] = append(results[key{r.name, mode, c}], res)
+				}
+			}
+		}
+	}
+	fmt.Printf("load: sessions/s (median of %d interleaved runs of %v), latency p50/p99, ratio to the bare tcpserver row\n", *runs, *duration)
+	for _, mode := range ms {
+		for _, c := range cl {
+			fmt.Printf("\n%s, concurrency %d\n", mode, c)
+			fmt.Printf("  %-40s %10s %8s %21s %21s %7s\n", "row", "sess/s", "ratio", "greeting p50/p99", "session p50/p99", "errors")
+			var bare float64
+			for _, r := range rows {
+				rs := results[key{r.name, mode, c}]
+				rate, g50, g99, s50, s99, errs := summarise(rs)
+				if strings.Contains(r.name, "(bare)") {
+					bare = rate
+				}
+				ratio := "-"
+				if bare > 0 {
+					ratio = fmt.Sprintf("%.2f", rate/bare)
+				}
+				fmt.Printf("  %-40s %10.1f %8s %10s/%-10s %10s/%-10s %7d\n", r.name, rate, ratio,
+					g50.Round(10*time.Microsecond), g99.Round(10*time.Microsecond),
+					s50.Round(10*time.Microsecond), s99.Round(10*time.Microsecond), errs)
+				for _, x := range rs {
+					if x.unexpectd != "" {
+						fmt.Printf("    (first error: %s)\n", x.unexpectd)
+						break
+					}
+				}
+			}
+		}
+	}
+	fmt.Println()
+}
+
+func summarise(rs []result) (rate float64, g50, g99, s50, s99 time.Duration, errs int) {
+	var rates []float64
+	var g, s []time.Duration
+	for _, r := range rs {
+		rates = append(rates, float64(r.sessions)/r.elapsed.Seconds())
+		g = append(g, r.greetLat...)
+		s = append(s, r.sessLat...)
+		errs += r.errors
+	}
+	sort.Float64s(rates)
+	return rates[len(rates)/2], pct(g, 50), pct(g, 99), pct(s, 50), pct(s, 99), errs
+}
+
+// measure runs c clients in a closed loop for d and counts whole sessions.
+func measure(addr, mode string, c int, refuses bool, d time.Duration) result {
+	var mu sync.Mutex
+	var res result
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < c; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				g, s, err := oneSession(addr, mode, refuses)
+				mu.Lock()
+				if err != nil {
+					res.errors++
+					if res.unexpectd == "" {
+						res.unexpectd = err.Error()
+					}
+					mu.Unlock()
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				res.sessions++
+				res.greetLat = append(res.greetLat, g)
+				res.sessLat = append(res.sessLat, s)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(d)
+	stop.Store(true)
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res
+}
+
+func oneSession(addr, mode string, refuses bool) (greet, whole time.Duration, err error) {
+	t0 := time.Now()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	expect := func(code string) error {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return fmt.Errorf("want %s: %v", code, err)
+			}
+			if !strings.HasPrefix(line, code) {
+				return fmt.Errorf("want %s, got %q", code, strings.TrimSpace(line))
+			}
+			if len(line) < 4 || line[3] != '-' {
+				return nil
+			}
+		}
+	}
+	send := func(s string) { io.WriteString(conn, s) }
+	if err := expect("220"); err != nil {
+		return 0, 0, err
+	}
+	greet = time.Since(t0)
+	if mode == "session" {
+		send("EHLO load.example\r\n")
+		if err := expect("250"); err != nil {
+			return 0, 0, err
+		}
+		send("MAIL FROM:<load@example.org>\r\n")
+		if err := expect("250"); err != nil {
+			return 0, 0, err
+		}
+		send("RCPT TO:<user@example.test>\r\n")
+		want := "250"
+		if refuses {
+			want = "5"
+		}
+		if err := expect(want); err != nil {
+			return 0, 0, err
+		}
+		if !refuses {
+			send("DATA\r\n")
+			if err := expect("354"); err != nil {
+				return 0, 0, err
+			}
+			send("Subject: load\r\n\r\nA short message.\r\n.\r\n")
+			if err := expect("250"); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	send("QUIT\r\n")
+	if err := expect("221"); err != nil {
+		return 0, 0, err
+	}
+	return greet, time.Since(t0), nil
+}
+
+// memory: peak RSS of mxfront serve after the load, and the cost of each
+// idle client held open in a refusal dialogue.
+func memory(mx, sink string) {
+	port := freePort()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	_, pid, stop, err := startServer(mx, []string{"serve", "--listen", addr, "--deny", "127.0.0.0/8", "--log", "none", "--", sink}, nil, port)
+	if err != nil {
+		fatal("memory: %v", err)
+	}
+	defer stop()
+	for i := 0; i < 200; i++ {
+		oneSession(addr, "session", true)
+	}
+	before := rss(pid, "VmRSS")
+	var conns []net.Conn
+	for i := 0; i < *idle; i++ {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			fmt.Printf("memory: idle client %d: %v\n", i, err)
+			break
+		}
+		buf := make([]byte, 64)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.Read(buf) // the greeting: the dialogue is running
+		conns = append(conns, c)
+	}
+	after := rss(pid, "VmRSS")
+	fmt.Printf("memory: mxfront serve: %.1f MiB RSS after 200 refused sessions; %.1f MiB with %d idle clients held (%.1f KiB each); peak %.1f MiB\n",
+		float64(before)/1024, float64(after)/1024, len(conns), float64(after-before)/float64(max(len(conns), 1)), float64(rss(pid, "VmHWM"))/1024)
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func rss(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func startServer(bin string, args, env []string, port int) (string, int, func(), error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return "", 0, nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, cmd.Process.Pid, stop, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	stop()
+	return "", 0, nil, fmt.Errorf("%s does not listen on %s", bin, addr)
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatal("listen: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func parseInts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fatal("bad concurrency %q", f)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func median(d []time.Duration) time.Duration { return pct(d, 50) }
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)*p/100]
+}
+
+func fatal(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "load: "+format+"\n", a...)
+	os.Exit(1)
+}
