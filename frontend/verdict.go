@@ -10,6 +10,7 @@ package frontend
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 )
@@ -48,6 +49,9 @@ type Verdict struct {
 	Reasons  []string
 	// Exports are MXFRONT_* variables for PROGRAM (name without prefix).
 	Exports []Export
+	// Details are lines for `mxfront check`: what each check asked and
+	// heard (a DNS list's query, answer and time, a greylist record).
+	Details []string
 }
 
 // Temporary reports whether the refusal is a 4xx one.
@@ -77,10 +81,18 @@ type Policy struct {
 	Deny  *NetList
 	// Temp makes refusals 4xx unless a rule says permanent.
 	Temp bool
+	// DNS holds the DNS block and allow lists (dnslists.go); nil: none.
+	DNS *DNSLists
+	// Greylist is per-network greylisting (greylisting.go); nil: off.
+	Greylist *Greylisting
+	// DryRun decides without writing anything (mxfront check).
+	DryRun bool
+	// Log receives the errors of checks that failed open; nil: discarded.
+	Log *slog.Logger
 }
 
 // Decide runs the connect-time checks in DESIGN.md's order and returns the
-// verdict. It writes nothing and may be called for `mxfront check`.
+// verdict. With DryRun it writes nothing (mxfront check).
 func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 	ip := c.Remote.Addr().Unmap()
 	// 1. Trusted.
@@ -104,7 +116,25 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 		}
 		return p.refuse(554, "5.7.1", text, describe("deny list", l))
 	}
-	return Verdict{Action: Pass}
+	v := Verdict{Action: Pass}
+	// 3. DNS lists: may refuse, or trust (skipping the later checks).
+	if p.dnsLists(ctx, ip, &v) {
+		return v
+	}
+	// 4. The early talker is caught in the connection's life (greet
+	// delay), not here: it needs the socket.
+	// 5. Greylisting.
+	if p.greylist(ctx, ip, &v) {
+		return v
+	}
+	return v
+}
+
+func (p *Policy) logger() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Log
 }
 
 // refuse builds a refusal with the permanent code given, made temporary by

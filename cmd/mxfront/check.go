@@ -11,6 +11,7 @@ import (
 func checkFlags() []cli.Flag {
 	return append(policyFlags(),
 		&cli.StringFlag{Name: "helo", Usage: "the HELO/EHLO `NAME` the client would give"},
+		&cli.BoolFlag{Name: "lists", Usage: "health-check every configured DNS list (RFC 5782 test points) instead of judging an IP"},
 	)
 }
 
@@ -26,6 +27,9 @@ func checkApp() *cli.App {
 }
 
 func checkAction(c *cli.Context) error {
+	if c.Bool("lists") {
+		return checkLists(c)
+	}
 	if c.NArg() != 1 {
 		return usageErr("e.g. mxfront check --deny-file /etc/mxfront/deny 192.0.2.7", "check takes one IP address")
 	}
@@ -33,7 +37,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return usageErr("give an IPv4 or IPv6 address", "bad IP %q", frontend.Sanitize(c.Args().First(), 64))
 	}
-	cfg, err := loadConfig(cliOptions{c})
+	cfg, err := loadConfig(cliOptions{c}, modeCheck)
 	if err != nil {
 		return err
 	}
@@ -46,6 +50,9 @@ func checkAction(c *cli.Context) error {
 	fmt.Fprintf(w, "verdict: %s\n", v.Action)
 	if v.Action == frontend.Refuse {
 		fmt.Fprintf(w, "reply: %s\n", v.Reply())
+	}
+	for _, d := range v.Details {
+		fmt.Fprintln(w, d)
 	}
 	for _, r := range v.Reasons {
 		fmt.Fprintf(w, "reason: %s\n", r)

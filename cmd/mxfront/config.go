@@ -14,10 +14,23 @@ type config struct {
 	policy   *frontend.Policy
 	dialogue frontend.DialogueConfig
 	log      *slog.Logger
+	mode     mode
+	closers  []func() // run when serve stops (databases, ...)
 }
 
-func loadConfig(c options) (*config, error) {
-	cfg := &config{policy: &frontend.Policy{Temp: c.Bool("temp")}}
+// mode is what the configuration is for: the checks set themselves up
+// differently (serve keeps a DNS cache and the greylist database open;
+// check writes nothing).
+type mode uint8
+
+const (
+	modeChain mode = iota
+	modeServe
+	modeCheck
+)
+
+func loadConfig(c options, m mode) (*config, error) {
+	cfg := &config{policy: &frontend.Policy{Temp: c.Bool("temp"), DryRun: m == modeCheck}, mode: m}
 	var err error
 	if cfg.policy.Allow, err = netList(c, "allow"); err != nil {
 		return nil, err
@@ -43,6 +56,13 @@ func loadConfig(c options) (*config, error) {
 	}
 	cfg.dialogue = d
 	if cfg.log, err = newLogger(c.String("log")); err != nil {
+		return nil, err
+	}
+	cfg.policy.Log = cfg.log
+	if err := loadDNS(c, cfg); err != nil {
+		return nil, err
+	}
+	if err := loadGreylist(c, cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -35,6 +35,7 @@ func parseChain(args []string) (fastOptions, []string, bool) {
 		if spec == nil {
 			return nil, nil, false
 		}
+		name = spec.name
 		if spec.kind == kindBool {
 			if hasValue {
 				b, err := strconv.ParseBool(value)
@@ -66,9 +67,14 @@ func parseChain(args []string) (fastOptions, []string, bool) {
 }
 
 func lookupSpec(name string) *flagSpec {
-	for i := range policySpecs {
-		if policySpecs[i].name == name {
-			return &policySpecs[i]
+	if long, ok := flagAliases[name]; ok {
+		name = long
+	}
+	for _, specs := range allSpecs() {
+		for i := range specs {
+			if specs[i].name == name {
+				return &specs[i]
+			}
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -90,30 +91,55 @@ var policySpecs = []flagSpec{
 	{"log", kindString, "", "log to `WHERE`: stderr, syslog, journal or none (default: stderr, or syslog when fd 2 is the client's connection)", ""},
 }
 
+// flagAliases maps a short name (rblsmtpd's -r, -a, ...) to the flag it
+// stands for; both parsers accept either.
+var flagAliases = map[string]string{}
+
+// allSpecs is every flag of chain mode: the base table and each check's.
+func allSpecs() [][]flagSpec { return [][]flagSpec{policySpecs, dnsSpecs, greylistSpecs} }
+
+func aliasesOf(name string) []string {
+	var out []string
+	for short, long := range flagAliases {
+		if long == name {
+			out = append(out, short)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // cliFlags turns specs into urfave/cli flags.
 func cliFlags(specs []flagSpec) []cli.Flag {
 	var out []cli.Flag
 	for _, f := range specs {
+		al := aliasesOf(f.name)
 		switch f.kind {
 		case kindBool:
-			out = append(out, &cli.BoolFlag{Name: f.name, Usage: f.usage, Category: f.category})
+			out = append(out, &cli.BoolFlag{Name: f.name, Aliases: al, Usage: f.usage, Category: f.category})
 		case kindString:
-			out = append(out, &cli.StringFlag{Name: f.name, Value: f.def, Usage: f.usage, Category: f.category})
+			out = append(out, &cli.StringFlag{Name: f.name, Aliases: al, Value: f.def, Usage: f.usage, Category: f.category})
 		case kindList:
-			out = append(out, &cli.StringSliceFlag{Name: f.name, Usage: f.usage, Category: f.category})
+			out = append(out, &cli.StringSliceFlag{Name: f.name, Aliases: al, Usage: f.usage, Category: f.category})
 		case kindInt:
 			n, _ := strconv.Atoi(f.def)
-			out = append(out, &cli.IntFlag{Name: f.name, Value: n, Usage: f.usage, Category: f.category})
+			out = append(out, &cli.IntFlag{Name: f.name, Aliases: al, Value: n, Usage: f.usage, Category: f.category})
 		case kindDuration:
 			v, _ := parseDuration(f.def)
 			d := duration(v)
-			out = append(out, &cli.GenericFlag{Name: f.name, Value: &d, Usage: f.usage, DefaultText: fmtDuration(v), Category: f.category})
+			out = append(out, &cli.GenericFlag{Name: f.name, Aliases: al, Value: &d, Usage: f.usage, DefaultText: fmtDuration(v), Category: f.category})
 		}
 	}
 	return out
 }
 
-func policyFlags() []cli.Flag { return cliFlags(policySpecs) }
+func policyFlags() []cli.Flag {
+	var out []cli.Flag
+	for _, specs := range allSpecs() {
+		out = append(out, cliFlags(specs)...)
+	}
+	return out
+}
 
 // options is what the configuration is read from: urfave/cli's context, or
 // chain mode's fast parser.

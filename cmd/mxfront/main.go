@@ -135,7 +135,7 @@ func runChain(opts options, argv []string) error {
 		return usageErr("name the SMTP server to run, e.g. mxfront --deny 192.0.2.0/24 -- /usr/sbin/exim4 -bs",
 			"no PROGRAM given")
 	}
-	cfg, err := loadConfig(opts)
+	cfg, err := loadConfig(opts, modeChain)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func chainArgv(args []string) ([]string, map[string]string) {
 // optionValues renders every policy flag's value for comparison.
 func optionValues(o options) map[string]string {
 	m := map[string]string{}
-	for _, s := range policySpecs {
+	for _, s := range slices.Concat(allSpecs()...) {
 		switch s.kind {
 		case kindBool:
 			m[s.name] = fmt.Sprint(o.Bool(s.name))

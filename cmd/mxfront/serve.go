@@ -35,7 +35,7 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return usageErr("give PROGRAM's full path or put it in PATH", "PROGRAM %s: %v", argv[0], err)
 	}
-	cfg, err := loadConfig(cliOptions{c})
+	cfg, err := loadConfig(cliOptions{c}, modeServe)
 	if err != nil {
 		return err
 	}
@@ -52,6 +52,11 @@ func serveAction(c *cli.Context) error {
 		Policy: cfg.policy, Dialogue: cfg.dialogue, Argv: argv, Path: path,
 		Environ: os.Environ(), Log: cfg.log, Stderr: os.Stderr, Listeners: listeners,
 	}
+	defer func() {
+		for _, f := range cfg.closers {
+			f()
+		}
+	}()
 	if err := s.Serve(ctx); err != nil {
 		return &exitError{code: frontend.ExitTemp, err: err}
 	}
