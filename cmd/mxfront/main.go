@@ -49,6 +49,8 @@ func run(args []string, stderr io.Writer) int {
 			return runApp(serveApp(), args[0:1], args[2:], stderr)
 		case "check":
 			return runApp(checkApp(), args[0:1], permute(args[2:], checkFlags()), stderr)
+		case "greylist":
+			return runApp(greylistApp(), args[0:1], args[2:], stderr)
 		case "version", "--version":
 			fmt.Fprintln(os.Stdout, "mxfront", version)
 			return 0
