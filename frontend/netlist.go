@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"slices"
 	"bufio"
 	"fmt"
 	"io"
@@ -128,12 +129,11 @@ func (l *NetList) read(r io.Reader, name string) error {
 }
 
 func (l *NetList) sort() {
-	sort.SliceStable(l.entries, func(i, j int) bool {
-		a, b := l.entries[i], l.entries[j]
+	slices.SortStableFunc(l.entries, func(a, b netEntry) int {
 		if c := a.first.Compare(b.first); c != 0 {
-			return c < 0
+			return c
 		}
-		return a.bits < b.bits
+		return a.bits - b.bits
 	})
 }
 

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"log/syslog"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/coreos/go-systemd/v22/journal"
@@ -25,7 +25,10 @@ func newLogger(where string) (*slog.Logger, error) {
 	}
 	switch where {
 	case "stderr":
-		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
+		return slog.New(&lineHandler{stamp: true, send: func(_ slog.Level, line string) error {
+			_, err := os.Stderr.WriteString(line + "\n")
+			return err
+		}}), nil
 	case "none":
 		return slog.New(slog.DiscardHandler), nil
 	case "syslog", "syslog-or-none":
@@ -63,34 +66,79 @@ func newLogger(where string) (*slog.Logger, error) {
 	return nil, usageErr("--log takes stderr, syslog, journal or none", "bad --log %q", where)
 }
 
-// lineHandler formats records as key=value text without a time (syslog and
-// the journal stamp their own) and sends each one as one message.
+// lineHandler formats records as key=value text, in slog's TextHandler
+// form (time=... level=INFO msg=... key=value ...), and sends each one as
+// one message. It is written out by hand because chain mode logs one line
+// per process start and TextHandler's first line costs a millisecond
+// there. Times are UTC; syslog and the journal stamp their own, so there
+// it leaves the time out.
 type lineHandler struct {
 	send  func(slog.Level, string) error
+	stamp bool
 	attrs []slog.Attr
 	mu    sync.Mutex
 }
 
 func (h *lineHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 
-func (h *lineHandler) Handle(ctx context.Context, r slog.Record) error {
-	var buf bytes.Buffer
-	th := slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-		if len(groups) == 0 && a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}})
-	if err := th.WithAttrs(h.attrs).Handle(ctx, r); err != nil {
-		return err
+func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
+	b := make([]byte, 0, 256)
+	if h.stamp {
+		b = append(b, "time="...)
+		b = r.Time.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+		b = append(b, ' ')
 	}
+	b = append(b, "level="...)
+	b = append(b, r.Level.String()...)
+	b = appendAttr(b, "msg", slog.StringValue(r.Message))
+	for _, a := range h.attrs {
+		b = appendAttr(b, a.Key, a.Value)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		b = appendAttr(b, a.Key, a.Value)
+		return true
+	})
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.send(r.Level, string(bytes.TrimRight(buf.Bytes(), "\n")))
+	return h.send(r.Level, string(b))
+}
+
+func appendAttr(b []byte, key string, v slog.Value) []byte {
+	b = append(b, ' ')
+	b = append(b, key...)
+	b = append(b, '=')
+	var s string
+	switch v.Kind() {
+	case slog.KindInt64:
+		return strconv.AppendInt(b, v.Int64(), 10)
+	case slog.KindString:
+		s = v.String()
+	default:
+		s = v.Resolve().String()
+	}
+	if needsQuote(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+// needsQuote follows slog's TextHandler: empty, spaces, '=', '"' and
+// anything not printable ASCII are quoted.
+func needsQuote(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == '=' || c == '"' || c >= 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &lineHandler{send: h.send, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+	return &lineHandler{send: h.send, stamp: h.stamp, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
 }
 
 func (h *lineHandler) WithGroup(string) slog.Handler { return h }
