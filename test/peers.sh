@@ -10,6 +10,7 @@ peers='
 tcpserver ucspi-tcp-ipv6
 rblsmtpd ucspi-tcp-ipv6
 xinetd xinetd
+inetd openbsd-inetd
 swaks swaks
 exim4 exim4-daemon-light
 rbldnsd rbldnsd

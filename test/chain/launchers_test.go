@@ -150,3 +150,41 @@ func TestXinetd(t *testing.T) {
 		t.Fatalf("a log line reached the client: %q", got)
 	}
 }
+
+// inetd (openbsd-inetd) with the line from contrib/inetd.conf, run as the
+// mail user it names: the connection is fds 0, 1 and 2.
+func TestInetd(t *testing.T) {
+	b := build(t)
+	inetd := testpeer.Need(t, "inetd")
+	dir := t.TempDir()
+	// The mail user must reach the files: t.TempDir's parent is private.
+	os.Chmod(filepath.Dir(dir), 0o755)
+	os.Chmod(dir, 0o755)
+	deny := writeFile(t, dir, "deny", "127.0.0.66 Refused under inetd\n")
+	program := writeFile(t, dir, "program", "#!/bin/sh\nexec /bin/sh -c '"+strings.ReplaceAll(fdLister, "'", `'\''`)+"'\n")
+	os.Chmod(program, 0o755)
+	port := testpeer.FreePort(t)
+	var line string
+	for _, l := range strings.Split(contrib(t, "inetd.conf"), "\n") {
+		if strings.HasPrefix(l, "smtp") {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatal("no smtp line in contrib/inetd.conf")
+	}
+	line = strings.Replace(line, "smtp", fmt.Sprintf("127.0.0.1:%d", port), 1)
+	line = strings.ReplaceAll(line, "/usr/sbin/mxfront", b.mxfront)
+	line = strings.ReplaceAll(line, "/etc/mxfront/deny", deny)
+	line = strings.ReplaceAll(line, "/usr/sbin/exim4 -bs", program)
+	conf := writeFile(t, dir, "inetd.conf", line+"\n")
+	testpeer.Start(t, exec.Command(inetd, "-d", conf))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testpeer.WaitTCP(t, addr, 10*time.Second)
+	checkHandover(t, session(t, addr, "127.0.0.6", nil, 10*time.Second), "127.0.0.6")
+	in := []byte("EHLO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nQUIT\r\n")
+	got := session(t, addr, "127.0.0.66", in, 10*time.Second)
+	if !strings.Contains(got, "554 5.7.1 Refused under inetd\r\n") || strings.Contains(got, "level=") {
+		t.Fatalf("denied client got %q", got)
+	}
+}
