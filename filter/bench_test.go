@@ -93,7 +93,7 @@ func BenchmarkClamd10KB(b *testing.B) {
 // that is after the message was judged. (ru_maxrss of a child is not
 // usable: Linux charges it the parent's resident set at exec.)
 func peakRSS(tb testing.TB, size int) float64 {
-	bin := filepath.Join(testpeer.Binaries(tb), "mxfilter")
+	bin := mxfilterBin(tb)
 	path := filepath.Join(tb.TempDir(), "big.eml")
 	writeTestMessage(tb, path, size)
 	f, err := os.Open(path)
@@ -202,7 +202,7 @@ func TestPeakRSS50MB(t *testing.T) {
 // BenchmarkCheckProcess10KB: one mxfilter check process per 10 KB message,
 // as an MTA runs it (process start included).
 func BenchmarkCheckProcess10KB(b *testing.B) {
-	bin := filepath.Join(testpeer.Binaries(b), "mxfilter")
+	bin := mxfilterBin(b)
 	path := filepath.Join(b.TempDir(), "10k.eml")
 	writeTestMessage(b, path, 10<<10)
 	b.ResetTimer()

@@ -16,12 +16,8 @@ import (
 // answers; any failure is an error, and the caller accepts (unsure means
 // accept).
 func DomainExists(ctx context.Context, server, domain string, timeout time.Duration) (bool, error) {
-	c := &dns.Client{Timeout: timeout}
 	for _, t := range []uint16{dns.TypeMX, dns.TypeA, dns.TypeAAAA} {
-		m := new(dns.Msg)
-		m.SetQuestion(dns.Fqdn(domain), t)
-		m.RecursionDesired = true
-		r, _, err := c.ExchangeContext(ctx, m, server)
+		r, err := query(ctx, server, domain, t, timeout)
 		if err != nil {
 			return true, fmt.Errorf("dns %s: %s %s: %w", server, domain, dns.TypeToString[t], err)
 		}
@@ -37,6 +33,27 @@ func DomainExists(ctx context.Context, server, domain string, timeout time.Durat
 		}
 	}
 	return false, nil
+}
+
+// query asks one question over UDP, and again over TCP when the answer was
+// truncated: a truncated answer may hold no records at all, and reading it
+// as "no such record" would refuse mail for a domain that has them.
+func query(ctx context.Context, server, domain string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(domain), qtype)
+	m.RecursionDesired = true
+	m.SetEdns0(1232, false)
+	c := &dns.Client{Timeout: timeout, UDPSize: 1232}
+	r, _, err := c.ExchangeContext(ctx, m, server)
+	if err != nil || !r.Truncated {
+		return r, err
+	}
+	c.Net = "tcp"
+	r, _, err = c.ExchangeContext(ctx, m, server)
+	if err == nil && r.Truncated {
+		return nil, fmt.Errorf("answer truncated over TCP too")
+	}
+	return r, err
 }
 
 // DefaultDNSServer is the first nameserver in /etc/resolv.conf, for when

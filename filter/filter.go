@@ -186,7 +186,7 @@ func isSet(environ []string, name string) bool {
 
 // run runs one check and returns its log result and verdict.
 func (j *judge) run(name string, mode Mode) (string, Verdict) {
-	f, detail, err := j.check(name)
+	f, detail, err := j.safeCheck(name)
 	if err != nil {
 		var sd *scannerDown
 		if errors.As(err, &sd) {
@@ -202,7 +202,7 @@ func (j *judge) run(name string, mode Mode) (string, Verdict) {
 				return fmt.Sprintf("tempfail(%s)->log", Sanitize(tf.text, 200)), accepted
 			}
 			return fmt.Sprintf("tempfail(%s)", Sanitize(tf.text, 200)),
-				Verdict{Action: Tempfail, Code: 451, Enhanced: "4.3.0", Text: tf.text}
+				Verdict{Action: Tempfail, Code: 451, Enhanced: "4.3.0", Text: replyText(tf.text)}
 		}
 		var uns *unsure
 		if errors.As(err, &uns) {
@@ -220,6 +220,18 @@ func (j *judge) run(name string, mode Mode) (string, Verdict) {
 		return "pass", accepted
 	}
 	return fmt.Sprintf("found(%s)->%s", Sanitize(f.text, 200), mode), verdictFor(mode, *f)
+}
+
+// safeCheck runs a check and turns a panic (a bug, or a message stranger
+// than the code expected) into an internal error: the message is deferred
+// and the one log line says why, instead of mxfilter dying without it.
+func (j *judge) safeCheck(name string) (f *finding, detail string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f, detail, err = nil, "", fmt.Errorf("%s: panic: %v", name, p)
+		}
+	}()
+	return j.check(name)
 }
 
 // tempFinding is a temporary refusal that does not come from a mode: an

@@ -187,3 +187,55 @@ func TestHandOverBytes(t *testing.T) {
 		t.Errorf("strip-nul: %q", got)
 	}
 }
+
+// TestReplyIsOneShortLine: findings quote the message (here a
+// Content-Type with a CR, a control byte, 8-bit bytes, or 600 bytes long);
+// the reply must still be one line of printable ASCII within RFC 5321's 512
+// octets, as must the custom-error text and the --exec reply.
+func TestReplyIsOneShortLine(t *testing.T) {
+	long := strings.Repeat("x", 600)
+	for name, msg := range map[string]string{
+		"cr":      "From: a@example.org\nDate: d\nContent-Type: multipart/mi\rxed\x01\n\nbody\n",
+		"8bit":    "From: a@example.org\nDate: d\nContent-Type: multipart/caf\xc3\xa9\n\nbody\n",
+		"long":    "From: a@example.org\nDate: d\nContent-Type: multipart/" + long + "\n\nbody\n",
+		"attach":  "From: a@example.org\nDate: d\nContent-Type: application/octet-stream; name=\"=?utf-8?q?" + long + "=0D=0A.exe?=\"\n\nx\n",
+		"missing": "Date: d\n\nbody\n",
+	} {
+		for _, mode := range []Mode{Refuse, Defer} {
+			cfg := DefaultConfig()
+			cfg.Modes[CheckHeaderChars] = Log // let the MIME check's finding be the reply
+			for _, c := range []string{CheckHeaders, CheckMIME, CheckAttachments} {
+				cfg.Modes[c] = mode
+			}
+			rep := cfg.Judge(context.Background(), &Message{Spool: spool(t, msg)})
+			if rep.Verdict.Action == Accept {
+				t.Errorf("%s/%s: accepted", name, mode)
+			}
+			for _, line := range []string{rep.Verdict.Reply(), CustomErrorText(rep.Verdict)} {
+				if len(line)+2 > 512 || Sanitize(line, 1<<20) != line {
+					t.Errorf("%s/%s: reply of %d bytes, not printable ASCII on one line: %q", name, mode, len(line), line)
+				}
+			}
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Exec = []string{"printf '554 5.7.1 %0600d\\n' 0; exit 100"}
+	rep := cfg.Judge(context.Background(), &Message{Spool: spool(t, cleanMsg)})
+	if r := rep.Verdict.Reply(); len(r)+2 > 512 || !strings.HasPrefix(r, "554 5.7.1 000") {
+		t.Errorf("--exec reply of %d bytes: %.40q...", len(r), r)
+	}
+}
+
+// TestPanicDefers: a check that panics (here: a message without a spool,
+// which only a bug produces) defers the message with the panic in its log
+// result, instead of killing mxfilter before its log line.
+func TestPanicDefers(t *testing.T) {
+	cfg := DefaultConfig()
+	rep := cfg.Judge(context.Background(), &Message{Env: Envelope{Sender: "a@example.org", Recipients: []string{"b@x"}}})
+	if rep.Verdict.Reply() != "451 4.3.0 local error in the content filter, try again later" {
+		t.Errorf("reply %q", rep.Verdict.Reply())
+	}
+	if len(rep.Checks) < 2 || !strings.HasPrefix(rep.Checks[1].Result, "error(nul: panic: ") {
+		t.Errorf("checks %+v", rep.Checks)
+	}
+}

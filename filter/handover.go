@@ -50,7 +50,7 @@ func CustomErrorText(v Verdict) string {
 	if v.Temporary() {
 		letter = "Z"
 	}
-	return letter + v.Enhanced + " " + v.Text
+	return letter + v.Enhanced + " " + replyText(v.Text)
 }
 
 // QueueExit is the qmail-queue exit code for a refusal.
@@ -173,8 +173,20 @@ func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.
 		attrs = append(attrs, "helo", Sanitize(h, 128))
 	}
 	level := slog.LevelInfo
-	if rep.Verdict.Action != Accept {
+	if rep.Verdict.Action != Accept || doubtful(rep.Checks) {
 		level = slog.LevelWarn
 	}
 	l.Log(context.Background(), level, "message", attrs...)
+}
+
+// doubtful reports whether a check could not decide (a DNS failure, a
+// scanner down under --scanner-fail accept, an internal error): the message
+// may have passed, but the operator must hear of it.
+func doubtful(checks []CheckResult) bool {
+	for _, c := range checks {
+		if strings.HasPrefix(c.Result, "unsure(") || strings.HasPrefix(c.Result, "error(") {
+			return true
+		}
+	}
+	return false
 }

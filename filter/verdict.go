@@ -35,10 +35,21 @@ type Verdict struct {
 // Temporary reports whether the sender should try again later.
 func (v Verdict) Temporary() bool { return v.Action == Tempfail }
 
-// Reply is the SMTP reply line, e.g. "554 5.7.1 message contains a virus".
+// Reply is the SMTP reply line, e.g. "554 5.7.1 message contains a virus":
+// printable ASCII, one line, within RFC 5321's 512 octets.
 func (v Verdict) Reply() string {
-	return fmt.Sprintf("%d %s %s", v.Code, v.Enhanced, v.Text)
+	return fmt.Sprintf("%d %s %s", v.Code, v.Enhanced, replyText(v.Text))
 }
+
+// MaxReplyText bounds a reply's text so that the whole line ("554 5.7.1 "
+// and CRLF included) stays within RFC 5321's 512 octets.
+const MaxReplyText = 400
+
+// replyText makes a finding's text fit an SMTP reply line. Findings quote
+// the message (a Content-Type, a file name), whose bytes may be anything: a
+// CR or LF would end the reply early and let the rest pass for a second
+// reply.
+func replyText(s string) string { return Sanitize(s, MaxReplyText) }
 
 var accepted = Verdict{Action: Accept, Code: 250, Enhanced: "2.0.0", Text: "message accepted"}
 
@@ -83,9 +94,9 @@ type finding struct {
 func verdictFor(m Mode, f finding) Verdict {
 	switch m {
 	case Refuse:
-		return Verdict{Action: Reject, Code: f.code, Enhanced: f.enhanced, Text: f.text}
+		return Verdict{Action: Reject, Code: f.code, Enhanced: f.enhanced, Text: replyText(f.text)}
 	case Defer:
-		return Verdict{Action: Tempfail, Code: 451, Enhanced: "4" + f.enhanced[1:], Text: f.text}
+		return Verdict{Action: Tempfail, Code: 451, Enhanced: "4" + f.enhanced[1:], Text: replyText(f.text)}
 	}
 	return accepted
 }
