@@ -50,7 +50,7 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	code := 0
-	app := newApp(stdin, stdout, stderr, &code)
+	app := newApp(args, stdin, stdout, stderr, &code)
 	err := app.Run(args)
 	if err == nil {
 		return code
@@ -87,7 +87,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "exec", Usage: "run `COMMAND` (/bin/sh -c) on the message; repeatable"},
 		&cli.DurationFlag{Name: "exec-timeout", Value: 120 * time.Second, Usage: "time allowed to each --exec command"},
 		&cli.BoolFlag{Name: "header-domains-exist", Usage: "the domains in From, Sender and Reply-To must have MX, A or AAAA"},
-		&cli.StringFlag{Name: "dns-server", Usage: "`HOST:PORT` of the resolver for --header-domains-exist (default: the first in /etc/resolv.conf)"},
+		&cli.StringFlag{Name: "dns-server", Usage: "`HOST:PORT` of the resolver for --header-domains-exist (default: the first nameserver in /etc/resolv.conf)"},
 		&cli.DurationFlag{Name: "dns-timeout", Value: 5 * time.Second, Usage: "time allowed to each DNS query"},
 		&cli.BoolFlag{Name: "check-relayclients", Usage: "judge messages from clients with RELAYCLIENT set too"},
 		&cli.StringSliceFlag{Name: "action", Usage: "`CHECK=MODE`: off, log, tempfail or reject for a check; repeatable"},
@@ -96,7 +96,7 @@ func commonFlags() []cli.Flag {
 	}
 }
 
-func newApp(stdin io.Reader, stdout, stderr io.Writer, code *int) *cli.App {
+func newApp(args []string, stdin io.Reader, stdout, stderr io.Writer, code *int) *cli.App {
 	onUsage := func(_ *cli.Context, err error, _ bool) error { return usage("%v", err) }
 	return &cli.App{
 		Name:            "mxfilter",
@@ -124,6 +124,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer, code *int) *cli.App {
 					&cli.StringFlag{Name: "custom-error", Usage: "qmail-smtpd patch that shows the reply text: simscan (fd 4) or notqmail (fd 6)"},
 				),
 				Action: func(c *cli.Context) error {
+					if err := nextAfterDashes(args, c.Args().Slice()); err != nil {
+						return err
+					}
 					n, err := qmailQueue(c, stderr)
 					*code = n
 					return err
@@ -203,6 +206,19 @@ func config(c *cli.Context) (*filter.Config, error) {
 		return nil, usage("check takes no arguments (the message is on stdin)")
 	}
 	return &cfg, nil
+}
+
+// nextAfterDashes refuses a NEXT not preceded by "--": flag parsing stops
+// at the first argument, so in "qmail-queue NEXT --clamd ADDR" the flag
+// would silently become NEXT's and the message would go unscanned.
+func nextAfterDashes(args, next []string) error {
+	if len(next) == 0 {
+		return nil
+	}
+	if i := len(args) - len(next) - 1; i < 0 || args[i] != "--" {
+		return usage("qmail-queue: %q: NEXT and its arguments come after --, flags before it", next[0])
+	}
+	return nil
 }
 
 func list(s string) []string {
