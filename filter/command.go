@@ -13,28 +13,38 @@ import (
 )
 
 // CommandEnv is the environment given to --exec commands beyond what
-// mxfilter inherited: qmail-qfilter's names and chasquid's.
+// mxfilter inherited: qmail-qfilter's names and chasquid's. The values come
+// from the network: each address is made printable ASCII and bounded, so
+// that a recipient holding a line end cannot pass for two in QMAILRCPTS.
 func CommandEnv(env Envelope, remoteAddr, helo string) []string {
-	user, host := env.Sender, ""
-	if i := strings.LastIndexByte(env.Sender, '@'); i >= 0 {
-		user, host = env.Sender[:i], env.Sender[i+1:]
+	sender := Sanitize(env.Sender, maxAddress)
+	rcpts := make([]string, len(env.Recipients))
+	for i, r := range env.Recipients {
+		rcpts[i] = Sanitize(r, maxAddress)
+	}
+	user, host := sender, ""
+	if i := strings.LastIndexByte(sender, '@'); i >= 0 {
+		user, host = sender[:i], sender[i+1:]
 	}
 	out := []string{
 		"QMAILUSER=" + user,
 		"QMAILHOST=" + host,
-		"QMAILRCPTS=" + strings.Join(env.Recipients, "\n"),
-		fmt.Sprintf("NUMRCPTS=%d", len(env.Recipients)),
-		"MAIL_FROM=" + env.Sender,
-		"RCPT_TO=" + strings.Join(env.Recipients, " "),
+		"QMAILRCPTS=" + strings.Join(rcpts, "\n"),
+		fmt.Sprintf("NUMRCPTS=%d", len(rcpts)),
+		"MAIL_FROM=" + sender,
+		"RCPT_TO=" + strings.Join(rcpts, " "),
 	}
 	if remoteAddr != "" {
-		out = append(out, "REMOTE_ADDR="+remoteAddr)
+		out = append(out, "REMOTE_ADDR="+Sanitize(remoteAddr, 64))
 	}
 	if helo != "" {
-		out = append(out, "EHLO_DOMAIN="+helo)
+		out = append(out, "EHLO_DOMAIN="+Sanitize(helo, 255))
 	}
 	return out
 }
+
+// maxAddress bounds an address handed on (RFC 5321's path is 256 octets).
+const maxAddress = 256
 
 // CommandResult is what an --exec command said.
 type CommandResult struct {

@@ -239,3 +239,21 @@ func TestPanicDefers(t *testing.T) {
 		t.Errorf("checks %+v", rep.Checks)
 	}
 }
+
+// TestCommandEnvSanitised: envelope values reach --exec commands printable
+// and bounded; a recipient with a line end stays one line of QMAILRCPTS.
+func TestCommandEnvSanitised(t *testing.T) {
+	env := CommandEnv(Envelope{Sender: "a\rb@x.test", Recipients: []string{"c@y.test\nevil@z.test", strings.Repeat("r", 300) + "@y.test"}}, "192.0.2.1\n", "helo\x00name")
+	got := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		got[k] = v
+	}
+	if rc := strings.Split(got["QMAILRCPTS"], "\n"); len(rc) != 2 || rc[0] != "c@y.test evil@z.test" || len(rc[1]) != 256 {
+		t.Errorf("QMAILRCPTS %q", got["QMAILRCPTS"])
+	}
+	if got["NUMRCPTS"] != "2" || got["MAIL_FROM"] != "a b@x.test" || got["QMAILUSER"] != "a b" || got["QMAILHOST"] != "x.test" ||
+		got["REMOTE_ADDR"] != "192.0.2.1 " || got["EHLO_DOMAIN"] != "helo?name" {
+		t.Errorf("environment %q", env)
+	}
+}

@@ -140,8 +140,8 @@ func (n *nulStripper) Read(p []byte) (int, error) {
 }
 
 // LogLine writes the one line per message: who, what, each check's result and
-// time, and the verdict.
-func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.Duration) {
+// time, and the verdict; extra attributes (key, value, ...) come last.
+func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.Duration, extra ...any) {
 	getenv := m.Getenv
 	if getenv == nil {
 		getenv = func(string) string { return "" }
@@ -172,6 +172,7 @@ func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.
 	if h := getenv("MXFRONT_HELO"); h != "" {
 		attrs = append(attrs, "helo", Sanitize(h, 128))
 	}
+	attrs = append(attrs, extra...)
 	level := slog.LevelInfo
 	if rep.Verdict.Action != Accept || doubtful(rep.Checks) {
 		level = slog.LevelWarn

@@ -284,14 +284,18 @@ func qmailQueue(c *cli.Context, stderr io.Writer) (int, error) {
 	}
 	msg := &filter.Message{Spool: sp, Env: env, Getenv: os.Getenv, Environ: os.Environ()}
 	rep := cfg.Judge(context.Background(), msg)
-	l, done := logger(c, stderr)
-	filter.LogLine(l, "qmail-queue", msg, rep, time.Since(start))
-	done()
+	elapsed := time.Since(start)
+	log := func(extra ...any) {
+		l, done := logger(c, stderr)
+		filter.LogLine(l, "qmail-queue", msg, rep, elapsed, extra...)
+		done()
+	}
 	var customFile *os.File
 	if custom != nil && fdOpen(custom.FD) {
 		customFile = os.NewFile(uintptr(custom.FD), "custom-error")
 	}
 	if rep.Verdict.Action != filter.Accept {
+		log()
 		if customFile != nil {
 			if _, err := io.WriteString(customFile, filter.CustomErrorText(rep.Verdict)); err == nil {
 				return filter.QQCustomError, nil
@@ -303,7 +307,10 @@ func qmailQueue(c *cli.Context, stderr io.Writer) (int, error) {
 	if customFile != nil {
 		extra[custom.FD] = customFile
 	}
+	// Logged after NEXT, with its exit code: an accepted message that NEXT
+	// did not queue (a full disk, 53) must not look delivered in the log.
 	code, err := filter.HandOver(context.Background(), next, sp, rep.AddHeaders, raw, cfg.StripNUL, extra)
+	log("next", code)
 	if err != nil {
 		return code, &failure{code: code, err: err, hint: "check the NEXT program after --"}
 	}

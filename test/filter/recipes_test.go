@@ -76,7 +76,8 @@ func TestManPageShowsRecipes(t *testing.T) {
 // qmailSMTPD runs program as qmail-smtpd runs $QMAILQUEUE: the message on
 // fd 0, then the envelope on fd 1, and (with a patched qmail-smtpd) a
 // pipe on fd customFD for the reply text. It returns the exit code and
-// what was written on the custom descriptor.
+// what was written on the custom descriptor; the last stderr is in
+// lastStderr.
 func qmailSMTPD(t *testing.T, program string, args []string, msg, envelope string, customFD int) (int, string) {
 	t.Helper()
 	cmd := exec.Command(program, args...)
@@ -118,8 +119,12 @@ func qmailSMTPD(t *testing.T, program string, args []string, msg, envelope strin
 		t.Fatal("mxfilter qmail-queue did not finish")
 	}
 	t.Logf("stderr: %s", stderr.String())
+	lastStderr = stderr.String()
 	return cmd.ProcessState.ExitCode(), custom
 }
+
+// lastStderr is what the last qmailSMTPD run wrote on stderr.
+var lastStderr string
 
 // recorder is a NEXT that records what it gets on fd 0 and fd 1.
 func recorder(t *testing.T, dir string, exit string) string {
@@ -169,6 +174,10 @@ func TestQmailQueueCodes(t *testing.T) {
 	envelope := "Fa@example.org\x00Tb@example.test\x00\x00"
 	if code, _ := qmailSMTPD(t, bin, []string{"qmail-queue", "--", next}, cleanMessage("x"), envelope, 0); code != 53 {
 		t.Errorf("NEXT exits 53: mxfilter exits %d", code)
+	}
+	// One log line, written after NEXT ran and saying how it ended.
+	if strings.Count(lastStderr, "\n") != 1 || !strings.Contains(lastStderr, "verdict=accept") || !strings.HasSuffix(lastStderr, " next=53\n") {
+		t.Errorf("NEXT exits 53: the log line does not say so:\n%s", lastStderr)
 	}
 	os.Remove(filepath.Join(dir, "runs"))
 	if code, _ := qmailSMTPD(t, bin, []string{"qmail-queue", "--", next}, cleanMessage("x"), "Fa@example.org\x00Tb@x", 0); code != 91 {
