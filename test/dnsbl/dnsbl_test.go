@@ -3,13 +3,15 @@
 // ip6trie zones, real clients (swaks) from several loopback addresses and
 // ::1, and the real launchers (tcpserver for chain mode, `mxfront serve`).
 // No query ever goes to /etc/resolv.conf's resolver: every mxfront here is
-// given --dns-server.
+// given --dns-server, and rblsmtpd (the reference for -r -a -b -B -C -t)
+// DNSCACHEIP.
 package dnsbl_test
 
 import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -373,5 +375,74 @@ func TestCheck(t *testing.T) {
 	dead := fmt.Sprintf("--dns-server=127.0.0.1:%d", testpeer.FreePort(t))
 	if out, code := run("--lists", dead, "--dns-timeout", "1s", "--dnsbl", "bl4.test"); code != 1 || !strings.Contains(out, "bl4.test: dead (") {
 		t.Errorf("check --lists, dead server: exit %d\n%s", code, out)
+	}
+}
+
+// rblsmtpd itself is the reference: the same arguments given to rblsmtpd
+// and to mxfront, against the same lists, give the same reply code and
+// text at RCPT, or both run PROGRAM. rblsmtpd asks DNSCACHEIP on port 53,
+// so a second rbldnsd serves the lists on 127.0.0.153:53 (root needed).
+func TestSameAsRblsmtpd(t *testing.T) {
+	e := setup(t)
+	rblsmtpd := testpeer.Need(t, "rblsmtpd")
+	rbldnsd := testpeer.Need(t, "rbldnsd")
+	if os.Geteuid() != 0 {
+		msg := "rblsmtpd asks port 53: binding it needs root"
+		if testpeer.InCI() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir, err := os.MkdirTemp("", "mxfront-rbldnsd-53-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	_ = os.Chmod(dir, 0o755)
+	args := []string{"-n", "-b", "127.0.0.153/53", "-w", dir, "-t", "60"}
+	for i, z := range zones[:3] { // bl4, trie4, wl
+		file := fmt.Sprintf("zone%d", i)
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(z.Data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, z.Name+":"+z.Type+":"+file)
+	}
+	p := testpeer.Start(t, exec.Command(rbldnsd, args...))
+	testpeer.WaitOutput(t, p, "started")
+
+	// The reply to RCPT without its enhanced code, or "pass".
+	reply := func(addr, src string) string {
+		got := testpeer.Session(t, addr, src, []byte("HELO client.example.org\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<u@example.test>\r\nQUIT\r\n"), 15*time.Second)
+		if strings.Contains(got, "TCPREMOTEIP="+src) {
+			return "pass"
+		}
+		lines := strings.Split(got, "\r\n")
+		if len(lines) < 4 {
+			return "short dialogue: " + got
+		}
+		code, text, _ := strings.Cut(lines[3], " ")
+		if len(text) > 6 && text[1] == '.' && text[3] == '.' {
+			_, text, _ = strings.Cut(text, " ")
+		}
+		return code + " " + text
+	}
+	for _, tc := range []struct {
+		args    []string
+		clients []string
+	}{
+		{[]string{"-r", "bl4.test"}, []string{"127.0.0.10", "127.0.0.3"}},
+		{[]string{"-b", "-r", "bl4.test"}, []string{"127.0.0.10", "127.0.0.3"}},
+		{[]string{"-B", "-r", "trie4.test", "-r", "bl4.test"}, []string{"127.0.0.11", "127.0.0.12"}},
+		{[]string{"-a", "wl.test", "-r", "trie4.test"}, []string{"127.0.0.12", "127.0.0.11"}},
+		{[]string{"-b", "-C", "-t", "30", "-a", "wl.test", "-r", "bl4.test"}, []string{"127.0.0.10", "127.0.0.2"}},
+	} {
+		ref, _ := testpeer.TCPServer(t, "127.0.0.1", append(append([]string{"/usr/bin/env", "DNSCACHEIP=127.0.0.153", rblsmtpd}, tc.args...), "/usr/bin/env")...)
+		mx, _ := e.chain(t, "127.0.0.1", tc.args...)
+		for _, src := range tc.clients {
+			want, got := reply(ref, src), reply(mx, src)
+			if got != want {
+				t.Errorf("%s from %s: rblsmtpd %q, mxfront %q", strings.Join(tc.args, " "), src, want, got)
+			}
+		}
 	}
 }
