@@ -27,14 +27,14 @@ const (
 // dnsSpecs are the DNS list flags, and rblsmtpd's flags with the same
 // meaning as in rblsmtpd (see rblsmtpdAliases).
 var dnsSpecs = []flagSpec{
-	{"dnsbl", kindList, "", "ask the DNS block list `ZONE[=FILTER][*WEIGHT]` (e.g. zen.spamhaus.org=127.0.0.[2..11]*2); repeatable", "DNS lists"},
-	{"dnswl", kindList, "", "ask the DNS allow list `ZONE[=FILTER][*WEIGHT]`; its weight counts negative; repeatable", "DNS lists"},
+	{"dnsbl", kindList, "", "ask a DNS block list, `ZONE[=FILTER][*WEIGHT]` (e.g. zen.spamhaus.org=127.0.0.[2..11]*2); repeatable", "DNS lists"},
+	{"dnswl", kindList, "", "ask a DNS allow list, `ZONE[=FILTER][*WEIGHT]`; its weight counts negative; repeatable", "DNS lists"},
 	{"dnsbl-threshold", kindInt, "1", "refuse a client whose score is at least `N`", "DNS lists"},
 	{"dnswl-threshold", kindInt, "-1", "trust a client whose score is at most `N`: every later check is skipped", "DNS lists"},
 	{"dnsbl-reply", kindList, "", "reply `ZONE=TEXT` to clients that ZONE lists (%IP% and %ZONE% expanded; default: the list's TXT); repeatable", "DNS lists"},
 	{"dns-server", kindList, "", "ask the DNS server `HOST:PORT` (repeatable; default: the nameservers of /etc/resolv.conf)", "DNS lists"},
 	{"dns-timeout", kindDuration, "2s", "one deadline `D` for all lists of a connection", "DNS lists"},
-	{"dns-fail", kindString, "pass", "when a list cannot be asked: `WHAT`: pass (the zone counts as not listed) or tempfail (451 4.4.3)", "DNS lists"},
+	{"dns-fail", kindString, "pass", "`WHAT` to do when a list cannot be asked: pass (it counts as not listed) or tempfail (451 4.4.3)", "DNS lists"},
 	{"rbl", kindList, "", "rblsmtpd -r: block list `ZONE`, refusing with its TXT and 451 (553 with -b); repeatable", "rblsmtpd compatibility"},
 	{"antirbl", kindList, "", "rblsmtpd -a: a listing in `ZONE` trusts the client; repeatable", "rblsmtpd compatibility"},
 	{"rbl-permanent", kindBool, "", "rblsmtpd -b: --rbl refusals are 553 5.7.1", "rblsmtpd compatibility"},
