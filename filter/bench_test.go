@@ -93,9 +93,15 @@ func BenchmarkClamd10KB(b *testing.B) {
 // that is after the message was judged. (ru_maxrss of a child is not
 // usable: Linux charges it the parent's resident set at exec.)
 func peakRSS(tb testing.TB, size int) float64 {
-	bin := mxfilterBin(tb)
 	path := filepath.Join(tb.TempDir(), "big.eml")
 	writeTestMessage(tb, path, size)
+	return peakRSSOf(tb, path, "250 ")
+}
+
+// peakRSSOf is peakRSS for the message in path, whose reply must start
+// with want.
+func peakRSSOf(tb testing.TB, path, want string) float64 {
+	bin := mxfilterBin(tb)
 	f, err := os.Open(path)
 	if err != nil {
 		tb.Fatal(err)
@@ -134,8 +140,8 @@ func peakRSS(tb testing.TB, size int) float64 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	go func() { io.Copy(io.Discard, pr) }()
-	if err := cmd.Wait(); err != nil || !strings.HasPrefix(out.String(), "250 ") {
-		tb.Fatalf("mxfilter check: %v %q", err, out.String())
+	if err := cmd.Wait(); !strings.HasPrefix(out.String(), want) {
+		tb.Fatalf("mxfilter check: %v %q, want a reply starting %q", err, out.String(), want)
 	}
 	if hwm < 0 {
 		tb.Fatal("mxfilter never blocked on its log line")
@@ -196,6 +202,38 @@ func TestPeakRSS50MB(t *testing.T) {
 		t.Fatalf("peak RSS %.1f MiB for a 50 MB message, want <= 32", rss)
 	} else {
 		t.Logf("peak RSS %.1f MiB", rss)
+	}
+}
+
+// TestPeakRSSLongLines: a 50 MB message that is one endless line, in the
+// message header, in a MIME part's header or in a part's body, is judged
+// within the same 32 MiB: no line is ever held whole.
+func TestPeakRSSLongLines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds mxfilter and writes 50 MB")
+	}
+	for _, tc := range []struct{ name, prefix, want string }{
+		{"header", "From: a@example.org\nDate: d\nX-Long: ", "554 "},
+		{"part header", "From: a@example.org\nDate: d\nContent-Type: multipart/mixed; boundary=b\n\n--b\nX-Long: ", "554 "},
+		{"part body", "From: a@example.org\nDate: d\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\n", "554 "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "line.eml")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = io.Copy(f, &endless{prefix: tc.prefix, fill: 'a', n: 50 << 20})
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rss := peakRSSOf(t, path, tc.want); rss > 32 {
+				t.Errorf("peak RSS %.1f MiB for a 50 MB line, want <= 32", rss)
+			} else {
+				t.Logf("peak RSS %.1f MiB", rss)
+			}
+		})
 	}
 }
 

@@ -128,7 +128,7 @@ func readHeader(br *bufio.Reader, max int) (Header, string, error) {
 	}
 	total := 0
 	for {
-		line, err := readLine(br)
+		line, err := readLine(br, max-total)
 		if err != nil && err != io.EOF {
 			return nil, "", err
 		}
@@ -168,12 +168,24 @@ func readHeader(br *bufio.Reader, max int) (Header, string, error) {
 }
 
 // readLine returns one line without its LF or CRLF; io.EOF with the last
-// unterminated line (possibly empty).
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadBytes('\n')
-	line = bytes.TrimSuffix(line, []byte("\n"))
-	line = bytes.TrimSuffix(line, []byte("\r"))
-	return line, err
+// unterminated line (possibly empty). A line longer than max is returned
+// unfinished once it passes max, so that one endless line is never held
+// whole: the caller's header limit ends the reading.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		line = append(line, frag...)
+		if err == bufio.ErrBufferFull {
+			if len(line) > max {
+				return line, nil
+			}
+			continue
+		}
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		return line, err
+	}
 }
 
 func validFieldName(name string) bool {
@@ -231,11 +243,14 @@ func (s *Structure) walk(h Header, body io.Reader, depth int, lim Limits) error 
 			return malformed("message/rfc822 part with Content-Transfer-Encoding %s", cte)
 		}
 		br := bufio.NewReader(body)
-		inner, _, err := readHeader(br, lim.MaxHeader)
+		inner, hp, err := readHeader(br, lim.MaxHeader)
 		if err != nil {
 			// The body is a MIME part: a read error here is the part's
 			// own end (a missing boundary), not a spool failure.
 			return malformed("message/rfc822: %v", err)
+		}
+		if strings.HasPrefix(hp, "header section longer") {
+			return malformed("message/rfc822: %s", hp)
 		}
 		return s.walk(inner, br, depth+1, lim)
 	}
@@ -243,7 +258,7 @@ func (s *Structure) walk(h Header, body io.Reader, depth int, lim Limits) error 
 }
 
 func (s *Structure) walkMultipart(body io.Reader, boundary string, depth int, lim Limits) error {
-	mr := multipart.NewReader(body, boundary)
+	mr := multipart.NewReader(&partHeaderGuard{r: body, delim: []byte("--" + boundary), max: lim.MaxHeader, atStart: true}, boundary)
 	n := 0
 	for {
 		p, err := mr.NextRawPart()
@@ -254,7 +269,7 @@ func (s *Structure) walkMultipart(body io.Reader, boundary string, depth int, li
 			return nil
 		}
 		if err != nil {
-			return malformed("multipart: %v", err)
+			return multipartErr(err)
 		}
 		n++
 		if err := s.walk(mimeHeader(p.Header), p, depth+1, lim); err != nil {
@@ -263,8 +278,64 @@ func (s *Structure) walkMultipart(body io.Reader, boundary string, depth int, li
 		// A part the walk did not read to its end must still end at a
 		// boundary: reading the rest finds a missing closing boundary.
 		if _, err := io.Copy(io.Discard, p); err != nil {
-			return malformed("multipart: %v", err)
+			return multipartErr(err)
 		}
+	}
+}
+
+func multipartErr(err error) error {
+	var pe *errParse
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return malformed("multipart: %v", err)
+}
+
+// partHeaderGuard sits under a multipart.Reader, which reads each part's
+// header whole (up to a fixed 10 MB) before the walk sees it: it follows
+// the boundary lines and ends the stream with a malformation once a part's
+// header passes max bytes, so that no part header is held whole.
+type partHeaderGuard struct {
+	r        io.Reader
+	delim    []byte // "--" boundary
+	max      int
+	atStart  bool   // the next byte starts a line
+	prefix   []byte // the current line's first len(delim)+2 bytes
+	lineLen  int
+	inHeader bool // between a boundary line and the next empty line
+	header   int  // bytes of the current part header so far
+}
+
+func (g *partHeaderGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	for i, c := range p[:n] {
+		if g.atStart {
+			g.atStart, g.lineLen, g.prefix = false, 0, g.prefix[:0]
+		}
+		g.lineLen++
+		if len(g.prefix) < len(g.delim)+2 {
+			g.prefix = append(g.prefix, c)
+		}
+		if g.inHeader {
+			if g.header++; g.header > g.max {
+				return i, malformed("MIME part header longer than %d bytes", g.max)
+			}
+		}
+		if c == '\n' {
+			g.endLine()
+		}
+	}
+	return n, err
+}
+
+func (g *partHeaderGuard) endLine() {
+	g.atStart = true
+	switch {
+	case g.inHeader && (g.lineLen == 1 || g.lineLen == 2 && g.prefix[0] == '\r'):
+		g.inHeader = false // the empty line ending the part header
+	case bytes.HasPrefix(g.prefix, g.delim):
+		closing := bytes.HasPrefix(g.prefix[len(g.delim):], []byte("--"))
+		g.inHeader, g.header = !closing, 0
 	}
 }
 
