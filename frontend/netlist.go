@@ -1,12 +1,12 @@
 package frontend
 
 import (
-	"slices"
 	"bufio"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
