@@ -257,3 +257,13 @@ func TestCommandEnvSanitised(t *testing.T) {
 		t.Errorf("environment %q", env)
 	}
 }
+
+// TestEightBitDisposition: a Content-Disposition that only the fallback
+// reads, with 8-bit bytes before "filename=" (which lower-casing widens),
+// is judged, not a panic; its file name is still found.
+func TestEightBitDisposition(t *testing.T) {
+	st, err := Analyze(strings.NewReader("Content-Disposition:\x91filenAme=x.exe; a\n\nMZ\n"), Limits{})
+	if err != nil || len(st.Attachments) != 1 || st.Attachments[0].Name != "x.exe" {
+		t.Fatalf("%+v %v", st, err)
+	}
+}

@@ -386,7 +386,7 @@ func fileName(h Header, ctParams map[string]string) string {
 	if cd := h.Get("Content-Disposition"); cd != "" {
 		if _, p, err := mime.ParseMediaType(cd); err == nil {
 			name = p["filename"]
-		} else if i := strings.Index(strings.ToLower(cd), "filename="); i >= 0 {
+		} else if i := strings.Index(asciiLower(cd), "filename="); i >= 0 {
 			name = strings.Trim(strings.TrimSpace(strings.SplitN(cd[i+9:], ";", 2)[0]), `"`)
 		}
 	}
@@ -397,6 +397,18 @@ func fileName(h Header, ctParams map[string]string) string {
 		name = d
 	}
 	return name
+}
+
+// asciiLower lower-cases A-Z only, so that an index into the result is one
+// into s (strings.ToLower turns a stray 8-bit byte into three).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func (s *Structure) leaf(h Header, ctype string, params map[string]string, cte string, body io.Reader, lim Limits) error {
