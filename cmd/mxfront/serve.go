@@ -1,7 +1,12 @@
 package main
 
 import (
+	"context"
+	"strings"
+	"time"
+
 	"fmt"
+	"github.com/coreos/go-systemd/v22/daemon"
 	"net"
 	"os"
 	"os/signal"
@@ -57,11 +62,44 @@ func serveAction(c *cli.Context) error {
 			f()
 		}
 	}()
+	var addrs []string
+	for _, l := range listeners {
+		addrs = append(addrs, l.Addr().String())
+	}
+	notify("READY=1\nSTATUS=accepting on " + strings.Join(addrs, " "))
+	go func() {
+		<-ctx.Done()
+		notify("STOPPING=1\nSTATUS=stopping: waiting for refusal dialogues to end")
+	}()
+	go watchdog(ctx)
 	if err := s.Serve(ctx); err != nil {
 		return &exitError{code: frontend.ExitTemp, err: err}
 	}
 	cfg.log.Info("stopped")
 	return nil
+}
+
+// notify tells systemd (Type=notify) how serve is doing; without
+// NOTIFY_SOCKET it does nothing.
+func notify(state string) { _, _ = daemon.SdNotify(false, state) }
+
+// watchdog pings systemd's watchdog at half its interval while serve runs
+// (WatchdogSec= in the unit sets WATCHDOG_USEC).
+func watchdog(ctx context.Context) {
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || every <= 0 {
+		return
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			notify("WATCHDOG=1")
+		}
+	}
 }
 
 func listen(addrs []string) ([]net.Listener, error) {

@@ -188,3 +188,51 @@ func TestInetd(t *testing.T) {
 		t.Fatalf("denied client got %q", got)
 	}
 }
+
+// contrib/mxfront-serve.socket and .service: verified by systemd-analyze,
+// then run as systemd would (Accept=no, the listening socket as fd 3,
+// NOTIFY_SOCKET) under systemd-socket-activate with two sockets.
+func TestContribServeUnits(t *testing.T) {
+	b := build(t)
+	ssa := testpeer.Need(t, "systemd-socket-activate")
+	analyze := testpeer.Need(t, "systemd-analyze")
+	dir := t.TempDir()
+	socket, service := contrib(t, "mxfront-serve.socket"), contrib(t, "mxfront-serve.service")
+	if !strings.Contains(socket, "\nAccept=no\n") || !strings.Contains(service, "\nType=notify\n") {
+		t.Fatal("mxfront-serve units are not Accept=no / Type=notify")
+	}
+	deny := writeFile(t, dir, "deny", "127.0.0.66 Refused by the serve unit's deny file\n")
+	program := writeFile(t, dir, "program", "#!/bin/sh\nexec /bin/sh -c '"+strings.ReplaceAll(fdLister, "'", `'\''`)+"'\n")
+	os.Chmod(program, 0o755)
+	service = strings.ReplaceAll(service, "/usr/sbin/mxfront", b.mxfront)
+	service = strings.ReplaceAll(service, "/etc/mxfront/deny", deny)
+	service = strings.ReplaceAll(service, "/usr/sbin/exim4 -bs", program)
+	writeFile(t, dir, "mxfront-serve.socket", socket)
+	writeFile(t, dir, "mxfront-serve.service", service)
+	cmd := exec.Command(analyze, "verify", "--man=no", filepath.Join(dir, "mxfront-serve.socket"), filepath.Join(dir, "mxfront-serve.service"))
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindStringSubmatch(service)
+	argv := strings.Fields(m[1])
+	for i, a := range argv {
+		if a == "journal" && argv[i-1] == "--log" {
+			argv[i] = "stderr"
+		}
+	}
+	a1 := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	a2 := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	p := testpeer.Start(t, exec.Command(ssa, append([]string{"-l", a1, "-l", a2}, argv...)...))
+	waitOutput(t, p, "Listening on "+a2)
+	for _, addr := range []string{a1, a2} {
+		checkHandover(t, session(t, addr, "127.0.0.7", nil, 10*time.Second), "127.0.0.7")
+		in := []byte("EHLO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nQUIT\r\n")
+		if got := session(t, addr, "127.0.0.66", in, 10*time.Second); !strings.Contains(got, "554 5.7.1 Refused by the serve unit's deny file\r\n") {
+			t.Fatalf("%s: denied client got %q", addr, got)
+		}
+	}
+	// One process decided all four connections: serve, not a process each.
+	if n := strings.Count(p.Output(), "Execing") + strings.Count(p.Output(), "Spawned"); n > 1 {
+		t.Fatalf("systemd-socket-activate started %d processes:\n%s", n, p.Output())
+	}
+}

@@ -2,6 +2,8 @@ package chain_test
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -112,4 +114,41 @@ func TestCheckCommand(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Type=notify: serve tells systemd READY=1 once it accepts, and
+// STOPPING=1 on SIGTERM (a NOTIFY_SOCKET listener stands in for systemd).
+func TestServeNotify(t *testing.T) {
+	b := build(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	cmd := exec.Command(b.mxfront, "serve", "--listen", addr, "--", b.mxsink)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	p := testpeer.Start(t, cmd)
+	read := func(want string) {
+		t.Helper()
+		buf := make([]byte, 4096)
+		l.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			n, err := l.Read(buf)
+			if err != nil {
+				t.Fatalf("no %q from mxfront serve: %v\n%s", want, err, p.Output())
+			}
+			if strings.Contains(string(buf[:n]), want) {
+				return
+			}
+		}
+	}
+	read("READY=1")
+	// Ready means accepting: a client gets its greeting at once.
+	if got := session(t, addr, "127.0.0.2", []byte("QUIT\r\n"), 10*time.Second); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("after READY=1 a client got %q", got)
+	}
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	read("STOPPING=1")
 }
