@@ -88,7 +88,7 @@ var policySpecs = []flagSpec{
 	{"max-errors", kindInt, "10", "refusal dialogue: close with 421 after `N` bad commands", "Refusal"},
 	{"max-commands", kindInt, "100", "refusal dialogue: close with 421 after `N` commands", "Refusal"},
 	{"max-rcpts", kindInt, "50", "refusal dialogue: answer 452 to RCPTs beyond `N`", "Refusal"},
-	{"log", kindString, "", "log to `WHERE`: stderr, syslog, journal or none (default: stderr, or syslog when fd 2 is the client's connection)", ""},
+	{"log", kindString, "", "log to `WHERE`: stderr, syslog, journal or none (default: stderr, or syslog when fd 2 is the client's connection)", "Logging"},
 }
 
 // flagAliases maps a short name (rblsmtpd's -r, -a, ...) to the flag it

@@ -20,7 +20,9 @@ var version = "0.1.0-dev"
 
 const chainUsage = `mxfront [flags] [--] PROGRAM [ARGS...]
    mxfront serve [--listen ADDR]... [flags] [--] PROGRAM [ARGS...]
-   mxfront check [flags] IP [--helo NAME]`
+   mxfront check [flags] IP [--helo NAME]
+   mxfront check --lists [flags]
+   mxfront greylist list|allow|remove|expire|compact|stats [flags]`
 
 const chainDescription = `Chain mode (the default) decides on the one connection it was given (fd 0
 from tcpserver, inetd/xinetd nowait or systemd Accept=yes with StandardInput=socket;
@@ -28,9 +30,9 @@ fd 3 from systemd Accept=yes; pipes with TCPREMOTEIP set), then execs PROGRAM on
 it, or speaks a refusal dialogue itself and exits.
 
 Everything after the first argument that is not a flag (or after --) is PROGRAM
-and its arguments, untouched. Subcommands (serve, check) are recognised only as
-the first argument: to run a program named "serve" or "check" in chain mode, put
--- before it.
+and its arguments, untouched. Subcommands (serve, check, greylist) are
+recognised only as the first argument: to run a program named like one in chain
+mode, put -- before it.
 
 Exit codes: 0 a refusal dialogue ended; 100 usage or configuration error;
 111 temporary failure (PROGRAM could not be run: the client got 421).
