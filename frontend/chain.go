@@ -44,16 +44,48 @@ func (c *Chain) Run(ctx context.Context) (int, error) {
 	_, client.RelayClient = c.LookupEnv("RELAYCLIENT")
 	client.RBLSMTPD, client.HasRBLSMTPD = c.LookupEnv("RBLSMTPD")
 	v := c.Policy.Decide(ctx, client)
+	ci := connInfo{local: conn.Local}
+	if c.Dialogue.greetDelayFor(v) {
+		ci.greeted = true
+		t0 := time.Now()
+		talk, err := GreetFD(conn.ReadFD, conn.WriteFD, c.Dialogue.Hostname, c.Dialogue.GreetDelay)
+		switch talk {
+		case HungUp:
+			logHungUp(c.Log, conn.Remote, v, err, time.Since(start))
+			c.Policy.forgetGreylisted(ctx, conn.Remote.Addr(), v)
+			return ExitOK, nil
+		case Early:
+			c.Policy.forgetGreylisted(ctx, conn.Remote.Addr(), v)
+			v = earlyTalker(v, time.Since(t0), c.Dialogue.GreetDelay)
+		}
+	}
 	if v.Action != Refuse {
+		// After a greeting delay, PROGRAM's own 220 line ends the greeting.
 		return c.handover(conn, v, start)
 	}
 	dc, err := conn.DialogueConn()
 	if err != nil {
 		return ExitTemp, fmt.Errorf("client connection: %v", err)
 	}
-	t := Dialogue(dc, v, c.Dialogue)
+	t := speak(dc, v, c.Dialogue, ci)
+	v = c.afterDialogue(ctx, conn.Remote.Addr(), v, t)
 	LogRefusal(c.Log, conn.Remote, v, t, time.Since(start))
 	return ExitOK, nil
+}
+
+// afterDialogue returns the verdict the dialogue ended with: a bogus HELO
+// under --helo-check refuse made it permanent, and a greylisted client that
+// gave one never earns a pass.
+func (c DialogueConfig) afterDialogue(ctx context.Context, p *Policy, ip netip.Addr, v Verdict, t Transcript) Verdict {
+	if t.HELOBogus == "" || c.HELO.Mode != HELORefuse {
+		return v
+	}
+	p.forgetGreylisted(ctx, ip, v)
+	return heloRefusal(v, t.HELO, t.HELOBogus)
+}
+
+func (c *Chain) afterDialogue(ctx context.Context, ip netip.Addr, v Verdict, t Transcript) Verdict {
+	return c.Dialogue.afterDialogue(ctx, c.Policy, ip, v, t)
 }
 
 func (c *Chain) handover(conn Connection, v Verdict, start time.Time) (int, error) {
@@ -96,13 +128,34 @@ func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Durat
 }
 
 // LogRefusal writes the one line of a refused connection: who, what they
-// tried and why.
+// tried and why. A greylisted client's line says "greylisted", with its
+// network and the time left before a retry can pass.
 func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript, took time.Duration) {
-	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "refuse",
-		"reply", v.Reply(), "reason", v.Reason(),
-		"helo", t.HELO, "mail", t.MailFrom, "rcpt", joinRcpts(t), "end", t.End,
-		"duration", took.Round(time.Millisecond).String()}
-	log.Info("refused", attrs...)
+	msg := "refused"
+	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "refuse"}
+	if greylistedVerdict(v) {
+		msg = "greylisted"
+		attrs = append(attrs, "network", exportValue(v, exportNetwork), "retry_in", exportValue(v, exportRetryIn))
+	}
+	attrs = append(attrs, "reply", v.Reply(), "reason", v.Reason(),
+		"helo", t.HELO, "mail", t.MailFrom, "rcpt", joinRcpts(t), "end", t.End)
+	if t.HELOBogus != "" {
+		attrs = append(attrs, "helo_bogus", t.HELOBogus)
+	}
+	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
+	log.Info(msg, attrs...)
+}
+
+// logHungUp writes the one line of a client that hung up (or whose
+// connection failed) during the greeting delay.
+func logHungUp(log *slog.Logger, remote netip.AddrPort, v Verdict, err error, took time.Duration) {
+	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String(),
+		"end", "hung up in the greeting delay"}
+	if err != nil {
+		attrs = append(attrs, "error", err.Error())
+	}
+	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
+	log.Info("hung up", attrs...)
 }
 
 func joinRcpts(t Transcript) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -34,6 +35,11 @@ type DialogueConfig struct {
 	MaxErrors      int           // bad commands before 421
 	MaxCommands    int           // commands before 421
 	MaxRecipients  int           // RCPTs answered with the verdict; more get 452
+	// GreetDelay is --greet-delay: the time a client must stay silent after
+	// the first line of a multi-line greeting (greet.go); 0: none.
+	GreetDelay time.Duration
+	// HELO judges the client's HELO/EHLO name (helo.go); zero: not judged.
+	HELO HELOCheck
 }
 
 // DefaultDialogue holds the defaults documented in mxfront(8).
@@ -58,6 +64,18 @@ type Transcript struct {
 	Commands int
 	Errors   int
 	End      string // quit, eof, timeout, errors, commands, non-smtp, greeting, write-error
+	// HELOBogus says why the first bogus HELO/EHLO name was bogus; "" if
+	// none was (or names were not checked).
+	HELOBogus string
+}
+
+// connInfo is what the dialogue knows of its connection beyond the bytes.
+type connInfo struct {
+	local netip.AddrPort // our address, for the HELO check
+	// greeted: the first line of a multi-line greeting ("220-NAME ESMTP")
+	// was sent during the greeting delay; the dialogue ends that reply with
+	// its last line and never refuses at the greeting.
+	greeted bool
 }
 
 // maxLoggedRcpts bounds Transcript.Rcpts; NRcpts counts them all.
@@ -74,14 +92,20 @@ type dialogue struct {
 	t        Transcript
 	helo     bool
 	mail     bool
+	ci       connInfo
 }
 
 // Dialogue speaks the refusal dialogue with the client and returns what it
 // tried. It never accepts a message: the verdict answers every RCPT (or the
 // greeting), DATA is refused, and every bound ends in 421 and a return.
 func Dialogue(conn Conn, v Verdict, cfg DialogueConfig) Transcript {
+	return speak(conn, v, cfg, connInfo{})
+}
+
+// speak is Dialogue on a connection known by ci.
+func speak(conn Conn, v Verdict, cfg DialogueConfig, ci connInfo) Transcript {
 	cfg = withDefaults(cfg)
-	d := &dialogue{cfg: cfg, v: v, conn: conn,
+	d := &dialogue{cfg: cfg, v: v, conn: conn, ci: ci,
 		r:        bufio.NewReaderSize(conn, 1024),
 		w:        bufio.NewWriterSize(conn, 4096),
 		deadline: time.Now().Add(cfg.SessionTimeout)}
@@ -116,7 +140,7 @@ func withDefaults(c DialogueConfig) DialogueConfig {
 }
 
 func (d *dialogue) run() {
-	atGreeting := d.cfg.RefuseAt == AtGreeting
+	atGreeting := d.cfg.RefuseAt == AtGreeting && !d.ci.greeted
 	switch {
 	case atGreeting && d.v.Temporary():
 		// RFC 5321 3.1: a 421 greeting closes at once.
@@ -284,6 +308,16 @@ func (d *dialogue) hello(verb, arg string) bool {
 	name, _, _ := strings.Cut(arg, " ")
 	d.t.HELO = Sanitize(name, maxField)
 	d.helo, d.mail = true, false
+	if d.t.HELOBogus == "" {
+		if why := d.cfg.HELO.Bogus(name, d.cfg.Hostname, d.ci.local); why != "" {
+			d.t.HELOBogus = why
+			if d.cfg.HELO.Mode == HELORefuse {
+				// Still 250 to the HELO, so that the log shows what the
+				// client tries; every RCPT from now on gets 5xx.
+				d.v = heloRefusal(d.v, d.t.HELO, why)
+			}
+		}
+	}
 	if verb == "HELO" {
 		d.reply(250, "%s", d.cfg.Hostname)
 		return true

@@ -2,16 +2,233 @@ package frontend
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mxfront/mxfront/greylist"
 )
 
-// Greylisting is step 5 of the checks: per-network greylisting.
-type Greylisting struct{}
+// Greylisting is step 5 of the checks: per-network greylisting. A client
+// whose network is new, or retried too early, is refused 451 4.7.1 with the
+// time to retry; one that retried in time, or whose network passed within
+// the lifetime, passes with MXFRONT_GREYLIST set. A failing database never
+// refuses anyone: the client passes and the error is logged at level ERROR.
+type Greylisting struct {
+	Policy *greylist.Policy // over a store the caller owns
+	Skip   *NetList         // networks never greylisted (--greylist-skip-file)
+	// Known remembers networks seen passing (serve mode), so that their
+	// clients cost no database access; nil: every decision asks the store.
+	Known *PassCache
+	// Now is the clock of the retry time in the reply; nil: time.Now.
+	Now func() time.Time
+}
+
+// The states exported in MXFRONT_GREYLIST, followed by the network's age.
+const (
+	stateRetry   = "retry"   // retried after the delay: passes now, for the first time
+	statePassed  = "passed"  // passed before, within the lifetime
+	stateSkipped = "skipped" // on --greylist-skip-file: never greylisted
+	stateError   = "error"   // the database failed: passed (and logged)
+)
+
+// The exports of a greylisted verdict. They never reach PROGRAM (a refused
+// client gets none); LogRefusal turns them into fields of its line.
+const (
+	exportGreylist = "GREYLIST"
+	exportNetwork  = "GREYLIST_NETWORK"
+	exportRetryIn  = "GREYLIST_RETRY_IN"
+)
 
 // greylist decides on ip's network and updates v; true means v is final.
 func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) bool {
-	if p.Greylist == nil {
+	g := p.Greylist
+	if g == nil || g.Policy == nil {
 		return false
 	}
+	if l, ok := g.Skip.Lookup(ip); ok {
+		v.Exports = append(v.Exports, Export{exportGreylist, stateSkipped})
+		v.Details = append(v.Details, "greylist: skipped: "+describe("skip list", l))
+		return false
+	}
+	n, err := g.Policy.Network(ip)
+	if err != nil {
+		return p.greylistFailed(ip, v, err)
+	}
+	now := g.now()
+	if first, ok := g.Known.get(n, now); ok && !p.DryRun {
+		v.Exports = append(v.Exports, Export{exportGreylist, statePassed + " " + age(now.Sub(first))})
+		return false
+	}
+	var o greylist.Outcome
+	if p.DryRun {
+		o, err = g.Policy.Peek(ctx, ip)
+	} else {
+		o, err = g.Policy.Decide(ctx, ip)
+	}
+	if err != nil {
+		return p.greylistFailed(ip, v, err)
+	}
+	v.Details = append(v.Details, outcomeDetail(o))
+	switch o.State {
+	case greylist.Passed:
+		v.Exports = append(v.Exports, Export{exportGreylist, stateRetry + " " + age(o.Age)})
+	case greylist.Known:
+		v.Exports = append(v.Exports, Export{exportGreylist, statePassed + " " + age(o.Age)})
+	}
+	if !o.Greylisted() {
+		g.Known.put(n, o.FirstSeen, now)
+		return false
+	}
+	retry := o.RetryIn.Round(time.Second)
+	if retry < time.Second {
+		retry = time.Second
+	}
+	at := now.Add(retry).UTC().Format("15:04:05")
+	*v = Verdict{Action: Refuse, Code: 451, Enhanced: "4.7.1",
+		Text: fmt.Sprintf("Greylisted: please try again in %v, after %s UTC", retry, at),
+		Reasons: append(v.Reasons, fmt.Sprintf("greylisted: network %v %s, first seen %v ago, retry in %v",
+			o.Network, o.State, o.Age.Round(time.Second), retry)),
+		Exports: []Export{{exportGreylist, o.State.String() + " " + age(o.Age)},
+			{exportNetwork, o.Network.String()}, {exportRetryIn, retry.String()}},
+		Details: v.Details}
+	return true
+}
+
+// greylistFailed passes the client: greylisting is not worth refusing mail
+// for, but the operator must hear of it.
+func (p *Policy) greylistFailed(ip netip.Addr, v *Verdict, err error) bool {
+	p.logger().Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
+	v.Exports = append(v.Exports, Export{exportGreylist, stateError})
+	v.Details = append(v.Details, "greylist: error (the client would pass): "+err.Error())
 	return false
+}
+
+func outcomeDetail(o greylist.Outcome) string {
+	s := fmt.Sprintf("greylist: network %v %s, first seen %v ago", o.Network, o.State, o.Age.Round(time.Second))
+	if !o.LastPass.IsZero() {
+		s += ", last pass " + o.LastPass.UTC().Format(time.RFC3339)
+	}
+	if o.Greylisted() {
+		s += fmt.Sprintf(", retry in %v", o.RetryIn.Round(time.Second))
+	}
+	return s
+}
+
+// age is a network's age for MXFRONT_GREYLIST: whole seconds, so that a
+// script can compare it.
+func age(d time.Duration) string { return strconv.FormatInt(int64(max(d, 0)/time.Second), 10) }
+
+func (g *Greylisting) now() time.Time {
+	if g.Now == nil {
+		return time.Now()
+	}
+	return g.Now()
+}
+
+// greylistState returns the state word of v's MXFRONT_GREYLIST, or "".
+func greylistState(v Verdict) string {
+	for _, e := range v.Exports {
+		if e.Name == exportGreylist {
+			s, _, _ := strings.Cut(e.Value, " ")
+			return s
+		}
+	}
+	return ""
+}
+
+// greylistedVerdict reports whether v is greylisting's refusal.
+func greylistedVerdict(v Verdict) bool {
+	return v.Action == Refuse && greylistState(v) != ""
+}
+
+// exportValue returns the value of v's export name, or "".
+func exportValue(v Verdict, name string) string {
+	for _, e := range v.Exports {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+// forgetGreylisted drops the greylist record of a greylisted client that
+// showed itself bogus (an early talker, a bogus HELO with --helo-check
+// refuse), so that retrying never earns it a pass. Errors are logged.
+func (p *Policy) forgetGreylisted(ctx context.Context, ip netip.Addr, v Verdict) {
+	if p.DryRun || p.Greylist == nil || p.Greylist.Policy == nil || !greylistedVerdict(v) {
+		return
+	}
+	if err := p.Greylist.Policy.Forget(ctx, ip); err != nil {
+		p.logger().Error("greylist: cannot forget a bogus client", "ip", ip.String(), "error", err.Error())
+	}
+}
+
+// PassCache remembers, for a short time, the networks the greylist passed,
+// so that a long-running frontend decides on their clients without opening
+// the database. An entry lives TTL at most, so `mxfront greylist remove`
+// takes effect within TTL; the cache holds at most Max networks.
+type PassCache struct {
+	ttl time.Duration
+	max int
+	mu  sync.RWMutex
+	m   map[netip.Prefix]cachedPass
+}
+
+type cachedPass struct {
+	firstSeen time.Time // for MXFRONT_GREYLIST's age
+	until     time.Time
+}
+
+// NewPassCache returns a cache of at most max networks kept ttl each.
+func NewPassCache(ttl time.Duration, max int) *PassCache {
+	return &PassCache{ttl: ttl, max: max, m: make(map[netip.Prefix]cachedPass)}
+}
+
+func (c *PassCache) get(n netip.Prefix, now time.Time) (time.Time, bool) {
+	if c == nil {
+		return time.Time{}, false
+	}
+	c.mu.RLock()
+	e, ok := c.m[n]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.until) || now.Before(e.until.Add(-c.ttl)) {
+		// Expired, or the clock went back: ask the store.
+		return time.Time{}, false
+	}
+	return e.firstSeen, true
+}
+
+func (c *PassCache) put(n netip.Prefix, firstSeen, now time.Time) {
+	if c == nil || c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		for k, e := range c.m {
+			if !now.Before(e.until) {
+				delete(c.m, k)
+			}
+		}
+		// Still full of live entries: drop about half, at random (map
+		// order); they are only a cache.
+		for k := range c.m {
+			if len(c.m) < c.max/2+1 {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[n] = cachedPass{firstSeen: firstSeen, until: now.Add(c.ttl)}
+}
+
+// Len reports how many networks the cache holds.
+func (c *PassCache) Len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
 }

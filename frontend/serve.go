@@ -81,9 +81,26 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 	remote := addrPort(c.RemoteAddr())
 	client := Client{Remote: remote, Local: addrPort(c.LocalAddr())}
 	v := s.Policy.Decide(ctx, client)
+	ci := connInfo{local: client.Local}
+	if s.Dialogue.greetDelayFor(v) {
+		ci.greeted = true
+		t0 := time.Now()
+		talk, err := greetConn(c, s.Dialogue.Hostname, s.Dialogue.GreetDelay)
+		switch talk {
+		case HungUp:
+			c.Close()
+			logHungUp(s.Log, remote, v, err, time.Since(start))
+			s.Policy.forgetGreylisted(ctx, remote.Addr(), v)
+			return
+		case Early:
+			s.Policy.forgetGreylisted(ctx, remote.Addr(), v)
+			v = earlyTalker(v, time.Since(t0), s.Dialogue.GreetDelay)
+		}
+	}
 	if v.Action == Refuse {
-		t := Dialogue(c, v, s.Dialogue)
+		t := speak(c, v, s.Dialogue, ci)
 		c.Close()
+		v = s.Dialogue.afterDialogue(ctx, s.Policy, remote.Addr(), v, t)
 		LogRefusal(s.Log, remote, v, t, time.Since(start))
 		return
 	}
