@@ -77,11 +77,11 @@ func (c *Chain) Run(ctx context.Context) (int, error) {
 // under --helo-check refuse made it permanent, and a greylisted client that
 // gave one never earns a pass.
 func (c DialogueConfig) afterDialogue(ctx context.Context, p *Policy, ip netip.Addr, v Verdict, t Transcript) Verdict {
-	if t.HELOBogus == "" || c.HELO.Mode != HELORefuse {
+	if t.verdict.Action != Refuse {
 		return v
 	}
 	p.forgetGreylisted(ctx, ip, v)
-	return heloRefusal(v, t.HELO, t.HELOBogus)
+	return t.verdict
 }
 
 func (c *Chain) afterDialogue(ctx context.Context, ip netip.Addr, v Verdict, t Transcript) Verdict {

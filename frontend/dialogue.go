@@ -67,6 +67,7 @@ type Transcript struct {
 	// HELOBogus says why the first bogus HELO/EHLO name was bogus; "" if
 	// none was (or names were not checked).
 	HELOBogus string
+	verdict   Verdict // set when the dialogue changed the verdict (a bogus HELO)
 }
 
 // connInfo is what the dialogue knows of its connection beyond the bytes.
@@ -93,6 +94,8 @@ type dialogue struct {
 	helo     bool
 	mail     bool
 	ci       connInfo
+	// heloVerdict is the verdict a bogus HELO made (--helo-check refuse).
+	heloVerdict Verdict
 }
 
 // Dialogue speaks the refusal dialogue with the client and returns what it
@@ -110,6 +113,7 @@ func speak(conn Conn, v Verdict, cfg DialogueConfig, ci connInfo) Transcript {
 		w:        bufio.NewWriterSize(conn, 4096),
 		deadline: time.Now().Add(cfg.SessionTimeout)}
 	d.run()
+	d.t.verdict = d.heloVerdict
 	return d.t
 }
 
@@ -309,12 +313,13 @@ func (d *dialogue) hello(verb, arg string) bool {
 	d.t.HELO = Sanitize(name, maxField)
 	d.helo, d.mail = true, false
 	if d.t.HELOBogus == "" {
-		if why := d.cfg.HELO.Bogus(name, d.cfg.Hostname, d.ci.local); why != "" {
+		if why, public := d.cfg.HELO.bogus(name, d.cfg.Hostname, d.ci.local); why != "" {
 			d.t.HELOBogus = why
 			if d.cfg.HELO.Mode == HELORefuse {
 				// Still 250 to the HELO, so that the log shows what the
 				// client tries; every RCPT from now on gets 5xx.
-				d.v = heloRefusal(d.v, d.t.HELO, why)
+				d.v = heloRefusal(d.v, d.t.HELO, why, public)
+				d.heloVerdict = d.v
 			}
 		}
 	}

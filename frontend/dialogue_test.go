@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,22 +37,39 @@ func TestDialogueGolden(t *testing.T) {
 	cfg := DialogueConfig{Hostname: "mx.example.test"}
 	greeting := cfg
 	greeting.RefuseAt = AtGreeting
+	heloRefuse, heloLog := cfg, cfg
+	heloRefuse.HELO = HELOCheck{Mode: HELORefuse}
+	heloLog.HELO = HELOCheck{Mode: HELOLog}
+	greylisted := greylistedForGolden(t)
 	cases := []struct {
 		name string
 		v    Verdict
 		cfg  DialogueConfig
+		ci   connInfo
 	}{
-		{"basic", deny, cfg},
-		{"pipelined", tempDeny, cfg},
-		{"badlines", deny, cfg},
-		{"errors", deny, cfg},
-		{"rcptflood", deny, cfg},
-		{"commandflood", deny, cfg},
-		{"http", deny, cfg},
-		{"eof", deny, cfg},
-		{"greeting-permanent", deny, greeting},
-		{"greeting-temporary", tempDeny, greeting},
-		{"longline", deny, cfg},
+		{"basic", deny, cfg, connInfo{}},
+		{"pipelined", tempDeny, cfg, connInfo{}},
+		{"badlines", deny, cfg, connInfo{}},
+		{"errors", deny, cfg, connInfo{}},
+		{"rcptflood", deny, cfg, connInfo{}},
+		{"commandflood", deny, cfg, connInfo{}},
+		{"http", deny, cfg, connInfo{}},
+		{"eof", deny, cfg, connInfo{}},
+		{"greeting-permanent", deny, greeting, connInfo{}},
+		{"greeting-temporary", tempDeny, greeting, connInfo{}},
+		{"longline", deny, cfg, connInfo{}},
+		// Greylisting's refusal: 451 at every RCPT, saying when to retry.
+		{"greylisted", greylisted, cfg, connInfo{}},
+		// A greylisted client with a bogus HELO under --helo-check refuse:
+		// 250 to the HELO, then 554 for good at RCPT.
+		{"helo-refuse", greylisted, heloRefuse, connInfo{local: netip.MustParseAddrPort("192.0.2.25:25")}},
+		// The same with --helo-check log: still 451, the name noted.
+		{"helo-log", greylisted, heloLog, connInfo{local: netip.MustParseAddrPort("192.0.2.25:25")}},
+		// An early talker already has "220-mx.example.test ESMTP": the
+		// dialogue ends that greeting with its last line (never a second
+		// greeting, never 554 after 220-, even with --refuse-at greeting)
+		// and answers the commands it sent early, refusing at RCPT.
+		{"early-talker", earlyTalker(Verdict{Action: Pass}, 20*time.Millisecond, 5*time.Second), greeting, connInfo{greeted: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,9 +80,12 @@ func TestDialogueGolden(t *testing.T) {
 			}
 			in = expand(in)
 			s := &script{in: bytes.NewReader(in)}
-			tr := Dialogue(s, tc.v, tc.cfg)
+			tr := speak(s, tc.v, tc.cfg, tc.ci)
 			got := fmt.Sprintf("%s--- transcript\nhelo=%q mail=%q rcpts=%q n=%d commands=%d errors=%d end=%s\n",
 				s.out.String(), tr.HELO, tr.MailFrom, tr.Rcpts, tr.NRcpts, tr.Commands, tr.Errors, tr.End)
+			if tr.HELOBogus != "" {
+				got += fmt.Sprintf("helo_bogus=%q\n", tr.HELOBogus)
+			}
 			golden(t, base+".golden", got)
 		})
 	}

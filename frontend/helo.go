@@ -52,37 +52,51 @@ type HELOCheck struct {
 // a --helo-deny-file pattern are bogus. Unsure means fine: underscores and
 // a trailing dot, common in honest clients, are tolerated.
 func (h HELOCheck) Bogus(name, hostname string, local netip.AddrPort) string {
+	why, _ := h.bogus(name, hostname, local)
+	return why
+}
+
+// bogus is Bogus, with the reason as the client may read it: a
+// --helo-deny-file match shows its reason text, never the file.
+func (h HELOCheck) bogus(name, hostname string, local netip.AddrPort) (why, public string) {
 	if h.Mode == HELOOff {
-		return ""
+		return "", ""
 	}
+	if p, ok := h.Deny.Match(strings.ToLower(strings.TrimSuffix(name, "."))); ok && badDomain(name) == "" {
+		why, public = "matches "+p.Pattern+" ("+p.Source+")", "is on our list of bogus names"
+		if p.Reason != "" {
+			why += ": " + p.Reason
+			public += ": " + p.Reason
+		}
+	}
+	if w := h.rules(name, hostname, local); w != "" {
+		return w, w
+	}
+	return why, public
+}
+
+func (h HELOCheck) rules(name, hostname string, local netip.AddrPort) string {
 	lower := strings.ToLower(strings.TrimSuffix(name, "."))
 	if strings.HasPrefix(name, "[") {
 		return bogusLiteral(name, local)
 	}
 	if ip, err := netip.ParseAddr(name); err == nil {
 		if local.IsValid() && ip.Unmap() == local.Addr().Unmap() {
-			return "our own address, without brackets"
+			return "is our own address, without brackets"
 		}
-		return "a bare IP address (address literals are written [192.0.2.1])"
+		return "is a bare IP address (address literals are written [192.0.2.1])"
 	}
 	switch {
 	case lower == "localhost" || lower == "localhost.localdomain" || strings.HasSuffix(lower, ".localhost"):
-		return "localhost"
+		return "is localhost"
 	case hostname != "" && lower == strings.ToLower(strings.TrimSuffix(hostname, ".")):
-		return "our own host name"
+		return "is our own host name"
 	}
 	if why := badDomain(name); why != "" {
 		return why
 	}
 	if !strings.Contains(lower, ".") {
-		return "no dot in the name"
-	}
-	if p, ok := h.Deny.Match(lower); ok {
-		why := "matches " + p.Pattern + " (" + p.Source + ")"
-		if p.Reason != "" {
-			why += ": " + p.Reason
-		}
-		return why
+		return "has no dot"
 	}
 	return ""
 }
@@ -91,21 +105,21 @@ func (h HELOCheck) Bogus(name, hostname string, local netip.AddrPort) string {
 func bogusLiteral(name string, local netip.AddrPort) string {
 	inner, ok := strings.CutSuffix(name[1:], "]")
 	if !ok {
-		return "malformed address literal"
+		return "is a malformed address literal"
 	}
 	if v6, ok := cutPrefixFold(inner, "IPv6:"); ok {
 		ip, err := netip.ParseAddr(v6)
 		if err != nil || !ip.Is6() || ip.Zone() != "" {
-			return "malformed address literal"
+			return "is a malformed address literal"
 		}
 		inner = ip.String()
 	}
 	ip, err := netip.ParseAddr(inner)
 	if err != nil || ip.Zone() != "" || (ip.Is6() && !strings.HasPrefix(strings.ToLower(name), "[ipv6:")) {
-		return "malformed address literal"
+		return "is a malformed address literal"
 	}
 	if local.IsValid() && ip.Unmap() == local.Addr().Unmap() {
-		return "our own address"
+		return "is our own address"
 	}
 	return ""
 }
@@ -123,16 +137,16 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 func badDomain(name string) string {
 	s := strings.TrimSuffix(name, ".")
 	if s == "" || len(s) > 255 {
-		return "invalid syntax"
+		return "is not a valid host name"
 	}
 	for _, label := range strings.Split(s, ".") {
 		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return "invalid syntax"
+			return "is not a valid host name"
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
 			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return "invalid syntax"
+				return "is not a valid host name"
 			}
 		}
 	}
@@ -221,9 +235,10 @@ func (h *HELOPatterns) Match(name string) (HELOPattern, bool) {
 // heloRefusal is the verdict once a client showed a bogus HELO name and
 // --helo-check is refuse: permanent, whatever the verdict was (a
 // greylisted client gets 5xx now, and its record is forgotten).
-func heloRefusal(v Verdict, name, why string) Verdict {
-	reasons := append(append([]string(nil), v.Reasons...), "bogus HELO "+Sanitize(name, maxField)+": "+why)
+func heloRefusal(v Verdict, name, why, public string) Verdict {
+	name = Sanitize(name, maxField)
+	reasons := append(append([]string(nil), v.Reasons...), "bogus HELO "+name+": it "+why)
 	return Verdict{Action: Refuse, Code: 554, Enhanced: "5.7.1",
-		Text:    Sanitize("HELO/EHLO name "+name+" rejected: "+why, maxReason),
+		Text:    Sanitize("HELO/EHLO name "+name+" rejected: it "+public, maxReason),
 		Reasons: reasons}
 }

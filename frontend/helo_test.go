@@ -27,8 +27,8 @@ func TestHELOBogus(t *testing.T) {
 		{"[198.51.100.7]", local4, ""},
 		{"[IPv6:2001:db8::7]", local6, ""},
 		{"[ipv6:2001:db8::7]", local6, ""},
-		{"198.51.100.7", local4, "bare IP"},
-		{"2001:db8::7", local6, "bare IP"},
+		{"198.51.100.7", local4, "is a bare IP"},
+		{"2001:db8::7", local6, "is a bare IP"},
 		{"192.0.2.25", local4, "our own address"},
 		{"[192.0.2.25]", local4, "our own address"},
 		{"[IPv6:2001:db8::25]", local6, "our own address"},
@@ -43,13 +43,13 @@ func TestHELOBogus(t *testing.T) {
 		{"mx.example.test", local4, "our own host name"},
 		{"MX.example.test.", local4, "our own host name"},
 		{"desktop", local4, "no dot"},
-		{"-bad.example.org", local4, "invalid syntax"},
-		{"bad-.example.org", local4, "invalid syntax"},
-		{"a..example.org", local4, "invalid syntax"},
-		{"spam!.example.org", local4, "invalid syntax"},
-		{"." + strings.Repeat("a", 10), local4, "invalid syntax"},
-		{strings.Repeat("a", 64) + ".example.org", local4, "invalid syntax"},
-		{strings.Repeat("abcdefgh.", 30) + "org", local4, "invalid syntax"},
+		{"-bad.example.org", local4, "not a valid host name"},
+		{"bad-.example.org", local4, "not a valid host name"},
+		{"a..example.org", local4, "not a valid host name"},
+		{"spam!.example.org", local4, "not a valid host name"},
+		{"." + strings.Repeat("a", 10), local4, "not a valid host name"},
+		{strings.Repeat("a", 64) + ".example.org", local4, "not a valid host name"},
+		{strings.Repeat("abcdefgh.", 30) + "org", local4, "not a valid host name"},
 		{"host7.dyn.example.net", local4, "matches *.dyn.example.net (deny:2): dynamic pool"},
 		{"HOST7.DYN.EXAMPLE.NET", local4, "matches *.dyn.example.net"},
 		{"dyn.example.net", local4, ""}, // the pattern wants a label before
@@ -99,7 +99,7 @@ func FuzzHELOBogus(f *testing.F) {
 			t.Fatalf("%q passed", name)
 		}
 		if why != "" {
-			v := heloRefusal(Verdict{}, name, why)
+			v := heloRefusal(Verdict{}, name, why, why)
 			if v.Code != 554 || strings.ContainsAny(v.Text, "\r\n") {
 				t.Fatalf("%q: refusal %+v", name, v)
 			}
