@@ -45,7 +45,7 @@ func checkAction(c *cli.Context) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "ip: %s\n", ip.Unmap())
 	if h := c.String("helo"); h != "" {
-		fmt.Fprintf(w, "helo: %s\n", frontend.Sanitize(h, 255))
+		fmt.Fprintf(w, "helo: %s\n", heloJudgement(cfg, frontend.Sanitize(h, 255), v))
 	}
 	fmt.Fprintf(w, "verdict: %s\n", v.Action)
 	if v.Action == frontend.Refuse {
@@ -64,4 +64,24 @@ func checkAction(c *cli.Context) error {
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+// heloJudgement says what the HELO checks make of name for this verdict.
+// mxfront sees a HELO only in the refusal dialogue: a client it passes
+// gives its HELO to PROGRAM.
+func heloJudgement(cfg *config, name string, v frontend.Verdict) string {
+	h := cfg.dialogue.HELO
+	if h.Mode == frontend.HELOOff {
+		return name + " (not judged: --helo-check off)"
+	}
+	why := h.Bogus(name, cfg.dialogue.Hostname, netip.AddrPort{})
+	switch {
+	case why == "":
+		return name + " (acceptable)"
+	case v.Action != frontend.Refuse:
+		return fmt.Sprintf("%s is bogus: it %s (not judged: a client that passes gives its HELO to PROGRAM)", name, why)
+	case h.Mode == frontend.HELORefuse:
+		return fmt.Sprintf("%s is bogus: it %s; --helo-check refuse: every RCPT gets 554 5.7.1", name, why)
+	}
+	return fmt.Sprintf("%s is bogus: it %s; --helo-check log: logged as helo_bogus", name, why)
 }
