@@ -71,6 +71,20 @@ func main() {
 			return startServer(mx, args, nil, port)
 		}
 	}
+	// DNS lists on rbldnsd (three that do not list the load client, one
+	// that does) and greylist databases (one where the client's network
+	// has passed, one where it is always new).
+	dnsArgs, listedArgs, stopDNS := rbldnsd()
+	defer stopDNS()
+	work, _ := os.MkdirTemp("", "mxfront-load-")
+	defer os.RemoveAll(work)
+	known := filepath.Join(work, "known.db")
+	if out, err := exec.Command(mx, "greylist", "allow", "127.0.0.1", "--greylist-db", known).CombinedOutput(); err != nil {
+		fatal("greylist allow: %v\n%s", err, out)
+	}
+	fresh := filepath.Join(work, "fresh.db")
+	greyKnown := []string{"--greylist", "--greylist-db", known}
+	greyFresh := []string{"--greylist", "--greylist-db", fresh, "--greylist-delay", "1h", "--greylist-window", "2h"}
 	var rows []row
 	if tcpserver != "" {
 		rows = append(rows,
@@ -88,9 +102,21 @@ func main() {
 	} else {
 		fmt.Fprintln(os.Stderr, "load: tcpserver not installed: only serve rows (test/peers.sh installs it)")
 	}
+	if tcpserver != "" {
+		rows = append(rows,
+			row{name: "tcpserver > mxfront (greylist known) > sink", start: ts(nil, append(append([]string{mx}, greyKnown...), "--", sink)...)})
+		if dnsArgs != nil {
+			rows = append(rows,
+				row{name: "tcpserver > mxfront (3 DNS lists) > sink", start: ts(nil, append(append([]string{mx}, dnsArgs...), "--", sink)...)})
+		}
+	}
 	rows = append(rows,
 		row{name: "mxfront serve > sink", start: serve("--deny", "192.0.2.0/24")},
-		row{name: "mxfront serve refusing", refuses: true, start: serve("--deny", "127.0.0.0/8")})
+		row{name: "mxfront serve refusing (deny list)", refuses: true, start: serve("--deny", "127.0.0.0/8")},
+		row{name: "mxfront serve refusing (greylisted)", refuses: true, start: serve(greyFresh...)})
+	if listedArgs != nil {
+		rows = append(rows, row{name: "mxfront serve refusing (DNS listed)", refuses: true, start: serve(listedArgs...)})
+	}
 	if *only != "" {
 		var keep []row
 		for _, r := range rows {
@@ -104,7 +130,7 @@ func main() {
 		rows = keep
 	}
 
-	execPath(mx, goexec)
+	execPath(mx, goexec, greyKnown, dnsArgs)
 	if *execOnly {
 		return
 	}
@@ -115,7 +141,7 @@ func main() {
 // execPath times a process start to PROGRAM's exit with /bin/true as
 // PROGRAM: directly, through goexec, and through mxfront (chain mode over
 // pipes, with a deny list), and reports mxfront's peak RSS.
-func execPath(mx, goexec string) {
+func execPath(mx, goexec string, greyKnown, dnsArgs []string) {
 	truePath, _ := exec.LookPath("true")
 	cases := []struct {
 		name string
@@ -126,11 +152,19 @@ func execPath(mx, goexec string) {
 		{"mxfront > true", []string{mx, "--log", "none", "--", truePath}},
 		{"mxfront --deny > true", []string{mx, "--log", "none", "--deny", "192.0.2.0/24", "--", truePath}},
 		{"mxfront (log to stderr) > true", []string{mx, "--deny", "192.0.2.0/24", "--", truePath}},
+		{"mxfront --greylist (known) > true", append(append([]string{mx, "--log", "none"}, greyKnown...), "--", truePath)},
+	}
+	if dnsArgs != nil {
+		cases = append(cases, struct {
+			name string
+			argv []string
+		}{"mxfront (3 DNS lists) > true", append(append([]string{mx, "--log", "none"}, dnsArgs...), "--", truePath)})
 	}
 	n := *execN
 	fmt.Printf("exec path: process start to PROGRAM's exit, median of %d (interleaved)\n", n)
 	times := make([][]time.Duration, len(cases))
-	env := append(os.Environ(), "TCPREMOTEIP=198.51.100.7", "TCPREMOTEPORT=4000", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=25")
+	// 127.0.0.1: on no list, and its network has passed the greylist.
+	env := append(os.Environ(), "TCPREMOTEIP=127.0.0.1", "TCPREMOTEPORT=4000", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=25")
 	devnull, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	for i := 0; i < n; i++ {
 		for j, c := range cases {
@@ -152,7 +186,7 @@ func execPath(mx, goexec string) {
 	// Peak RSS of a chain-mode mxfront, read from /proc while it holds a
 	// refusal dialogue open (ru_maxrss would count the parent's pages,
 	// which a fork shares): an upper bound of the pass path's.
-	cmd := exec.Command(mx, "--log", "none", "--deny", "198.51.100.0/24", "--", truePath)
+	cmd := exec.Command(mx, "--log", "none", "--deny", "127.0.0.0/8", "--", truePath)
 	cmd.Env = env
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -385,6 +419,44 @@ func memory(mx, sink string) {
 		float64(before)/1024, float64(after)/1024, len(conns), float64(after-before)/float64(max(len(conns), 1)), float64(rss(pid, "VmHWM"))/1024)
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// rbldnsd starts rbldnsd on a free loopback port with three zones that do
+// not list 127.0.0.1 and one that does, and returns the mxfront flags for
+// each case; nil when rbldnsd is not installed.
+func rbldnsd() (three, listed []string, stop func()) {
+	bin, err := exec.LookPath("rbldnsd")
+	if err != nil {
+		bin = "/usr/sbin/rbldnsd"
+		if _, err := os.Stat(bin); err != nil {
+			fmt.Fprintln(os.Stderr, "load: rbldnsd not installed: no DNS list rows")
+			return nil, nil, func() {}
+		}
+	}
+	dir, _ := os.MkdirTemp("", "mxfront-load-dns-")
+	os.Chmod(dir, 0o755)
+	port := freePort()
+	args := []string{"-n", "-b", fmt.Sprintf("127.0.0.1/%d", port), "-w", dir, "-t", "60"}
+	for _, z := range []struct{ name, data string }{
+		{"a.test", "192.0.2.0/24\n"}, {"b.test", "198.51.100.0/24\n"}, {"c.test", "203.0.113.0/24\n"},
+		{"listed.test", "127.0.0.0/8 :127.0.0.2:listed for the load test\n"},
+	} {
+		os.WriteFile(filepath.Join(dir, z.name), []byte(z.data), 0o644)
+		args = append(args, z.name+":ip4set:"+z.name)
+	}
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		fatal("rbldnsd: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	server := fmt.Sprintf("127.0.0.1:%d", port)
+	three = []string{"--dns-server", server, "--dnsbl", "a.test", "--dnsbl", "b.test", "--dnsbl", "c.test"}
+	listed = []string{"--dns-server", server, "--dnsbl", "listed.test"}
+	return three, listed, func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		os.RemoveAll(dir)
 	}
 }
 
