@@ -3,7 +3,8 @@
 GO      ?= go
 # Static binaries without urfave/cli's doc generators: chain mode starts a
 # process per connection, and dynamic linking alone costs it milliseconds.
-export CGO_ENABLED ?= 0
+# (-race in `make test` needs cgo, so it is set per build command.)
+STATIC  := CGO_ENABLED=0
 GOFLAGS_BUILD ?= -tags urfave_cli_no_docs -trimpath
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -16,11 +17,11 @@ RUNDIR  := $(CURDIR)/run
 all: build
 
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/... ./testdata/goexec
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/... ./testdata/goexec
 
 # The demo SMTP sink that `make run` and the benchmarks put behind mxfront.
 $(BIN)/mxsink: $(wildcard testdata/mxsink/*.go)
-	$(GO) build $(GOFLAGS_BUILD) -o $@ ./testdata/mxsink
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -o $@ ./testdata/mxsink
 
 # Quick start: mxfront serve on loopback in front of the demo sink. See README.
 run: build $(BIN)/mxsink
