@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +23,14 @@ type Config struct {
 	Timeout time.Duration     // one deadline for all zones of a Check; DefaultTimeout when 0
 	Try     time.Duration     // one attempt's wait before the next server is asked; Timeout/3 when 0
 	Cache   *Cache            // answers kept for their TTL (serve mode); nil asks every time
+	// Poller makes a Check wait for answers in Go's network poller, as a
+	// long-running process serving many connections at once must (serve
+	// mode; a Cache implies it). Otherwise, on Linux, a Check waits in a
+	// blocking ppoll(2) on its own sockets, which spares a fresh process
+	// that makes one Check and exits (chain mode) setting up the poller:
+	// a few hundred microseconds; but each Check in flight holds an OS
+	// thread, and a cancelled context is noticed only at the deadline.
+	Poller bool
 }
 
 // Checker asks the configured lists about client addresses. It is safe for
@@ -67,7 +74,7 @@ func New(cfg Config) (*Checker, error) {
 	if try == 0 {
 		try = c.timeout / 3
 	}
-	c.res = newResolver(slices.Clone(cfg.Servers), try)
+	c.res = newResolver(slices.Clone(cfg.Servers), try, !cfg.Poller && cfg.Cache == nil)
 	for _, z := range c.zones {
 		if z.Name == "" {
 			return nil, errors.New("dnsbl: zone without a name")
@@ -206,53 +213,99 @@ type answer struct {
 // Check asks every configured zone about ip, all in parallel, within one
 // deadline (Config.Timeout, or ctx's deadline when sooner). It always
 // returns a Result; failed zones carry their Error and count as not listed.
+//
+// All questions go out at once, one datagram each on one socket per
+// server, and the caller's goroutine waits for the answers: a process that
+// makes one Check starts no goroutine and no timer for it.
 func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 	ip = ip.Unmap().WithZone("")
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	budget := c.timeout
-	if d, ok := ctx.Deadline(); ok {
-		budget = d.Sub(start)
-	}
+	k := c.begin(ctx)
+	defer k.x.close()
 	answers := make([]answer, len(c.names))
-	var wg sync.WaitGroup
 	for i, name := range c.names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			answers[i] = c.ask(ctx, ip, name, start, budget)
-		}()
+		c.stats[name].queries.Add(1)
+		a := &answers[i]
+		if a.query = QueryName(ip, name); a.query == "" {
+			a.err = &Error{Zone: name, Query: "(none)", Cause: Broken, Detail: "invalid client address"}
+			c.finish(k, name, a)
+		} else if e, ok := c.cache.get(cacheKey{a.query, dns.TypeA}); ok {
+			a.cached = true
+			c.gotA(k, i, name, a, e.addrs, nil)
+		} else {
+			k.x.ask(a.query+".", dns.TypeA, i)
+		}
 	}
-	wg.Wait()
+	for q := k.x.next(); q != nil; q = k.x.next() {
+		i := q.tag
+		name, a := c.names[i], &answers[i]
+		if q.qtype == dns.TypeA {
+			var e cacheEntry
+			var ttl uint32
+			if q.err == nil {
+				e.addrs, ttl = addrsOf(q.msg)
+				c.cache.put(cacheKey{a.query, dns.TypeA}, e, ttl)
+			}
+			c.gotA(k, i, name, a, e.addrs, q.err)
+			continue
+		}
+		// A missing or failed TXT does not undo the listing.
+		if q.err == nil {
+			var ttl uint32
+			a.txt, ttl = txtOf(q.msg)
+			c.cache.put(cacheKey{a.query, dns.TypeTXT}, cacheEntry{txt: a.txt}, ttl)
+		}
+		c.finish(k, name, a)
+	}
 	return c.judge(ip, answers)
 }
 
-// ask asks one zone name: A first, TXT only when a block entry is listed.
-func (c *Checker) ask(ctx context.Context, ip netip.Addr, name string, start time.Time, budget time.Duration) answer {
-	st := c.stats[name]
-	st.queries.Add(1)
-	a := answer{query: QueryName(ip, name)}
-	if a.query == "" {
-		a.err = &Error{Zone: name, Query: "(none)", Cause: Broken, Detail: "invalid client address"}
-	} else {
-		a.addrs, a.cached, a.err = c.askA(ctx, name, a.query, budget, true)
+// checking is one Check's (or Health's) exchange and clock.
+type checking struct {
+	x      *exchange
+	start  time.Time
+	budget time.Duration
+}
+
+// begin starts the exchange of a Check, ending at Config.Timeout or at
+// ctx's deadline when sooner. No context.WithTimeout: its timer would
+// start Go's network poller, which the raw link does without.
+func (c *Checker) begin(ctx context.Context) checking {
+	start := time.Now()
+	deadline := start.Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
+	return checking{x: c.res.start(ctx, deadline), start: start, budget: deadline.Sub(start)}
+}
+
+// gotA takes the A answer (or err) of zone name for answers[i]; a block
+// listing then asks for the list's text, from the cache when it has it.
+func (c *Checker) gotA(k checking, i int, name string, a *answer, addrs []netip.Addr, err error) {
+	a.addrs, a.err = addrs, c.zoneError(name, a.query, addrs, err, k.budget)
 	if a.err == nil {
 		listed, blocks := c.listed(name, a.addrs)
 		if listed {
-			st.listings.Add(1)
+			c.stats[name].listings.Add(1)
 		}
 		// Only a block listing has a use for the list's text.
 		if blocks {
-			a.txt = c.askTXT(ctx, a.query)
+			if e, ok := c.cache.get(cacheKey{a.query, dns.TypeTXT}); ok {
+				a.txt = e.txt
+			} else {
+				k.x.ask(a.query+".", dns.TypeTXT, i)
+				return
+			}
 		}
 	}
+	c.finish(k, name, a)
+}
+
+// finish counts a zone's answer once nothing more is asked for it.
+func (c *Checker) finish(k checking, name string, a *answer) {
 	if a.err != nil {
-		st.failures.Add(1)
+		c.stats[name].failures.Add(1)
 	}
-	a.duration = time.Since(start)
-	return a
+	a.duration = time.Since(k.start)
 }
 
 // listed reports whether any entry of zone name matches one of addrs, and
@@ -276,30 +329,30 @@ func matchAny(f Filter, addrs []netip.Addr) bool {
 	return false
 }
 
-// askA asks for the A records of query and refuses error answers.
-func (c *Checker) askA(ctx context.Context, zone, query string, budget time.Duration, useCache bool) ([]netip.Addr, bool, *Error) {
+// zoneError turns a failed question (err) or an error answer among addrs
+// into the zone's Error; nil when the answer is good.
+func (c *Checker) zoneError(zone, query string, addrs []netip.Addr, err error, budget time.Duration) *Error {
 	fail := func(cause Cause, detail string) *Error {
 		return &Error{Zone: zone, Query: query, Cause: cause, Detail: detail}
 	}
-	e, cached, err := c.fetch(ctx, query, dns.TypeA, useCache)
 	var rc rcodeError
 	switch {
 	case err == nil:
 	case errors.Is(err, errTimeout):
-		return nil, false, fail(Timeout, "timeout after "+budget.Round(time.Millisecond).String())
+		return fail(Timeout, "timeout after "+budget.Round(time.Millisecond).String())
 	case errors.As(err, &rc) && rc.rcode == dns.RcodeServerFailure:
-		return nil, false, fail(ServFail, "SERVFAIL")
+		return fail(ServFail, "SERVFAIL")
 	case errors.As(err, &rc) && rc.rcode == dns.RcodeRefused:
-		return nil, false, fail(Refused, "REFUSED")
+		return fail(Refused, "REFUSED")
 	case errors.As(err, &rc):
-		return nil, false, fail(Broken, "answer code "+rc.Error())
+		return fail(Broken, "answer code "+rc.Error())
 	default:
-		return nil, false, fail(Broken, err.Error())
+		return fail(Broken, err.Error())
 	}
-	if cause, detail := checkAnswers(e.addrs); cause != 0 {
-		return e.addrs, cached, fail(cause, detail)
+	if cause, detail := checkAnswers(addrs); cause != 0 {
+		return fail(cause, detail)
 	}
-	return e.addrs, cached, nil
+	return nil
 }
 
 // checkAnswers finds an answer that is an error, not a listing. One such
@@ -315,39 +368,6 @@ func checkAnswers(addrs []netip.Addr) (Cause, string) {
 		}
 	}
 	return 0, ""
-}
-
-// askTXT returns the sanitised TXT of query, or "": a missing or failed
-// TXT does not undo the listing.
-func (c *Checker) askTXT(ctx context.Context, query string) string {
-	e, _, _ := c.fetch(ctx, query, dns.TypeTXT, true)
-	return e.txt
-}
-
-// fetch asks for the A or TXT records of query, from the cache when
-// useCache allows, and keeps the answer for its TTL.
-func (c *Checker) fetch(ctx context.Context, query string, qtype uint16, useCache bool) (cacheEntry, bool, error) {
-	key := cacheKey{query, qtype}
-	if useCache {
-		if e, ok := c.cache.get(key); ok {
-			return e, true, nil
-		}
-	}
-	m, err := c.res.ask(ctx, query+".", qtype)
-	if err != nil {
-		return cacheEntry{}, false, err
-	}
-	var e cacheEntry
-	var ttl uint32
-	if qtype == dns.TypeTXT {
-		e.txt, ttl = txtOf(m)
-	} else {
-		e.addrs, ttl = addrsOf(m)
-	}
-	if useCache {
-		c.cache.put(key, e, ttl)
-	}
-	return e, false, nil
 }
 
 // addrsOf returns the A records of an answer and how long it may be kept:

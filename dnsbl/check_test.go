@@ -37,8 +37,13 @@ func zones(t testing.TB, specs ...string) []Zone {
 	return zs
 }
 
+// withPoller makes newChecker's Checkers wait in Go's network poller (see
+// TestPollLink); otherwise they wait in rawLink where there is one.
+var withPoller bool
+
 func newChecker(t testing.TB, cfg Config) *Checker {
 	t.Helper()
+	cfg.Poller = cfg.Poller || withPoller
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

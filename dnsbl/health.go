@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
-	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Status is a zone's health as its RFC 5782 test points show it.
@@ -81,25 +81,24 @@ func (p probe) String() string {
 // all in parallel within one deadline, bypassing the cache. Entries' filters
 // play no part: a test point counts as listed on any valid answer.
 func (c *Checker) Health(ctx context.Context) []Health {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	budget := c.timeout
-	if d, ok := ctx.Deadline(); ok {
-		budget = time.Until(d)
-	}
+	k := c.begin(ctx)
+	defer k.x.close()
+	points := []netip.Addr{testListed, testNotListed, testIPv6}
 	probes := make([][3]probe, len(c.names))
-	var wg sync.WaitGroup
 	for i, name := range c.names {
-		for j, ip := range []netip.Addr{testListed, testNotListed, testIPv6} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				p := &probes[i][j]
-				p.addrs, _, p.err = c.askA(ctx, name, reverseName(ip, name), budget, false)
-			}()
+		for j, ip := range points {
+			k.x.ask(reverseName(ip, name)+".", dns.TypeA, i*len(points)+j)
 		}
 	}
-	wg.Wait()
+	for q := k.x.next(); q != nil; q = k.x.next() {
+		i, j := q.tag/len(points), q.tag%len(points)
+		name := c.names[i]
+		p := &probes[i][j]
+		if q.err == nil {
+			p.addrs, _ = addrsOf(q.msg)
+		}
+		p.err = c.zoneError(name, reverseName(points[j], name), p.addrs, q.err, k.budget)
+	}
 	out := make([]Health, len(c.names))
 	for i, name := range c.names {
 		out[i] = health(name, probes[i][0], probes[i][1], probes[i][2])

@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -49,16 +52,9 @@ func ServersFromResolvConf(path string) ([]string, error) {
 	return servers, nil
 }
 
-// checkServer accepts HOST:PORT with a numeric host.
+// checkServer accepts IP:PORT.
 func checkServer(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err == nil && port == "" {
-		err = errors.New("missing port")
-	}
-	if err == nil {
-		_, err = netip.ParseAddr(host)
-	}
-	if err != nil {
+	if _, err := netip.ParseAddrPort(s); err != nil {
 		return fmt.Errorf("dnsbl: bad DNS server %q: need IP:PORT (%v)", s, err)
 	}
 	return nil
@@ -67,89 +63,362 @@ func checkServer(s string) error {
 // resolver asks the configured servers, rotating through them on failure.
 type resolver struct {
 	servers  []string
-	try      time.Duration // one attempt's wait for an answer
+	addrs    []netip.AddrPort // the same, parsed
+	try      time.Duration    // one attempt's wait for an answer
 	attempts int
-	udp, tcp *dns.Client
+	raw      bool // wait in rawLink, not in Go's network poller
+	tcp      *dns.Client
 }
 
-func newResolver(servers []string, try time.Duration) *resolver {
+func newResolver(servers []string, try time.Duration, raw bool) *resolver {
+	addrs := make([]netip.AddrPort, len(servers))
+	for i, s := range servers {
+		addrs[i] = netip.MustParseAddrPort(s) // checked by checkServer
+	}
 	return &resolver{
 		servers:  servers,
+		addrs:    addrs,
 		try:      try,
 		attempts: max(3, 2*len(servers)),
-		udp:      &dns.Client{Net: "udp", UDPSize: ednsSize},
+		raw:      raw && haveRawLink,
 		tcp:      &dns.Client{Net: "tcp"},
 	}
 }
 
-// ask puts one question until a server answers NOERROR or NXDOMAIN, the
-// attempts are spent or ctx ends. Each attempt goes to the next server.
-// When no server answered usefully, the error says why, a DNS error code
-// being more telling than a timeout.
-func (r *resolver) ask(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
-	var lastRcode, lastErr error
-	for i := 0; i < r.attempts && ctx.Err() == nil; i++ {
-		m, err := r.exchange(ctx, r.servers[i%len(r.servers)], name, qtype)
-		switch {
-		case err != nil:
-			lastErr = err
-		case m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError:
-			return m, nil
-		default:
-			lastRcode = rcodeError{m.Rcode}
-		}
-		if err != nil && ctx.Err() == nil && !isTimeout(err) {
-			// A refused connection fails at once: do not spin through
-			// the attempts faster than a server could answer.
-			pause(ctx, r.try/10)
-		}
-	}
-	switch {
-	case lastRcode != nil:
-		return nil, lastRcode
-	case ctx.Err() != nil || lastErr == nil || isTimeout(lastErr):
-		return nil, errTimeout
-	}
-	return nil, lastErr
+// exchange is the questions of one Check in flight together: all go out
+// at once on one socket per server, the answers are matched by ID, and the
+// caller's goroutine does all the waiting. Nothing runs beside it but a
+// TCP retry of a truncated answer.
+type exchange struct {
+	r        *resolver
+	link     link
+	deadline time.Time
+	ctx      context.Context
+	pending  []*question // asked and not yet done
+	tcpDone  chan *question
+	tcpQuit  chan struct{}
+	tcpCount int      // TCP retries under way
+	buf      []byte   // a datagram read, or a query packed: one at a time
+	msg      *dns.Msg // the query being packed
+	opt      *dns.OPT // its EDNS0 record
 }
 
-// exchange makes one attempt with one server: UDP with EDNS0, TCP when the
-// answer is truncated, and once more without EDNS0 if the server does not
-// understand it.
-func (r *resolver) exchange(ctx context.Context, server, name string, qtype uint16) (*dns.Msg, error) {
-	actx, cancel := context.WithTimeout(ctx, r.try)
-	defer cancel()
-	q := new(dns.Msg)
-	q.SetQuestion(name, qtype)
-	q.SetEdns0(ednsSize, false)
-	m, _, err := r.udp.ExchangeContext(actx, q, server)
-	if m != nil && m.Truncated {
-		m, _, err = r.tcp.ExchangeContext(actx, q, server)
+// question is one name and type asked, with the state of its attempts.
+type question struct {
+	name    string // fully qualified
+	qtype   uint16
+	tag     int // the caller's
+	id      uint16
+	edns    bool
+	attempt int       // attempts made; the current one goes to server attempt%len
+	due     time.Time // the current attempt ends, or (resend) the next one starts
+	resend  bool      // waiting to start the next attempt
+	tcp     bool      // the current attempt goes on over TCP
+	tcpMsg  *dns.Msg
+	tcpErr  error
+	// The outcome, once done.
+	msg       *dns.Msg
+	err       error
+	lastRcode error
+	lastErr   error
+}
+
+// start begins an exchange that ends at deadline, or when ctx is done
+// (noticed at once only by the poller). It costs next to nothing until a
+// question is asked: a Check answered from the cache sends nothing.
+func (r *resolver) start(ctx context.Context, deadline time.Time) *exchange {
+	return &exchange{r: r, deadline: deadline, ctx: ctx}
+}
+
+// open makes what the first question needs. Few and small allocations: in
+// a fresh process each new size of object costs fresh pages, and a page
+// fault is dear.
+func (x *exchange) open() {
+	x.buf, x.pending = make([]byte, maxUDP), make([]*question, 0, 8)
+	x.msg, x.opt = new(dns.Msg), new(dns.OPT)
+	x.msg.RecursionDesired = true
+	x.msg.Question = make([]dns.Question, 1)
+	x.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
+	x.opt.SetUDPSize(ednsSize)
+	if x.r.raw {
+		x.link = newRawLink(x.r.addrs)
+	} else {
+		x.link = newPollLink(x.r.addrs, x.ctx)
 	}
-	if err == nil && m.Rcode == dns.RcodeFormatError && actx.Err() == nil {
-		q.Extra = nil
-		m, _, err = r.udp.ExchangeContext(actx, q, server)
-		if m != nil && m.Truncated {
-			m, _, err = r.tcp.ExchangeContext(actx, q, server)
+}
+
+func (x *exchange) close() {
+	if x.link != nil {
+		x.link.close()
+	}
+	if x.tcpQuit != nil {
+		close(x.tcpQuit)
+	}
+}
+
+// ask puts one question; its answer comes from next.
+func (x *exchange) ask(name string, qtype uint16, tag int) {
+	if x.link == nil {
+		x.open()
+	}
+	q := &question{name: name, qtype: qtype, tag: tag, edns: true}
+	// IDs unique within the exchange, from math/rand/v2's generator
+	// (ChaCha8 seeded by the system: unpredictable to a spoofer, and no
+	// system call). Zero stays unused.
+	for q.id == 0 || x.find(-1, q.id) != nil {
+		q.id = uint16(rand.Uint32())
+	}
+	x.pending = append(x.pending, q)
+	x.send(q, time.Now())
+}
+
+// next waits for a question to be done and returns it; nil when none is
+// left. A question is done with an answer (msg: NOERROR or NXDOMAIN) or
+// with err, once the attempts are spent or the deadline has passed.
+func (x *exchange) next() *question {
+	for len(x.pending) > 0 {
+		now := time.Now()
+		if q := x.due(now); q != nil {
+			return q
 		}
+		wait := x.deadline
+		for _, q := range x.pending {
+			if !q.tcp && q.due.Before(wait) {
+				wait = q.due
+			}
+		}
+		if x.tcpCount > 0 {
+			// TCP retries report on a channel, the sockets to the
+			// link: look at the channel every millisecond.
+			if q := x.tcpAnswer(); q != nil {
+				if !slices.Contains(x.pending, q) {
+					continue // done meanwhile, at the deadline
+				}
+				if x.answered(q, q.tcpMsg, q.tcpErr) {
+					return x.done(q)
+				}
+				continue
+			}
+			wait = minTime(wait, now.Add(time.Millisecond))
+		}
+		srv, n, err, ok := x.link.recv(x.buf, wait)
+		switch {
+		case !ok:
+			if x.ctx.Err() != nil {
+				x.deadline = now
+			}
+		case err != nil:
+			// A connected socket's error (e.g. port unreachable) is
+			// every question's in flight to that server.
+			for _, q := range x.pending {
+				if !q.resend && !q.tcp && q.attempt%len(x.r.addrs) == srv {
+					x.failed(q, err, time.Now())
+				}
+			}
+		default:
+			if q := x.datagram(srv, x.buf[:n]); q != nil {
+				return q
+			}
+		}
+	}
+	return nil
+}
+
+// due ends what the clock ends: the deadline, an attempt's wait, a pause.
+func (x *exchange) due(now time.Time) *question {
+	for _, q := range x.pending {
+		switch {
+		case !now.Before(x.deadline):
+			return x.done(q)
+		case q.tcp || now.Before(q.due):
+		case q.resend:
+			x.send(q, now)
+		default:
+			x.nextAttempt(q, now) // the attempt timed out
+		}
+		if q.err != nil {
+			return x.done(q)
+		}
+	}
+	return nil
+}
+
+// datagram handles what server srv sent; a question, if now done.
+func (x *exchange) datagram(srv int, b []byte) *question {
+	if len(b) < 2 {
+		return nil
+	}
+	q := x.find(srv, uint16(b[0])<<8|uint16(b[1]))
+	if q == nil {
+		return nil // late, or not ours
+	}
+	m := new(dns.Msg)
+	if m.Unpack(b) != nil || !m.Response || !x.sameQuestion(q, m) {
+		return nil // not an answer to q: keep waiting
+	}
+	if m.Truncated {
+		x.startTCP(q)
+		return nil
+	}
+	if x.answered(q, m, nil) {
+		return x.done(q)
+	}
+	return nil
+}
+
+func (x *exchange) sameQuestion(q *question, m *dns.Msg) bool {
+	return len(m.Question) == 1 && strings.EqualFold(m.Question[0].Name, q.name) && m.Question[0].Qtype == q.qtype
+}
+
+// find returns the question in flight to server srv (any when -1) with id.
+func (x *exchange) find(srv int, id uint16) *question {
+	for _, q := range x.pending {
+		if q.id == id && (srv < 0 || !q.resend && !q.tcp && q.attempt%len(x.r.addrs) == srv) {
+			return q
+		}
+	}
+	return nil
+}
+
+// answered takes an answer (or a TCP error) for q's current attempt and
+// reports whether q is done.
+func (x *exchange) answered(q *question, m *dns.Msg, err error) bool {
+	now := time.Now()
+	switch {
+	case err != nil:
+		x.failed(q, err, now)
+	case m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError:
+		q.msg = m
+		return true
+	case m.Rcode == dns.RcodeFormatError && q.edns:
+		// A server that does not know EDNS0: the same attempt without.
+		q.edns = false
+		x.transmit(q, now, q.due)
+	default:
+		q.lastRcode = rcodeError{m.Rcode}
+		x.nextAttempt(q, now)
+	}
+	return q.err != nil
+}
+
+// failed ends q's attempt with a network error. A refused datagram fails
+// at once: pause before the next attempt rather than spin through them
+// faster than a server could answer.
+func (x *exchange) failed(q *question, err error, now time.Time) {
+	q.lastErr = err
+	if isTimeout(err) {
+		x.nextAttempt(q, now)
+		return
+	}
+	q.attempt++
+	q.resend, q.due = true, now.Add(x.r.try/10)
+}
+
+// nextAttempt moves q on to its next attempt, or ends it.
+func (x *exchange) nextAttempt(q *question, now time.Time) {
+	q.attempt++
+	x.send(q, now)
+}
+
+// send starts q's current attempt, or ends q when the attempts are spent.
+func (x *exchange) send(q *question, now time.Time) {
+	q.resend = false
+	if q.attempt >= x.r.attempts {
+		q.err = q.failure(false)
+		return
+	}
+	x.transmit(q, now, minTime(now.Add(x.r.try), x.deadline))
+}
+
+// transmit sends q's query to the server of its current attempt, which
+// ends at due.
+func (x *exchange) transmit(q *question, now, due time.Time) {
+	q.due = due
+	b, err := x.pack(q).PackBuffer(x.buf)
+	if err == nil {
+		err = x.link.send(q.attempt%len(x.r.addrs), b)
 	}
 	if err != nil {
-		return nil, err
+		x.failed(q, err, now)
 	}
-	if len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, name) || m.Question[0].Qtype != qtype {
-		return nil, errors.New("answer to another question")
-	}
-	return m, nil
 }
 
-func pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// pack sets x.msg to q's query.
+func (x *exchange) pack(q *question) *dns.Msg {
+	m := x.msg
+	m.Id = q.id
+	m.Question[0] = dns.Question{Name: q.name, Qtype: q.qtype, Qclass: dns.ClassINET}
+	m.Extra = m.Extra[:0]
+	if q.edns {
+		m.Extra = append(m.Extra, x.opt)
+	}
+	return m
+}
+
+// failure is why q could not be answered: a DNS error code is more telling
+// than a timeout.
+func (q *question) failure(late bool) error {
+	switch {
+	case q.lastRcode != nil:
+		return q.lastRcode
+	case late || q.lastErr == nil || isTimeout(q.lastErr):
+		return errTimeout
+	}
+	return q.lastErr
+}
+
+// done takes q out of the exchange.
+func (x *exchange) done(q *question) *question {
+	if q.msg == nil && q.err == nil {
+		q.err = q.failure(true)
+	}
+	x.pending = slices.DeleteFunc(x.pending, func(p *question) bool { return p == q })
+	return q
+}
+
+// startTCP asks q again over TCP, the same server, within the attempt.
+func (x *exchange) startTCP(q *question) {
+	if x.tcpDone == nil {
+		x.tcpDone, x.tcpQuit = make(chan *question), make(chan struct{})
+	}
+	q.tcp = true
+	x.tcpCount++
+	m, server, due := x.pack(q).Copy(), x.r.servers[q.attempt%len(x.r.servers)], q.due
+	go func() {
+		ctx, cancel := context.WithDeadline(context.Background(), due)
+		defer cancel()
+		a, _, err := x.r.tcp.ExchangeContext(ctx, m, server)
+		if err == nil && !x.sameQuestion(q, a) {
+			a, err = nil, errors.New("answer to another question")
+		}
+		q.tcpMsg, q.tcpErr = a, err // read by the loop after the handover
+		select {
+		case x.tcpDone <- q:
+		case <-x.tcpQuit:
+		}
+	}()
+}
+
+// tcpAnswer returns a question whose TCP retry ended, if any.
+func (x *exchange) tcpAnswer() *question {
 	select {
-	case <-ctx.Done():
-	case <-t.C:
+	case q := <-x.tcpDone:
+		x.tcpCount--
+		q.tcp = false
+		return q
+	default:
+		return nil
 	}
 }
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -31,7 +31,7 @@ type listServer struct {
 	Addr  string
 	mu    sync.Mutex
 	rules map[string]rule
-	log   []string // "udp A 2.0.0.127.bl.test." per query
+	log   []string // "udp A 2.0.0.127.bl.test. from 127.0.0.1:PORT" per query
 }
 
 func startServer(t testing.TB, rules map[string]rule) *listServer {
@@ -121,7 +121,7 @@ func (s *listServer) serve(w dns.ResponseWriter, q *dns.Msg) {
 	qs := q.Question[0]
 	name := strings.ToLower(qs.Name)
 	s.mu.Lock()
-	s.log = append(s.log, proto+" "+dns.TypeToString[qs.Qtype]+" "+name)
+	s.log = append(s.log, proto+" "+dns.TypeToString[qs.Qtype]+" "+name+" from "+w.RemoteAddr().String())
 	s.mu.Unlock()
 	r, covered := s.find(name)
 	if r.silent {
