@@ -10,7 +10,6 @@ peers='
 tcpserver ucspi-tcp-ipv6
 rblsmtpd ucspi-tcp-ipv6
 xinetd xinetd
-inetd openbsd-inetd
 swaks swaks
 exim4 exim4-daemon-light
 rbldnsd rbldnsd
@@ -31,11 +30,27 @@ missing=$(
 	done
 	# swaks speaks IPv6 only with this Perl module.
 	perl -MIO::Socket::INET6 -e 1 2>/dev/null || echo libio-socket-inet6-perl
+	# openbsd-inetd's libraries (its binary is unpacked below: the package
+	# itself conflicts with xinetd, and the suite runs both).
+	[ -x /usr/local/sbin/openbsd-inetd ] || echo libbsd0 libevent-2.1-7 libtirpc3 libwrap0
 )
-missing=$(echo "$missing" | sort -u | tr '\n' ' ')
+missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ')
 missing=${missing% }
 
-[ -n "$missing" ] || exit 0
+unpack_inetd() {
+	[ -x /usr/local/sbin/openbsd-inetd ] && return 0
+	dir=$(mktemp -d)
+	(cd "$dir" && apt-get download -q openbsd-inetd >/dev/null 2>&1) ||
+		{ apt-get update -q >/dev/null && (cd "$dir" && apt-get download -q openbsd-inetd >/dev/null); }
+	dpkg-deb -x "$dir"/openbsd-inetd_*.deb "$dir/root"
+	install -D -m 755 "$dir/root/usr/sbin/inetd" /usr/local/sbin/openbsd-inetd
+	rm -rf "$dir"
+}
+
+if [ -z "$missing" ]; then
+	[ "$(id -u)" = 0 ] && unpack_inetd
+	exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
 	echo "peers.sh: missing peers ($missing) and not root: install them with apt-get" >&2
 	exit 1
@@ -53,3 +68,4 @@ trap '[ $had_policy = yes ] || rm -f /usr/sbin/policy-rc.d' EXIT
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing >/dev/null ||
 	{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $missing >/dev/null; }
+unpack_inetd

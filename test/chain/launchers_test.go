@@ -152,10 +152,11 @@ func TestXinetd(t *testing.T) {
 }
 
 // inetd (openbsd-inetd) with the line from contrib/inetd.conf, run as the
-// mail user it names: the connection is fds 0, 1 and 2.
+// mail user it names: the connection is fds 0, 1 and 2. (test/peers.sh
+// unpacks it as openbsd-inetd: its package conflicts with xinetd's.)
 func TestInetd(t *testing.T) {
 	b := build(t)
-	inetd := testpeer.Need(t, "inetd")
+	inetd := testpeer.Need(t, "openbsd-inetd")
 	dir := t.TempDir()
 	// The mail user must reach the files: t.TempDir's parent is private.
 	os.Chmod(filepath.Dir(dir), 0o755)
