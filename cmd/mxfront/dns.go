@@ -99,7 +99,10 @@ func loadDNS(c options, cfg *config) error {
 		return err
 	}
 	if cfg.mode == modeServe {
+		// Many Checks at once in one process: wait in Go's poller (chain
+		// mode's raw link holds a thread per Check).
 		dc.Cache = dnsbl.NewCache(cacheSize, cacheMaxTTL, nil)
+		dc.Poller = true
 	}
 	checker, err := dnsbl.New(dc)
 	if err != nil {
