@@ -68,6 +68,7 @@ func (c *Chain) Run(ctx context.Context) (int, error) {
 		return ExitTemp, fmt.Errorf("client connection: %v", err)
 	}
 	t := speak(dc, v, c.Dialogue, ci)
+	conn.restoreBlocking()
 	v = c.afterDialogue(ctx, conn.Remote.Addr(), v, t)
 	LogRefusal(c.Log, conn.Remote, v, t, time.Since(start))
 	return ExitOK, nil

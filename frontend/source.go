@@ -136,6 +136,13 @@ func (c Connection) DialogueConn() (Conn, error) {
 	return Pipes{R: r, W: os.NewFile(uintptr(c.WriteFD), "client-out")}, nil
 }
 
+// restoreBlocking undoes DialogueConn's non-blocking mode: O_NONBLOCK
+// belongs to the open file, which a launcher's pipes share with others.
+func (c Connection) restoreBlocking() {
+	_ = unix.SetNonblock(c.ReadFD, false)
+	_ = unix.SetNonblock(c.WriteFD, false)
+}
+
 // Pipes joins a read and a write file into one Conn.
 type Pipes struct{ R, W *os.File }
 

@@ -2,6 +2,12 @@ package frontend
 
 import (
 	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/sys/unix"
 	"net/netip"
 	"testing"
 )
@@ -91,5 +97,37 @@ func TestSanitize(t *testing.T) {
 		if got := Sanitize(tt.in, tt.max); got != tt.want {
 			t.Errorf("Sanitize(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
 		}
+	}
+}
+
+// A refusal dialogue over pipes (a launcher that is not a socket) leaves
+// the pipes in blocking mode, as it found them: O_NONBLOCK belongs to the
+// open file, which others share.
+func TestDialogueRestoresBlocking(t *testing.T) {
+	if os.Getenv("MXFRONT_PIPE_HELPER") == "1" {
+		ch := &Chain{Policy: &Policy{Deny: list(t, "192.0.2.0/24")}, Dialogue: DialogueConfig{Hostname: "mx"},
+			Argv: []string{"/bin/true"}, Log: slog.New(slog.DiscardHandler), LookupEnv: os.LookupEnv}
+		code, err := ch.Run(context.Background())
+		if code != ExitOK || err != nil {
+			os.Exit(3)
+		}
+		for _, fd := range []int{0, 1} {
+			if fl, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); fl&unix.O_NONBLOCK != 0 {
+				os.Exit(4 + fd)
+			}
+		}
+		os.Exit(0)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDialogueRestoresBlocking$")
+	cmd.Env = append(os.Environ(), "MXFRONT_PIPE_HELPER=1", "TCPREMOTEIP=192.0.2.7")
+	cmd.Stdin = strings.NewReader("QUIT\r\n")
+	var out strings.Builder
+	cmd.Stdout = &out
+	err := cmd.Run()
+	if err != nil {
+		t.Fatalf("helper: %v (exit 4/5: fd 0/1 left non-blocking); said %q", err, out.String())
+	}
+	if !strings.Contains(out.String(), "221 2.0.0 Bye") {
+		t.Fatalf("dialogue said %q", out.String())
 	}
 }
