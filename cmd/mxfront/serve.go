@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
-	"strings"
-	"time"
-
 	"fmt"
-	"github.com/coreos/go-systemd/v22/daemon"
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.org/x/sys/unix"
 
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
@@ -19,7 +22,15 @@ import (
 
 func serveApp() *cli.App {
 	flags := append(policyFlags(),
-		&cli.StringSliceFlag{Name: "listen", Usage: "accept connections on `ADDR` (127.0.0.1:2525, [::1]:25); repeatable; default: the sockets systemd passes"},
+		&cli.StringSliceFlag{Name: "listen", Usage: "accept connections on `ADDR` (127.0.0.1:2525, [::1]:25); repeatable; default: the sockets systemd passes", Category: "Serve"},
+		&cli.IntFlag{Name: "max-conns", Value: frontend.DefaultLimits.MaxConns, Usage: "answer 421 to new clients while `N` connections are open (deciding, refused, or passed and running); 0: no limit", Category: "Serve"},
+		&cli.IntFlag{Name: "max-conns-per-ip", Value: frontend.DefaultLimits.MaxConnsPerIP, Usage: "answer 421 to a client whose /32 (IPv4) or /64 (IPv6) has `N` connections open; 0: no limit", Category: "Serve"},
+		&cli.IntFlag{Name: "max-children", Value: frontend.DefaultLimits.MaxChildren, Usage: "answer 421 to a client passed while `N` PROGRAMs run; 0: no limit", Category: "Serve"},
+		&cli.GenericFlag{Name: "shutdown-timeout", Value: durationFlag(30 * time.Second), DefaultText: "30s", Usage: "on SIGTERM, let refusal dialogues go on for `D`, then answer 421 and close them", Category: "Serve"},
+		&cli.BoolFlag{Name: "proxy-protocol", Usage: "the peers of --proxy-from send a PROXY header (v1 or v2) naming the client", Category: "Serve"},
+		&cli.StringSliceFlag{Name: "proxy-from", Usage: "`NET` (IP or CIDR) of a proxy that must send a PROXY header; no one else may; repeatable", Category: "Serve"},
+		&cli.StringFlag{Name: "user", Usage: "run PROGRAM as `USER` (with its groups) when serve runs as root", Category: "Serve"},
+		&cli.StringFlag{Name: "group", Usage: "run PROGRAM with `GROUP` as its group (default: --user's)", Category: "Serve"},
 	)
 	return &cli.App{
 		Name:      "serve",
@@ -48,14 +59,25 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	s := &frontend.Server{
+		Policy: cfg.policy, Dialogue: cfg.dialogue, Argv: argv, Path: path,
+		Environ: os.Environ(), Log: cfg.log, Stderr: os.Stderr, Listeners: listeners,
+		Limits:          frontend.Limits{MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), MaxChildren: c.Int("max-children")},
+		ShutdownTimeout: cliOptions{c}.Duration("shutdown-timeout"),
+	}
+	if err := serveOptions(c, s); err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		for _, f := range cfg.closers {
+			f()
+		}
+		return err
+	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	for _, l := range listeners {
 		cfg.log.Info("listening", "addr", l.Addr().String())
-	}
-	s := &frontend.Server{
-		Policy: cfg.policy, Dialogue: cfg.dialogue, Argv: argv, Path: path,
-		Environ: os.Environ(), Log: cfg.log, Stderr: os.Stderr, Listeners: listeners,
 	}
 	defer func() {
 		for _, f := range cfg.closers {
@@ -72,6 +94,8 @@ func serveAction(c *cli.Context) error {
 		notify("STOPPING=1\nSTATUS=stopping: waiting for refusal dialogues to end")
 	}()
 	go watchdog(ctx)
+	go status(ctx, s)
+	go reloadOnHUP(ctx, c, cfg, s)
 	if err := s.Serve(ctx); err != nil {
 		return &exitError{code: frontend.ExitTemp, err: err}
 	}
@@ -130,4 +154,159 @@ func listen(addrs []string) ([]net.Listener, error) {
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// durationFlag is a --flag D value with a default.
+func durationFlag(d time.Duration) *duration { v := duration(d); return &v }
+
+// serveOptions sets the PROXY protocol peers and PROGRAM's user.
+func serveOptions(c *cli.Context, s *frontend.Server) error {
+	for _, name := range []string{"max-conns", "max-conns-per-ip", "max-children"} {
+		if c.Int(name) < 0 {
+			return usageErr("limits are 0 (none) or above", "bad --%s %d", name, c.Int(name))
+		}
+	}
+	from := c.StringSlice("proxy-from")
+	switch {
+	case c.Bool("proxy-protocol") && len(from) == 0:
+		return usageErr("name the proxies, e.g. --proxy-from 127.0.0.1/32", "--proxy-protocol without --proxy-from")
+	case !c.Bool("proxy-protocol") && len(from) > 0:
+		return usageErr("add --proxy-protocol", "--proxy-from without --proxy-protocol")
+	case len(from) > 0:
+		s.ProxyFrom = &frontend.NetList{}
+		for _, n := range from {
+			if err := s.ProxyFrom.Add(n, "", "--proxy-from"); err != nil {
+				return usageErr("NET is an IP address or a CIDR network, e.g. 127.0.0.1/32", "--proxy-from: %v", err)
+			}
+		}
+	}
+	cred, err := credential(c.String("user"), c.String("group"))
+	if err != nil {
+		return err
+	}
+	s.Credential = cred
+	return nil
+}
+
+// credential resolves --user and --group for PROGRAM. mxfront itself stays
+// root: starting PROGRAM as another user takes setuid and setgid.
+func credential(name, group string) (*syscall.Credential, error) {
+	if name == "" && group == "" {
+		return nil, nil
+	}
+	if os.Geteuid() != 0 {
+		return nil, usageErr("start mxfront serve as root, or leave out --user and --group", "--user and --group need root")
+	}
+	cred := &syscall.Credential{Uid: 0, Gid: 0}
+	if name != "" {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, usageErr("name an existing user", "--user %s: %v", name, err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+		gids, _ := u.GroupIds()
+		for _, g := range gids {
+			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+				cred.Groups = append(cred.Groups, uint32(n))
+			}
+		}
+	}
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return nil, usageErr("name an existing group", "--group %s: %v", group, err)
+		}
+		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		cred.Gid = uint32(gid)
+	}
+	return cred, nil
+}
+
+// status tells systemd the live counters every few seconds.
+func status(ctx context.Context, s *frontend.Server) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			notify("STATUS=" + statusLine(s.Stats()))
+		}
+	}
+}
+
+func statusLine(st frontend.Stats) string {
+	return fmt.Sprintf("%d connections, %d refusing, %d children; %d passed, %d refused, %d rejected",
+		st.Conns, st.Refusing, st.Children, st.Passed, st.Refused, st.Rejected)
+}
+
+// reloadOnHUP re-reads every list file on SIGHUP. Connections in progress
+// keep the lists they started with; a file that cannot be read keeps the
+// old lists (and says why in the log).
+func reloadOnHUP(ctx context.Context, c *cli.Context, cfg *config, s *frontend.Server) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the list files", monotonicUsec()))
+		p, d, err := reloadLists(cliOptions{c}, cfg)
+		if err != nil {
+			cfg.log.Error("reload failed: keeping the old lists", "error", err.Error())
+		} else {
+			s.SetRules(p, d)
+			cfg.log.Info("reloaded", "allow", p.Allow.Len(), "deny", p.Deny.Len())
+		}
+		notify("READY=1\nSTATUS=" + statusLine(s.Stats()))
+	}
+}
+
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1000
+}
+
+// reloadLists builds the policy and dialogue of cfg again with the list
+// files read anew: --allow(-file), --deny(-file), --greylist-skip-file and
+// --helo-deny-file. Everything else (DNS client, greylist store) is shared.
+func reloadLists(c options, cfg *config) (*frontend.Policy, frontend.DialogueConfig, error) {
+	p, d := *cfg.policy, cfg.dialogue
+	var err error
+	if p.Allow, err = netList(c, "allow"); err != nil {
+		return nil, d, err
+	}
+	if p.Deny, err = netList(c, "deny"); err != nil {
+		return nil, d, err
+	}
+	if g := cfg.policy.Greylist; g != nil {
+		ng := *g
+		ng.Skip = nil
+		if files := c.StringSlice("greylist-skip-file"); len(files) > 0 {
+			ng.Skip = &frontend.NetList{}
+			for _, f := range files {
+				if err := ng.Skip.ReadFile(f); err != nil {
+					return nil, d, fmt.Errorf("--greylist-skip-file: %v", err)
+				}
+			}
+		}
+		p.Greylist = &ng
+	}
+	if files := c.StringSlice("helo-deny-file"); len(files) > 0 {
+		pats := &frontend.HELOPatterns{}
+		for _, f := range files {
+			if err := pats.ReadFile(f); err != nil {
+				return nil, d, fmt.Errorf("--helo-deny-file: %v", err)
+			}
+		}
+		d.HELO.Deny = pats
+	}
+	return &p, d, nil
 }

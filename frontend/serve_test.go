@@ -1,0 +1,316 @@
+package frontend
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// childScript is PROGRAM in these tests: it greets with what it was told
+// and echoes the first line it reads, so a test sees both its environment
+// and that no byte of the client's was lost on the way.
+const childScript = `echo "220 child $TCPREMOTEIP $TCPLOCALIP socket=$MXFRONT_SOCKET"; read x; echo "250 got $x"`
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type testServer struct {
+	*Server
+	addr   string
+	log    *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// newServer returns a Server on a loopback port refusing 127.0.0.8/29 (and
+// 192.0.2.7) and passing everyone else to childScript; configure it, then
+// call start.
+func newServer(t *testing.T) *testServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deny := &NetList{}
+	for _, n := range []string{"127.0.0.8/29", "192.0.2.7"} {
+		if err := deny.Add(n, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := &syncBuffer{}
+	s := &Server{
+		Policy:    &Policy{Deny: deny},
+		Dialogue:  DialogueConfig{Hostname: "mx.example.test"},
+		Argv:      []string{"sh", "-c", childScript},
+		Path:      "/bin/sh",
+		Environ:   []string{"PATH=/usr/bin:/bin"},
+		Log:       slog.New(slog.NewTextHandler(log, nil)),
+		Stderr:    os.Stderr,
+		Listeners: []net.Listener{l},
+	}
+	ts := &testServer{Server: s, addr: l.Addr().String(), log: log, done: make(chan error, 1)}
+	t.Cleanup(func() {
+		ts.stop()
+		if t.Failed() {
+			t.Logf("log:\n%s", log.String())
+		}
+	})
+	return ts
+}
+
+func (ts *testServer) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	ts.cancel = cancel
+	go func() { ts.done <- ts.Serve(ctx) }()
+}
+
+func (ts *testServer) stop() {
+	if ts.cancel != nil {
+		ts.cancel()
+		ts.cancel = nil
+		<-ts.done
+	}
+}
+
+// waitConns waits until the server counts n connections open.
+func (ts *testServer) waitConns(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for ts.Stats().Conns != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server counts %d connections, want %d", ts.Stats().Conns, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type client struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+// dial connects from src (a 127.0.0.0/8 address).
+func dial(t *testing.T, addr, src string) *client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{Conn: c, r: bufio.NewReader(c)}
+}
+
+func (c *client) line(t *testing.T) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	s, err := c.r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read: %v (got %q)", err, s)
+	}
+	return strings.TrimRight(s, "\r\n")
+}
+
+func (c *client) expect(t *testing.T, prefix string) string {
+	t.Helper()
+	l := c.line(t)
+	if !strings.HasPrefix(l, prefix) {
+		t.Fatalf("got %q, want %q...", l, prefix)
+	}
+	return l
+}
+
+func (c *client) send(t *testing.T, s string) {
+	t.Helper()
+	if _, err := c.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Each limit answers 421 4.7.0 and closes; a place freed is given again.
+func TestServeLimits(t *testing.T) {
+	ts := newServer(t)
+	ts.Limits = Limits{MaxConns: 4, MaxConnsPerIP: 2, MaxChildren: 1}
+	ts.start()
+
+	a := dial(t, ts.addr, "127.0.0.2")
+	a.expect(t, "220 child 127.0.0.2")
+	b := dial(t, ts.addr, "127.0.0.3")
+	b.expect(t, "421 4.7.0 mx.example.test Error: too busy")
+	ts.waitConns(t, 1)
+	c := dial(t, ts.addr, "127.0.0.9")
+	c.expect(t, "220 mx.example.test ESMTP")
+	d := dial(t, ts.addr, "127.0.0.9")
+	d.expect(t, "220 mx.example.test ESMTP")
+	ts.waitConns(t, 3)
+	e := dial(t, ts.addr, "127.0.0.9")
+	e.expect(t, "421 4.7.0 mx.example.test Error: too many connections from your address")
+	ts.waitConns(t, 3)
+	f := dial(t, ts.addr, "127.0.0.10")
+	f.expect(t, "220 mx.example.test ESMTP")
+	ts.waitConns(t, 4)
+	g := dial(t, ts.addr, "127.0.0.11")
+	g.expect(t, "421 4.7.0 mx.example.test Error: too many connections")
+
+	// The passed session ends: its child's place and its connection's
+	// place are free again.
+	a.send(t, "QUIT\r\n")
+	a.expect(t, "250 got QUIT")
+	ts.waitConns(t, 3)
+	h := dial(t, ts.addr, "127.0.0.3")
+	h.expect(t, "220 child 127.0.0.3")
+	if st := ts.Stats(); st.Conns != 4 || st.Children != 1 || st.Refusing != 3 || st.Rejected != 3 || st.Passed != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	for _, cl := range []*client{c, d, f, h} {
+		cl.Close()
+	}
+	ts.waitConns(t, 0)
+	if n := ts.tally.nets(); n != 0 {
+		t.Errorf("%d networks still counted", n)
+	}
+	for _, want := range []string{"reason=max-children", "reason=max-conns-per-ip", "reason=max-conns\n"} {
+		if !strings.Contains(ts.log.String(), want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+}
+
+// On stop a dialogue that ends in time ends normally; one still going at
+// the shutdown timeout gets 421 4.3.2; the listener takes no one new.
+func TestServeShutdown(t *testing.T) {
+	ts := newServer(t)
+	ts.ShutdownTimeout = 500 * time.Millisecond
+	ts.start()
+	quick := dial(t, ts.addr, "127.0.0.9")
+	quick.expect(t, "220 ")
+	slow := dial(t, ts.addr, "127.0.0.9")
+	slow.expect(t, "220 ")
+	slow.send(t, "EHLO client.example\r\n")
+	slow.expect(t, "250-")
+	ts.waitConns(t, 2)
+	t0 := time.Now()
+	ts.cancel()
+	quick.send(t, "EHLO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nQUIT\r\n")
+	for {
+		if l := quick.line(t); strings.HasPrefix(l, "221 ") {
+			break
+		} else if strings.HasPrefix(l, "421") {
+			t.Fatalf("a dialogue within the timeout got %q", l)
+		}
+	}
+	for {
+		if l := slow.line(t); strings.HasPrefix(l, "421 ") {
+			if l != "421 4.3.2 mx.example.test Service shutting down, try again later" {
+				t.Errorf("last line %q", l)
+			}
+			break
+		}
+	}
+	if err := <-ts.done; err != nil {
+		t.Fatal(err)
+	}
+	ts.cancel = nil
+	if took := time.Since(t0); took < 400*time.Millisecond || took > 10*time.Second {
+		t.Errorf("stopped after %v with a timeout of 500ms", took)
+	}
+	if _, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
+		t.Error("still accepting after the stop")
+	}
+	if !strings.Contains(ts.log.String(), "end=shutdown") {
+		t.Error("no end=shutdown in the log")
+	}
+}
+
+// A connection keeps the rules it started with; new ones get the new.
+func TestServeSetRules(t *testing.T) {
+	ts := newServer(t)
+	ts.start()
+	old := dial(t, ts.addr, "127.0.0.9")
+	old.expect(t, "220 mx.example.test ESMTP")
+	ts.SetRules(&Policy{}, ts.Dialogue)
+	dial(t, ts.addr, "127.0.0.9").expect(t, "220 child 127.0.0.9")
+	old.send(t, "HELO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
+	old.expect(t, "250 ")
+	old.expect(t, "250 ")
+	old.expect(t, "554 5.7.1 ")
+}
+
+// Listed proxies: the header's addresses are the client's in every check
+// and for PROGRAM, and PROGRAM reads every byte after the header. A listed
+// proxy without a header, and an unlisted peer with one, get 421.
+func TestServeProxy(t *testing.T) {
+	ts := newServer(t)
+	ts.ProxyFrom = &NetList{}
+	if err := ts.ProxyFrom.Add("127.0.0.1/32", "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	// An unlisted peer that sends a header before serve looks at it.
+	early := dial(t, ts.addr, "127.0.0.2")
+	early.send(t, "PROXY TCP4 198.51.100.9 203.0.113.25 4444 25\r\n")
+	time.Sleep(50 * time.Millisecond)
+	ts.start()
+	early.expect(t, "421 4.7.0 mx.example.test Error: PROXY header from a peer not allowed")
+
+	v1 := dial(t, ts.addr, "127.0.0.1")
+	v1.send(t, "PROXY TCP4 198.51.100.9 203.0.113.25 4444 25\r\nEHLO right.after.the.header\r\n")
+	v1.expect(t, "220 child 198.51.100.9 203.0.113.25")
+	v1.expect(t, "250 got EHLO right.after.the.header")
+
+	v2 := dial(t, ts.addr, "127.0.0.1")
+	v2.send(t, string(proxyV2(1, 0x11, []byte{192, 0, 2, 7, 203, 0, 113, 25, 0x11, 0x5c, 0, 25})))
+	v2.expect(t, "220 mx.example.test ESMTP") // 192.0.2.7 is denied
+	v2.send(t, "HELO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
+	v2.expect(t, "250 ")
+	v2.expect(t, "250 ")
+	v2.expect(t, "554 5.7.1 Client host [192.0.2.7]")
+
+	local := dial(t, ts.addr, "127.0.0.1")
+	local.send(t, string(proxyV2(0, 0, nil)))
+	local.expect(t, "220 child 127.0.0.1")
+
+	none := dial(t, ts.addr, "127.0.0.1")
+	none.send(t, "EHLO no.header.example\r\n")
+	none.expect(t, "421 4.7.0 mx.example.test Error: no valid PROXY header")
+
+	direct := dial(t, ts.addr, "127.0.0.3")
+	direct.expect(t, "220 child 127.0.0.3")
+	v2.Close()
+	ts.waitConns(t, 2) // the children of local and direct
+
+	log := ts.log.String()
+	for _, want := range []string{"ip=192.0.2.7", "reason=proxy-header", "reason=proxy-not-allowed"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+}
+
+// MXFRONT_SOCKET names the systemd socket a client came in on.
+func TestServeSocketName(t *testing.T) {
+	ts := newServer(t)
+	ts.Listeners[0] = SystemdListener{Listener: ts.Listeners[0], Name: "submission"}
+	ts.start()
+	dial(t, ts.addr, "127.0.0.2").expect(t, "220 child 127.0.0.2 127.0.0.1 socket=submission")
+}

@@ -1,0 +1,117 @@
+package serve_test
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxfront/mxfront/internal/testpeer"
+)
+
+// Per-IP and total limits: 421 4.7.0 and closed, a refused or passed
+// connection holding its place until it ends.
+func TestLimits(t *testing.T) {
+	b := build(t)
+	addr, p := serve(t, func(addr string) *exec.Cmd {
+		return exec.Command(b.mxfront, "serve", "--listen", addr, "--hostname", "mx.example.test",
+			"--deny", "127.0.0.8/29", "--max-conns", "4", "--max-conns-per-ip", "2", "--max-children", "1",
+			"--", "/bin/sh", "-c", echoProgram)
+	})
+	a := dial(t, addr, "127.0.0.2")
+	a.expect(t, "220 child ip=127.0.0.2")
+	busy := testpeer.Session(t, addr, "127.0.0.3", nil, 10*time.Second)
+	if busy != "421 4.7.0 mx.example.test Error: too busy, try again later\r\n" {
+		t.Fatalf("over --max-children: %q", busy)
+	}
+	c := dial(t, addr, "127.0.0.9")
+	c.expect(t, "220 mx.example.test ESMTP")
+	d := dial(t, addr, "127.0.0.9")
+	d.expect(t, "220 mx.example.test ESMTP")
+	waitCount(t, p, "reason=max-children", 1)
+	perIP := testpeer.Session(t, addr, "127.0.0.9", nil, 10*time.Second)
+	if perIP != "421 4.7.0 mx.example.test Error: too many connections from your address\r\n" {
+		t.Fatalf("over --max-conns-per-ip: %q", perIP)
+	}
+	waitCount(t, p, "reason=max-conns-per-ip", 1)
+	e := dial(t, addr, "127.0.0.10")
+	e.expect(t, "220 mx.example.test ESMTP")
+	total := testpeer.Session(t, addr, "127.0.0.11", nil, 10*time.Second)
+	if total != "421 4.7.0 mx.example.test Error: too many connections\r\n" {
+		t.Fatalf("over --max-conns: %q", total)
+	}
+	// A refused client ends its dialogue: its place is free again.
+	c.send(t, "QUIT\r\n")
+	c.expect(t, "221 ")
+	waitCount(t, p, "msg=refused", 1)
+	f := dial(t, addr, "127.0.0.9")
+	f.expect(t, "220 mx.example.test ESMTP")
+	for _, cl := range []*client{a, d, e, f} {
+		cl.Close()
+	}
+}
+
+// Accept keeps running when mxfront runs out of file descriptors: with a
+// hard RLIMIT_NOFILE of 40, more clients than fds wait in the backlog (and
+// "accept failed" is logged), and once the held ones leave, new clients
+// are served.
+func TestAcceptEMFILE(t *testing.T) {
+	b := build(t)
+	prlimit := testpeer.Need(t, "prlimit")
+	addr, p := serve(t, func(addr string) *exec.Cmd {
+		return exec.Command(prlimit, "--nofile=40:40", b.mxfront, "serve", "--listen", addr, "--hostname", "mx.example.test",
+			"--deny", "127.0.0.9", "--max-conns-per-ip", "0", "--", "/bin/sh", "-c", echoProgram)
+	})
+	var held []*client
+	for i := 0; i < 50; i++ {
+		held = append(held, dial(t, addr, "127.0.0.9"))
+	}
+	testpeer.WaitOutput(t, p, "accept failed")
+	if !strings.Contains(p.Output(), "too many open files") {
+		t.Errorf("accept failed for another reason:\n%s", p.Output())
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	// The clients in the backlog are accepted and refused one by one; then
+	// a new client is served.
+	waitCount(t, p, "msg=refused", 50)
+	got := testpeer.Session(t, addr, "127.0.0.9", []byte("QUIT\r\n"), 10*time.Second)
+	if !strings.HasPrefix(got, "220 mx.example.test ESMTP") {
+		t.Fatalf("after EMFILE a client got %q", got)
+	}
+	if p.Cmd.ProcessState != nil {
+		t.Fatal("mxfront exited")
+	}
+}
+
+// Memory follows connections: RSS with 5,000 idle clients held open, and
+// back after they leave (no growth with time); the figure is logged.
+func TestIdleClientsMemory(t *testing.T) {
+	b := build(t)
+	const n = 5000
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(t))
+	p := testpeer.Start(t, exec.Command(b.mxfront, "serve", "--listen", addr, "--deny", "127.0.0.0/8", "--log", "none",
+		"--max-conns", "0", "--max-conns-per-ip", "0", "--", "/bin/true"))
+	testpeer.WaitTCP(t, addr, 10*time.Second)
+	pid := p.Cmd.Process.Pid
+	before := rss(t, pid)
+	var held []*client
+	for i := 0; i < n; i++ {
+		c := dial(t, addr, fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250))
+		held = append(held, c)
+	}
+	for _, c := range held {
+		c.expect(t, "220 ")
+	}
+	during := rss(t, pid)
+	for _, c := range held {
+		c.Close()
+	}
+	t.Logf("mxfront serve RSS: %d KiB idle, %d KiB with %d idle clients (%.1f KiB each)",
+		before, during, n, float64(during-before)/n)
+	if during > 256*1024 {
+		t.Errorf("RSS %d KiB with %d idle clients: over the 256 MiB for 5,000 budget", during, n)
+	}
+}
