@@ -128,3 +128,21 @@ func rss(t *testing.T, pid int) int {
 }
 
 const dialogue = "EHLO client.example.org\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+
+// waitTCPFrom waits until addr accepts connections from src.
+func waitTCPFrom(t *testing.T, addr, src string) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 200 * time.Millisecond}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := d.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listens on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
