@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -180,8 +181,12 @@ func TestServeLimits(t *testing.T) {
 	ts.waitConns(t, 3)
 	h := dial(t, ts.addr, "127.0.0.3")
 	h.expect(t, "220 child 127.0.0.3")
-	if st := ts.Stats(); st.Conns != 4 || st.Children != 1 || st.Refusing != 3 || st.Rejected != 3 || st.Passed != 2 {
-		t.Errorf("stats %+v", st)
+	// The counters follow just after the child is started.
+	want := Stats{Conns: 4, Refusing: 3, Children: 1, Passed: 2, Rejected: 3}
+	for deadline := time.Now().Add(10 * time.Second); ts.Stats() != want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, want %+v", ts.Stats(), want)
+		}
 	}
 	for _, cl := range []*client{c, d, f, h} {
 		cl.Close()
@@ -313,4 +318,17 @@ func TestServeSocketName(t *testing.T) {
 	ts.Listeners[0] = SystemdListener{Listener: ts.Listeners[0], Name: "submission"}
 	ts.start()
 	dial(t, ts.addr, "127.0.0.2").expect(t, "220 child 127.0.0.2 127.0.0.1 socket=submission")
+}
+
+// PROGRAM runs in a process group of its own: a Ctrl-C for mxfront in a
+// terminal does not reach the sessions.
+func TestServeChildProcessGroup(t *testing.T) {
+	ts := newServer(t)
+	ts.Argv = []string{"sh", "-c", `echo "220 pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)"`}
+	ts.start()
+	got := dial(t, ts.addr, "127.0.0.2").expect(t, "220 pid=")
+	var pid, pgrp int
+	if _, err := fmt.Sscanf(got, "220 pid=%d pgrp=%d", &pid, &pgrp); err != nil || pid != pgrp || pgrp == os.Getpid() {
+		t.Errorf("PROGRAM said %q (mxfront's pid %d)", got, os.Getpid())
+	}
 }

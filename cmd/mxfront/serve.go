@@ -88,6 +88,11 @@ func serveAction(c *cli.Context) error {
 	for _, l := range listeners {
 		addrs = append(addrs, l.Addr().String())
 	}
+	// Caught before READY=1: from then on systemd may send it, and its
+	// default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	notify("READY=1\nSTATUS=accepting on " + strings.Join(addrs, " "))
 	go func() {
 		<-ctx.Done()
@@ -95,7 +100,7 @@ func serveAction(c *cli.Context) error {
 	}()
 	go watchdog(ctx)
 	go status(ctx, s)
-	go reloadOnHUP(ctx, c, cfg, s)
+	go reloadOnHUP(ctx, hup, c, cfg, s)
 	if err := s.Serve(ctx); err != nil {
 		return &exitError{code: frontend.ExitTemp, err: err}
 	}
@@ -246,10 +251,7 @@ func statusLine(st frontend.Stats) string {
 // reloadOnHUP re-reads every list file on SIGHUP. Connections in progress
 // keep the lists they started with; a file that cannot be read keeps the
 // old lists (and says why in the log).
-func reloadOnHUP(ctx context.Context, c *cli.Context, cfg *config, s *frontend.Server) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg *config, s *frontend.Server) {
 	for {
 		select {
 		case <-ctx.Done():
