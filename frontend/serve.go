@@ -333,11 +333,15 @@ func (s *Server) pass(r *rules, c net.Conn, client Client, socket string, v Verd
 		return false
 	}
 	f, err := tc.File()
-	c.Close() // the child's copy is the one that keeps the connection open
 	if err != nil {
+		// Out of fds (EMFILE): the client hears it is temporary.
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = c.Write([]byte("421 4.3.0 " + orLocalhost(r.dialogue.Hostname) + " Service temporarily unavailable\r\n"))
+		c.Close()
 		s.Log.Error("pass failed", "ip", remote.Addr().String(), "error", err.Error())
 		return false
 	}
+	c.Close() // the child's copy is the one that keeps the connection open
 	env := Environ(s.Environ, remote, client.Local, r.dialogue.Hostname, v)
 	if socket != "" {
 		env = append(env, "MXFRONT_SOCKET="+Sanitize(socket, maxField))
