@@ -401,9 +401,21 @@ type stoppableConn struct {
 
 var errShutdown = errors.New("mxfront is shutting down")
 
+// stopWrite bounds a write after the stop: a client that reads nothing
+// cannot hold the shutdown for a whole command timeout.
+const stopWrite = time.Second
+
 func (c *stoppableConn) stop() {
 	c.stopped.Store(true)
 	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(stopWrite))
+}
+
+func (c *stoppableConn) SetWriteDeadline(t time.Time) error {
+	if c.stopped.Load() {
+		t = time.Now().Add(stopWrite)
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *stoppableConn) Read(b []byte) (int, error) {

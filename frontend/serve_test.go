@@ -332,3 +332,37 @@ func TestServeChildProcessGroup(t *testing.T) {
 		t.Errorf("PROGRAM said %q (mxfront's pid %d)", got, os.Getpid())
 	}
 }
+
+// A client that sends and never reads cannot hold the shutdown: the
+// dialogue's blocked write is cut short after the shutdown timeout.
+func TestServeShutdownClientNotReading(t *testing.T) {
+	ts := newServer(t)
+	ts.ShutdownTimeout = 100 * time.Millisecond
+	ts.Dialogue.MaxCommands = 1 << 30
+	ts.Dialogue.CommandTimeout = time.Minute
+	ts.start()
+	c := dial(t, ts.addr, "127.0.0.9")
+	c.Conn.(*net.TCPConn).SetReadBuffer(4096)
+	go func() {
+		noops := bytes.Repeat([]byte("NOOP\r\n"), 1<<14)
+		for {
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write(noops); err != nil {
+				return
+			}
+		}
+	}()
+	// Wait until the server's writes are stuck: its reads stop too.
+	time.Sleep(500 * time.Millisecond)
+	t0 := time.Now()
+	ts.cancel()
+	select {
+	case <-ts.done:
+		ts.cancel = nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("a client that does not read held the shutdown")
+	}
+	if took := time.Since(t0); took > 10*time.Second {
+		t.Errorf("stopped after %v", took)
+	}
+}
