@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,14 +95,22 @@ func serveAction(c *cli.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	notify("READY=1\nSTATUS=accepting on " + strings.Join(addrs, " "))
+	// STOPPING=1 as soon as the stop begins, and surely before exit (serve
+	// may return before that goroutine has run).
+	var stopping sync.Once
+	sayStopping := func() {
+		stopping.Do(func() { notify("STOPPING=1\nSTATUS=stopping: waiting for refusal dialogues to end") })
+	}
 	go func() {
 		<-ctx.Done()
-		notify("STOPPING=1\nSTATUS=stopping: waiting for refusal dialogues to end")
+		sayStopping()
 	}()
 	go watchdog(ctx)
 	go status(ctx, s)
 	go reloadOnHUP(ctx, hup, c, cfg, s)
-	if err := s.Serve(ctx); err != nil {
+	err = s.Serve(ctx)
+	sayStopping()
+	if err != nil {
 		return &exitError{code: frontend.ExitTemp, err: err}
 	}
 	cfg.log.Info("stopped")
