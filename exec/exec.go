@@ -88,14 +88,16 @@ func closeOnExecAbove(min int) {
 type Child = osexec.Cmd
 
 // Spawn starts path with conn as its fds 0 and 1 (in blocking mode), stderr
-// as its fd 2 and env, and returns the started command; the caller closes
-// its own copy of conn and reaps the child with Wait.
-func Spawn(conn *os.File, stderr *os.File, path string, argv, env []string) (*Child, error) {
+// as its fd 2 and env, in a process group of its own (a Ctrl-C meant for
+// the caller in a terminal never reaches a session), as cred when it is not
+// nil. The caller closes its own copy of conn and reaps the child with Wait.
+func Spawn(conn *os.File, stderr *os.File, path string, argv, env []string, cred *syscall.Credential) (*Child, error) {
 	// Fd() puts the descriptor in blocking mode, as PROGRAM expects.
 	if err := unix.SetNonblock(int(conn.Fd()), false); err != nil {
 		return nil, fmt.Errorf("set blocking: %v", err)
 	}
-	cmd := &osexec.Cmd{Path: path, Args: argv, Env: env, Stdin: conn, Stdout: conn, Stderr: stderr}
+	cmd := &osexec.Cmd{Path: path, Args: argv, Env: env, Stdin: conn, Stdout: conn, Stderr: stderr,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: cred}}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %v", path, err)
 	}

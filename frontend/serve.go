@@ -3,12 +3,10 @@ package frontend
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	osexec "os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -361,21 +359,10 @@ func (s *Server) pass(r *rules, c net.Conn, client Client, socket string, v Verd
 	return true
 }
 
-// spawn starts PROGRAM on conn, in a process group of its own (a Ctrl-C
-// meant for mxfront in a terminal never reaches a session), as Credential
-// when it is set. It is exec.Spawn with these two added; they belong in
-// package exec as options of Spawn.
+// spawn starts PROGRAM on conn (see exec.Spawn: its own process group, as
+// Credential when set).
 func (s *Server) spawn(conn *os.File, env []string) (*mxexec.Child, error) {
-	// Blocking mode, as PROGRAM expects.
-	if err := unix.SetNonblock(int(conn.Fd()), false); err != nil {
-		return nil, fmt.Errorf("set blocking: %v", err)
-	}
-	cmd := &osexec.Cmd{Path: s.Path, Args: s.Argv, Env: env, Stdin: conn, Stdout: conn, Stderr: s.Stderr,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: s.Credential}}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %v", s.Path, err)
-	}
-	return cmd, nil
+	return mxexec.Spawn(conn, s.Stderr, s.Path, s.Argv, env, s.Credential)
 }
 
 func (s *Server) reap(child *mxexec.Child, remote netip.AddrPort, start time.Time) {
