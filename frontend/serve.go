@@ -3,10 +3,12 @@ package frontend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -161,9 +163,25 @@ func (s *Server) accept(ctx, connCtx context.Context, l net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.survive(c)
 			s.handle(connCtx, c, socket)
 		}()
 	}
+}
+
+// survive keeps a bug in one connection's checks from ending serve and
+// every other connection with it: the client hears 421 (nothing was
+// accepted: it retries) and the panic is logged with its stack.
+func (s *Server) survive(c net.Conn) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	s.Log.Error("internal error: connection dropped", "ip", addrPort(c.RemoteAddr()).Addr().String(),
+		"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Write([]byte("421 4.3.0 " + orLocalhost(s.current().dialogue.Hostname) + " Internal error, try again later\r\n"))
+	c.Close()
 }
 
 // reject turns a client away before any check: one 421 line into an empty

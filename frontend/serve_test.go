@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/mxfront/mxfront/greylist"
+	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -364,5 +367,41 @@ func TestServeShutdownClientNotReading(t *testing.T) {
 	}
 	if took := time.Since(t0); took > 10*time.Second {
 		t.Errorf("stopped after %v", took)
+	}
+}
+
+// panicStore is a greylist store with a bug: every read panics.
+type panicStore struct{ greylist.Store }
+
+func (panicStore) Get(context.Context, netip.Prefix) (greylist.Record, error) {
+	panic("bug in a check")
+}
+
+// A bug in one connection's checks (here a store that panics) does not
+// end serve: that client hears 421, its place is given back, and the next
+// client is served.
+func TestServeSurvivesPanic(t *testing.T) {
+	ts := newServer(t)
+	gp, err := greylist.NewPolicy(panicStore{greylist.NewMemory()}, greylist.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Policy.Greylist = &Greylisting{Policy: gp}
+	ts.start()
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(b), "421 4.3.0 mx.example.test Internal error") {
+			t.Fatalf("client %d got %q", i, b)
+		}
+	}
+	ts.waitConns(t, 0)
+	if !strings.Contains(ts.log.String(), `msg="internal error: connection dropped"`) || !strings.Contains(ts.log.String(), "bug in a check") {
+		t.Fatalf("no panic logged:\n%s", ts.log.String())
 	}
 }
