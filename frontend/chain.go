@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"time"
 
 	mxexec "github.com/mxfront/mxfront/exec"
@@ -33,13 +34,25 @@ type Chain struct {
 
 // Run handles the connection. On a pass it does not return; otherwise it
 // returns the exit code and the error behind it, if any.
-func (c *Chain) Run(ctx context.Context) (int, error) {
+func (c *Chain) Run(ctx context.Context) (code int, err error) {
 	start := time.Now()
 	getenv := func(k string) string { v, _ := c.LookupEnv(k); return v }
 	conn, err := FindConnection(getenv)
 	if err != nil {
 		return ExitUsage, err
 	}
+	// A bug in a check must not print a Go panic into fd 2, which under
+	// inetd is the client's connection: log it, tell the client 421 (it
+	// retries; nothing was accepted) and exit 111.
+	defer func() {
+		if p := recover(); p != nil {
+			c.Log.Error("internal error: connection dropped", "ip", conn.Remote.Addr().String(),
+				"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			w := os.NewFile(uintptr(conn.WriteFD), "client")
+			_, _ = fmt.Fprintf(w, "421 4.3.0 %s Internal error, try again later\r\n", orLocalhost(c.Dialogue.Hostname))
+			code, err = ExitTemp, fmt.Errorf("internal error: %v", p)
+		}
+	}()
 	client := Client{Remote: conn.Remote, Local: conn.Local}
 	_, client.RelayClient = c.LookupEnv("RELAYCLIENT")
 	client.RBLSMTPD, client.HasRBLSMTPD = c.LookupEnv("RBLSMTPD")

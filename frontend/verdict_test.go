@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/mxfront/mxfront/greylist"
 	"golang.org/x/sys/unix"
 	"net/netip"
 	"testing"
@@ -129,5 +130,39 @@ func TestDialogueRestoresBlocking(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "221 2.0.0 Bye") {
 		t.Fatalf("dialogue said %q", out.String())
+	}
+}
+
+// A bug in a check in chain mode (a greylist store that panics) ends in a
+// 421 to the client, a logged error and exit 111, never in a Go panic
+// written to fd 2 (under inetd, the client's connection).
+func TestChainSurvivesPanic(t *testing.T) {
+	if os.Getenv("MXFRONT_PANIC_HELPER") == "1" {
+		gp, err := greylist.NewPolicy(panicStore{greylist.NewMemory()}, greylist.Config{})
+		if err != nil {
+			os.Exit(3)
+		}
+		var log strings.Builder
+		ch := &Chain{Policy: &Policy{Greylist: &Greylisting{Policy: gp}}, Dialogue: DialogueConfig{Hostname: "mx"},
+			Argv: []string{"/bin/true"}, Log: slog.New(slog.NewTextHandler(&log, nil)), LookupEnv: os.LookupEnv}
+		code, err := ch.Run(context.Background())
+		if code != ExitTemp || err == nil || !strings.Contains(log.String(), "bug in a check") {
+			os.Exit(4)
+		}
+		os.Exit(0)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestChainSurvivesPanic$")
+	cmd.Env = append(os.Environ(), "MXFRONT_PANIC_HELPER=1", "TCPREMOTEIP=192.0.2.7")
+	cmd.Stdin = strings.NewReader("")
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helper: %v\nstdout %q\nstderr %s", err, out.String(), errOut.String())
+	}
+	if out.String() != "421 4.3.0 mx Internal error, try again later\r\n" {
+		t.Fatalf("client got %q", out.String())
+	}
+	if strings.Contains(errOut.String(), "goroutine") {
+		t.Fatalf("a Go panic reached fd 2:\n%s", errOut.String())
 	}
 }
