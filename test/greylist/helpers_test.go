@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,21 +20,15 @@ import (
 
 type bins struct{ mxfront, mxsink string }
 
+// Shared with the other end-to-end packages.
+var (
+	waitOutput = testpeer.WaitOutput
+	spooled    = testpeer.Spooled
+)
+
 func build(t *testing.T) bins {
 	dir := testpeer.Binaries(t)
 	return bins{mxfront: filepath.Join(dir, "mxfront"), mxsink: filepath.Join(dir, "mxsink")}
-}
-
-// waitOutput waits until the process has printed s.
-func waitOutput(t *testing.T, p *testpeer.Proc, s string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Output(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not print %q; it printed:\n%s", p.Cmd.Path, s, p.Output())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // tcpserver starts `tcpserver -v -HRl0 -c 60 127.0.0.1 PORT argv...` and
@@ -166,23 +159,6 @@ func readAll(c net.Conn) string {
 			return string(out)
 		}
 	}
-}
-
-// spooled returns the messages mxsink wrote into dir.
-func spooled(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, _ := os.ReadDir(dir)
-	var msgs []string
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".eml") {
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs = append(msgs, string(b))
-		}
-	}
-	return msgs
 }
 
 // envHeader returns the value of NAME in a spooled message's environment.
