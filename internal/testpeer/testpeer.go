@@ -221,3 +221,52 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+var (
+	builtMu sync.Mutex
+	built   = map[string]string{} // package → binary
+	builtIn []string              // directories to remove
+)
+
+// Build builds one command package (e.g. "./cmd/mxfilter") alone, once per
+// test process and as the Makefile does (static, without cli's doc
+// generators), and returns the binary's path, in a directory every user
+// can read (exim runs mxfilter as its own user). A suite that needs only
+// that command then does not depend on the rest of ./cmd/... compiling.
+func Build(tb testing.TB, pkg string) string {
+	tb.Helper()
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if bin, ok := built[pkg]; ok {
+		return bin
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		tb.Fatalf("testpeer: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "mxfront-build-")
+	if err != nil {
+		tb.Fatalf("testpeer: %v", err)
+	}
+	_ = os.Chmod(dir, 0o755)
+	builtIn = append(builtIn, dir)
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("testpeer: go build %s: %v\n%s", pkg, err, out)
+	}
+	built[pkg] = bin
+	return bin
+}
+
+// RemoveBuilds removes what Build built; for a TestMain after m.Run.
+func RemoveBuilds() {
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	for _, d := range builtIn {
+		os.RemoveAll(d)
+	}
+	builtIn, built = nil, map[string]string{}
+}

@@ -41,43 +41,8 @@ func gtubeMessage() string {
 	return fmt.Sprintf(header, "offer") + "\n" + gtube + "\n"
 }
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
-// mxfilter builds ./cmd/mxfilter alone, once, as the Makefile builds it
-// (static, without cli's doc generators), and returns its path. Only
-// mxfilter: this suite must not depend on the rest of ./cmd/... compiling.
-func mxfilter(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		root, err := testpeer.ModuleRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "mxfilter-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		// Readable by the exim user, which runs it from the DATA ACL.
-		_ = os.Chmod(dir, 0o755)
-		buildBin = filepath.Join(dir, "mxfilter")
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", buildBin, "./cmd/mxfilter")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("go build ./cmd/mxfilter: %v", buildErr)
-	}
-	return buildBin
-}
+// mxfilter builds ./cmd/mxfilter alone, once, and returns its path.
+func mxfilter(t *testing.T) string { return testpeer.Build(t, "./cmd/mxfilter") }
 
 // Clamd is a clamd on a loopback port with one signature: EICAR's MD5.
 type Clamd struct {
@@ -146,9 +111,7 @@ func TestMain(m *testing.M) {
 		peerCleanups[i]()
 	}
 	peerMu.Unlock()
-	if buildBin != "" {
-		os.RemoveAll(filepath.Dir(buildBin))
-	}
+	testpeer.RemoveBuilds()
 	os.Exit(code)
 }
 
