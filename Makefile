@@ -8,6 +8,10 @@ STATIC  := CGO_ENABLED=0
 GOFLAGS_BUILD ?= -tags urfave_cli_no_docs -trimpath
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# mxfront runs chain mode itself and execs mxfront-cli (serve, check,
+# greylist, help) from beside itself or from here.
+LIBEXECDIR ?= $(PREFIX)/libexec/mxfront
+LDFLAGS := -X main.libexecDir=$(LIBEXECDIR)
 BIN     := bin
 MANPAGES := man/mxfront.8 man/mxfilter.8
 RUNDIR  := $(CURDIR)/run
@@ -17,7 +21,7 @@ RUNDIR  := $(CURDIR)/run
 all: build
 
 build:
-	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/... ./testdata/goexec
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/... ./testdata/goexec
 
 # The demo SMTP sink that `make run` and the benchmarks put behind mxfront.
 $(BIN)/mxsink: $(wildcard testdata/mxsink/*.go)
@@ -69,9 +73,10 @@ check-man:
 	done
 
 install: build
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/doc/mxfront/examples
 	install -m 755 $(BIN)/mxfront $(DESTDIR)$(PREFIX)/sbin/mxfront
+	install -m 755 $(BIN)/mxfront-cli $(DESTDIR)$(LIBEXECDIR)/mxfront-cli
 	install -m 755 $(BIN)/mxfilter $(DESTDIR)$(PREFIX)/sbin/mxfilter
 	install -m 644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 contrib/* $(DESTDIR)$(PREFIX)/share/doc/mxfront/examples/

@@ -1,199 +1,81 @@
 // Command mxfront is a connection-time SMTP frontend: it decides on the
-// connecting client (allow/deny lists, RBLSMTPD, ...) and then execs the
-// real SMTP server on the same connection, or refuses the client itself.
-// This file and its siblings hold only wiring: flags, logging, exit codes.
+// connecting client (allow/deny lists, DNS lists, greylisting, ...) and
+// then execs the real SMTP server on the same connection, or refuses the
+// client itself.
+//
+// In chain mode (tcpserver, inetd, systemd Accept=yes) mxfront starts once
+// per connection, and on a small VM every page a process touches at start
+// costs microseconds: this command is kept lean. It parses chain mode's
+// flags with internal/config's table-driven parser and links neither
+// urfave/cli nor anything else only the other commands need. Everything
+// else (serve, check, greylist, --help, version, and any usage error) is
+// mxfront-cli's, the full urfave/cli application installed beside it:
+// mxfront execs it with the same arguments in the same process, so a
+// systemd unit's notify socket and passed sockets stay valid.
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strings"
+	"path/filepath"
+	"syscall"
 
 	"github.com/mxfront/mxfront/frontend"
-	"github.com/urfave/cli/v2"
+	"github.com/mxfront/mxfront/internal/config"
 )
 
-var version = "0.1.0-dev"
+// libexecDir is where `make install` puts mxfront-cli, set at link time.
+// mxfront-cli beside mxfront's own executable is looked for first.
+var libexecDir = ""
 
-const chainUsage = `mxfront [flags] [--] PROGRAM [ARGS...]
-   mxfront serve [--listen ADDR]... [flags] [--] PROGRAM [ARGS...]
-   mxfront check [flags] IP [--helo NAME]
-   mxfront check --lists [flags]
-   mxfront greylist list|allow|remove|expire|compact|stats [flags]`
-
-const chainDescription = `Chain mode (the default) decides on the one connection it was given (fd 0
-from tcpserver, inetd/xinetd nowait or systemd Accept=yes with StandardInput=socket;
-fd 3 from systemd Accept=yes; pipes with TCPREMOTEIP set), then execs PROGRAM on
-it, or speaks a refusal dialogue itself and exits.
-
-Everything after the first argument that is not a flag (or after --) is PROGRAM
-and its arguments, untouched. Subcommands (serve, check, greylist) are
-recognised only as the first argument: to run a program named like one in chain
-mode, put -- before it.
-
-Exit codes: 0 a refusal dialogue ended; 100 usage or configuration error;
-111 temporary failure (PROGRAM could not be run: the client got 421).
-See mxfront(8).`
+// cliName is the full command-line application's executable.
+const cliName = "mxfront-cli"
 
 func main() {
-	os.Exit(run(os.Args, os.Stderr))
-}
-
-// run dispatches on the first argument, so that a PROGRAM (or its
-// arguments) named like a subcommand is never mistaken for one after flags.
-func run(args []string, stderr io.Writer) int {
-	if len(args) > 1 {
-		switch args[1] {
-		case "serve":
-			return runApp(serveApp(), args[0:1], args[2:], stderr)
-		case "check":
-			return runApp(checkApp(), args[0:1], permute(args[2:], checkFlags()), stderr)
-		case "greylist":
-			return runApp(greylistApp(), args[0:1], args[2:], stderr)
-		case "version", "--version":
-			fmt.Fprintln(os.Stdout, "mxfront", version)
-			return 0
+	args := os.Args
+	if len(args) > 1 && !subcommand(args[1]) {
+		if opts, argv, ok := config.ParseChain(args[1:]); ok && len(argv) > 0 {
+			os.Exit(config.Exit(config.RunChain(opts, argv), os.Stderr))
 		}
 	}
-	// The fast path: chain mode without building the cli application.
-	if opts, argv, ok := parseChain(args[1:]); ok && len(argv) > 0 {
-		return exitCode(runChain(opts, argv), stderr)
-	}
-	return runApp(chainApp(), args[0:1], args[1:], stderr)
+	os.Exit(config.Exit(execCLI(args), os.Stderr))
 }
 
-// exitError carries an exit code out of an action.
-type exitError struct {
-	code int
-	err  error
-	hint string
+// subcommand reports whether arg, the first argument, is one of
+// mxfront-cli's commands: only the first argument can be one, so a
+// PROGRAM named like a subcommand runs in chain mode after flags or --.
+func subcommand(arg string) bool {
+	switch arg {
+	case "serve", "check", "greylist", "version", "--version":
+		return true
+	}
+	return false
 }
 
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit %d", e.code)
-	}
-	return e.err.Error()
-}
-
-func usageErr(hint string, format string, a ...any) error {
-	return &exitError{code: frontend.ExitUsage, err: fmt.Errorf(format, a...), hint: hint}
-}
-
-func runApp(app *cli.App, name, args []string, stderr io.Writer) int {
-	app.Writer, app.ErrWriter = os.Stdout, stderr
-	app.HideHelpCommand = true
-	app.DisableSliceFlagSeparator = true
-	app.ExitErrHandler = func(*cli.Context, error) {}
-	app.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-		return usageErr("run '"+app.HelpName+" --help' for the flags", "%v", err)
-	}
-	return exitCode(app.RunContext(context.Background(), append(name, args...)), stderr)
-}
-
-// exitCode prints an error in age's manner (error, then hint) and returns
-// the exit code it carries.
-func exitCode(err error, stderr io.Writer) int {
-	if err == nil {
-		return 0
-	}
-	var ee *exitError
-	if !errors.As(err, &ee) {
-		ee = &exitError{code: frontend.ExitUsage, err: err}
-	}
-	var ue *frontend.UsageError
-	if errors.As(err, &ue) {
-		ee.hint = ue.Hint
-	}
-	if ee.err != nil {
-		fmt.Fprintf(stderr, "mxfront: error: %v\n", ee.err)
-	}
-	if ee.hint != "" {
-		fmt.Fprintf(stderr, "mxfront: hint: %s\n", ee.hint)
-	}
-	return ee.code
-}
-
-func chainApp() *cli.App {
-	return &cli.App{
-		Name:        "mxfront",
-		HelpName:    "mxfront",
-		Usage:       "connection-time SMTP frontend: decide, then exec the real server",
-		UsageText:   chainUsage,
-		Description: chainDescription,
-		Version:     version,
-		Flags:       policyFlags(),
-		Action:      chainAction,
-	}
-}
-
-func chainAction(c *cli.Context) error {
-	return runChain(cliOptions{c}, c.Args().Slice())
-}
-
-func runChain(opts options, argv []string) error {
-	if len(argv) == 0 {
-		return usageErr("name the SMTP server to run, e.g. mxfront --deny 192.0.2.0/24 -- /usr/sbin/exim4 -bs",
-			"no PROGRAM given")
-	}
-	cfg, err := loadConfig(opts, modeChain)
-	if err != nil {
-		return err
-	}
-	ch := &frontend.Chain{
-		Policy:    cfg.policy,
-		Dialogue:  cfg.dialogue,
-		Argv:      argv,
-		Log:       cfg.log,
-		LookupEnv: os.LookupEnv,
-		Environ:   os.Environ(),
-	}
-	code, err := ch.Run(context.Background())
-	if code == 0 && err == nil {
-		return nil
-	}
-	if err == nil {
-		err = errors.New("failed")
-	}
-	return &exitError{code: code, err: err}
-}
-
-// permute moves flags (and their values) after positional arguments to the
-// front, so that `mxfront check 192.0.2.7 --deny 192.0.2.0/24` works:
-// urfave/cli v2 stops parsing at the first argument. "--" ends flags.
-func permute(args []string, flags []cli.Flag) []string {
-	takesValue := map[string]bool{}
-	for _, f := range flags {
-		_, isBool := f.(*cli.BoolFlag)
-		for _, n := range f.Names() {
-			takesValue[n] = !isBool
-		}
-	}
-	var fl, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			pos = append(pos, args[i+1:]...)
-			break
-		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			pos = append(pos, a)
+// execCLI replaces this process by mxfront-cli with the same arguments
+// and environment. It returns only if that fails.
+func execCLI(args []string) error {
+	tried := cliPaths()
+	for _, p := range tried {
+		if err := syscall.Access(p, 1 /* X_OK */); err != nil {
 			continue
 		}
-		fl = append(fl, a)
-		name := strings.TrimLeft(a, "-")
-		if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(args) {
-			fl = append(fl, args[i+1])
-			i++
-		}
+		err := syscall.Exec(p, args, os.Environ())
+		return &config.ExitError{Code: frontend.ExitTemp, Err: fmt.Errorf("exec %s: %v", p, err)}
 	}
-	if len(pos) > 0 {
-		fl = append(fl, "--")
-	}
-	return append(fl, pos...)
+	return &config.ExitError{Code: frontend.ExitUsage,
+		Err:  fmt.Errorf("%s not found (looked for %q)", cliName, tried),
+		Hint: "mxfront runs chain mode itself; serve, check, greylist and --help are " + cliName + "'s: install it beside mxfront (make install, or go install ./cmd/...)"}
 }
 
-func (e *exitError) Unwrap() error { return e.err }
+// cliPaths are the places mxfront-cli may be, in order.
+func cliPaths() []string {
+	var out []string
+	if exe, err := os.Executable(); err == nil {
+		out = append(out, filepath.Join(filepath.Dir(exe), cliName))
+	}
+	if libexecDir != "" {
+		out = append(out, filepath.Join(libexecDir, cliName))
+	}
+	return out
+}

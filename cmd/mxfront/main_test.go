@@ -1,177 +1,102 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"reflect"
-	"slices"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
-// chainArgv parses args with the cli application as chain mode does and
-// returns PROGRAM's argv and the value of every flag, or nil when the flags
-// did not parse.
-func chainArgv(args []string) ([]string, map[string]string) {
-	var got []string
-	var values map[string]string
-	app := chainApp()
-	app.Action = func(c *cli.Context) error {
-		got, values = c.Args().Slice(), optionValues(cliOptions{c})
-		return nil
-	}
-	if code := runApp(app, []string{"mxfront"}, args, io.Discard); code != 0 {
-		return nil, nil
-	}
-	return got, values
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testpeer.RemoveBuilds()
+	os.Exit(code)
 }
 
-// optionValues renders every policy flag's value for comparison.
-func optionValues(o options) map[string]string {
-	m := map[string]string{}
-	for _, s := range slices.Concat(allSpecs()...) {
-		switch s.kind {
-		case kindBool:
-			m[s.name] = fmt.Sprint(o.Bool(s.name))
-		case kindString:
-			m[s.name] = o.String(s.name)
-		case kindList:
-			m[s.name] = fmt.Sprintf("%q", o.StringSlice(s.name))
-		case kindInt:
-			m[s.name] = fmt.Sprint(o.Int(s.name))
-		case kindDuration:
-			m[s.name] = o.Duration(s.name).String()
-		}
+// Chain mode starts a process per connection: what mxfront links is what
+// every connection pays for at start (each package's initialisation, and
+// the pages it touches). These stay out of it; mxfront-cli has them.
+func TestLeanImports(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	return m
-}
-
-// The fast parser of chain mode and the cli application agree on PROGRAM
-// and on every flag, whenever the fast parser takes the arguments.
-func checkFastAgrees(t *testing.T, args []string) {
-	fo, fargv, ok := parseChain(args)
-	argv, values := chainArgv(args)
-	if !ok || len(fargv) == 0 {
-		return // the cli application handles these
+	deps := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		deps[p] = true
 	}
-	if argv == nil {
-		t.Fatalf("%q: the fast parser took what the cli application refuses", args)
+	if !deps["github.com/mxfront/mxfront/internal/config"] || !deps["github.com/mxfront/mxfront/frontend"] {
+		t.Fatalf("go list printed no dependencies we know:\n%s", out)
 	}
-	if !slices.Equal(fargv, argv) {
-		t.Fatalf("%q: fast argv %q, cli argv %q", args, fargv, argv)
-	}
-	if fv := optionValues(fo); !reflect.DeepEqual(fv, values) {
-		t.Fatalf("%q: fast values %v\ncli values %v", args, fv, values)
-	}
-}
-
-func TestFastParserAgrees(t *testing.T) {
-	for _, args := range [][]string{
-		{"--deny", "10.0.0.0/8", "--deny", "192.0.2.1 text", "prog", "-x"},
-		{"-deny=10.0.0.0/8", "--temp", "--", "prog"},
-		{"--temp=false", "--refuse-at", "greeting", "--max-errors", "0x10", "prog"},
-		{"--command-timeout", "2d3h", "--session-timeout=90s", "--hostname", "mx", "prog"},
-		{"--log", "none", "--allow-file", "a", "--allow-file", "b", "--", "--", "x"},
-		{"--max-rcpts", "7", "--max-commands=9", "-deny-file", "f", "prog"},
+	for _, heavy := range []string{
+		"github.com/urfave/cli/v2",                // help, subcommands: mxfront-cli
+		"github.com/miekg/dns",                    // links crypto/tls and x509: dnsbl has its own A/TXT codec
+		"github.com/coreos/go-systemd/v22/daemon", // sd_notify: serve only
+		"crypto/tls", "crypto/x509", "text/template", "os/user", "os/signal", "regexp",
 	} {
-		checkFastAgrees(t, args)
-		if _, argv, ok := parseChain(args); !ok || len(argv) == 0 {
-			t.Errorf("%q: the fast parser stepped aside", args)
-		}
-	}
-	for _, args := range [][]string{
-		{"--help"}, {"--version"}, {"--bogus", "prog"}, {"--max-errors", "x", "prog"},
-		{"--command-timeout", "5", "prog"}, {"--deny"}, {"---deny", "x", "prog"}, {"--temp=maybe", "prog"},
-	} {
-		if _, argv, ok := parseChain(args); ok && len(argv) > 0 {
-			t.Errorf("%q: the fast parser took it (argv %q); the cli application must answer", args, argv)
+		if deps[heavy] {
+			t.Errorf("mxfront links %s: chain mode's start would pay for it", heavy)
 		}
 	}
 }
 
-func TestChainArgv(t *testing.T) {
-	tests := []struct {
+// Everything but chain mode is mxfront-cli's: found beside mxfront, or
+// missing with a clear error and a hint.
+func TestHandsOffToCLI(t *testing.T) {
+	mx := testpeer.Build(t, "./cmd/mxfront")
+	cli := testpeer.Build(t, "./cmd/mxfront-cli")
+
+	alone := filepath.Join(t.TempDir(), "mxfront")
+	copyFile(t, mx, alone)
+	out, err := exec.Command(alone, "check", "192.0.2.7").CombinedOutput()
+	if code := exitCode(err); code != 100 || !strings.Contains(string(out), "mxfront: error: mxfront-cli not found") ||
+		!strings.Contains(string(out), "mxfront: hint: ") {
+		t.Errorf("without mxfront-cli: exit %d\n%s", code, out)
+	}
+
+	dir := t.TempDir()
+	copyFile(t, mx, filepath.Join(dir, "mxfront"))
+	copyFile(t, cli, filepath.Join(dir, "mxfront-cli"))
+	for _, tc := range []struct {
 		args []string
-		want []string
+		code int
+		want string
 	}{
-		{[]string{"--deny", "10.0.0.0/8", "prog", "-x", "--deny", "y"}, []string{"prog", "-x", "--deny", "y"}},
-		{[]string{"--deny", "10.0.0.0/8", "--", "prog", "-x", "--deny", "y"}, []string{"prog", "-x", "--deny", "y"}},
-		{[]string{"--", "serve", "--listen", "x"}, []string{"serve", "--listen", "x"}},
-		{[]string{"--temp", "--", "check", "1.2.3.4"}, []string{"check", "1.2.3.4"}},
-		{[]string{"--deny", "10.0.0.0/8", "help"}, []string{"help"}},
-		{[]string{"/usr/sbin/exim4", "-bs"}, []string{"/usr/sbin/exim4", "-bs"}},
-		{[]string{"--deny=192.0.2.0/24", "qmail-smtpd", "--", "x"}, []string{"qmail-smtpd", "--", "x"}},
-		{[]string{"--hostname", "mx.example.org", "--refuse-at", "greeting", "--", "--weird-prog"}, []string{"--weird-prog"}},
-	}
-	for _, tt := range tests {
-		checkFastAgrees(t, tt.args)
-		if got, _ := chainArgv(tt.args); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("mxfront %s: PROGRAM argv %q, want %q", strings.Join(tt.args, " "), got, tt.want)
+		{[]string{"check", "--deny", "192.0.2.0/24", "192.0.2.7"}, 1, "verdict: refuse"},
+		{[]string{"check", "198.51.100.1"}, 0, "verdict: pass"},
+		{[]string{"--help"}, 0, "mxfront serve [--listen ADDR]"},
+		{[]string{"version"}, 0, "mxfront "},
+		{[]string{"--no-such-flag", "prog"}, 100, "mxfront: error: flag provided but not defined"},
+		{[]string{"--deny", "192.0.2.0/24"}, 100, "no PROGRAM given"},
+		{[]string{"--max-errors", "x", "prog"}, 100, "mxfront: error: "},
+	} {
+		out, err := exec.Command(filepath.Join(dir, "mxfront"), tc.args...).CombinedOutput()
+		if code := exitCode(err); code != tc.code || !strings.Contains(string(out), tc.want) {
+			t.Errorf("mxfront %q: exit %d, want %d and %q\n%s", tc.args, code, tc.code, tc.want, out)
 		}
 	}
 }
 
-func TestPermute(t *testing.T) {
-	flags := checkFlags()
-	tests := []struct{ in, want []string }{
-		{[]string{"192.0.2.7", "--deny", "192.0.2.0/24"}, []string{"--deny", "192.0.2.0/24", "--", "192.0.2.7"}},
-		{[]string{"--temp", "192.0.2.7", "--helo", "x.example"}, []string{"--temp", "--helo", "x.example", "--", "192.0.2.7"}},
-		{[]string{"192.0.2.7", "--deny=192.0.2.0/24"}, []string{"--deny=192.0.2.0/24", "--", "192.0.2.7"}},
-		{[]string{"--", "-1"}, []string{"--", "-1"}},
-		{[]string{"--temp"}, []string{"--temp"}},
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		if got := permute(tt.in, flags); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("permute(%q) = %q, want %q", tt.in, got, tt.want)
-		}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func TestParseDuration(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"500ms", 500 * time.Millisecond, true},
-		{"5m", 5 * time.Minute, true},
-		{"24h", 24 * time.Hour, true},
-		{"36d", 36 * 24 * time.Hour, true},
-		{"1d12h", 36 * time.Hour, true},
-		{"0", 0, true},
-		{"d", 0, false},
-		{"-5m", 0, false},
-		{"5", 0, false},
-		{"1dd", 0, false},
-		{"99999999d", 0, false},
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
 	}
-	for _, tt := range tests {
-		got, err := parseDuration(tt.in)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("parseDuration(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
+	if err != nil {
+		return -1
 	}
-}
-
-// FuzzChainArgv: whatever the arguments, PROGRAM's argv is a suffix of
-// them, untouched, and it starts right after "--" when "--" ends the flags.
-func FuzzChainArgv(f *testing.F) {
-	f.Add("--deny\x0010.0.0.0/8\x00prog\x00-x\x00--deny\x00y")
-	f.Add("--\x00serve")
-	f.Add("--temp\x00--hostname\x00mx\x00--\x00--\x00a")
-	f.Add("--refuse-at=greeting\x00-x")
-	f.Fuzz(func(t *testing.T, joined string) {
-		args := strings.Split(joined, "\x00")
-		checkFastAgrees(t, args)
-		got, _ := chainArgv(args)
-		if got == nil {
-			return
-		}
-		if len(got) > len(args) || !slices.Equal(args[len(args)-len(got):], got) {
-			t.Fatalf("argv %q is not a suffix of %q", got, args)
-		}
-	})
+	return 0
 }

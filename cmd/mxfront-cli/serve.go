@@ -18,6 +18,7 @@ import (
 
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/internal/config"
 	"github.com/urfave/cli/v2"
 )
 
@@ -46,13 +47,13 @@ func serveApp() *cli.App {
 func serveAction(c *cli.Context) error {
 	argv := c.Args().Slice()
 	if len(argv) == 0 {
-		return usageErr("name the SMTP server to start for each client, e.g. -- /usr/sbin/exim4 -bs", "no PROGRAM given")
+		return config.UsageErr("name the SMTP server to start for each client, e.g. -- /usr/sbin/exim4 -bs", "no PROGRAM given")
 	}
 	path, err := mxexec.LookPath(argv[0])
 	if err != nil {
-		return usageErr("give PROGRAM's full path or put it in PATH", "PROGRAM %s: %v", argv[0], err)
+		return config.UsageErr("give PROGRAM's full path or put it in PATH", "PROGRAM %s: %v", argv[0], err)
 	}
-	cfg, err := loadConfig(cliOptions{c}, modeServe)
+	cfg, err := config.Load(cliOptions{c}, config.Serve)
 	if err != nil {
 		return err
 	}
@@ -61,8 +62,8 @@ func serveAction(c *cli.Context) error {
 		return err
 	}
 	s := &frontend.Server{
-		Policy: cfg.policy, Dialogue: cfg.dialogue, Argv: argv, Path: path,
-		Environ: os.Environ(), Log: cfg.log, Stderr: os.Stderr, Listeners: listeners,
+		Policy: cfg.Policy, Dialogue: cfg.Dialogue, Argv: argv, Path: path,
+		Environ: os.Environ(), Log: cfg.Log, Stderr: os.Stderr, Listeners: listeners,
 		Limits:          frontend.Limits{MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), MaxChildren: c.Int("max-children")},
 		ShutdownTimeout: cliOptions{c}.Duration("shutdown-timeout"),
 	}
@@ -70,21 +71,15 @@ func serveAction(c *cli.Context) error {
 		for _, l := range listeners {
 			l.Close()
 		}
-		for _, f := range cfg.closers {
-			f()
-		}
+		cfg.Close()
 		return err
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	for _, l := range listeners {
-		cfg.log.Info("listening", "addr", l.Addr().String())
+		cfg.Log.Info("listening", "addr", l.Addr().String())
 	}
-	defer func() {
-		for _, f := range cfg.closers {
-			f()
-		}
-	}()
+	defer cfg.Close()
 	var addrs []string
 	for _, l := range listeners {
 		addrs = append(addrs, l.Addr().String())
@@ -111,9 +106,9 @@ func serveAction(c *cli.Context) error {
 	err = s.Serve(ctx)
 	sayStopping()
 	if err != nil {
-		return &exitError{code: frontend.ExitTemp, err: err}
+		return &config.ExitError{Code: frontend.ExitTemp, Err: err}
 	}
-	cfg.log.Info("stopped")
+	cfg.Log.Info("stopped")
 	return nil
 }
 
@@ -144,14 +139,14 @@ func listen(addrs []string) ([]net.Listener, error) {
 	if len(addrs) == 0 {
 		ls, err := frontend.SystemdListeners()
 		if err != nil {
-			return nil, usageErr("start mxfront serve from a .socket unit with Accept=no", "systemd sockets: %v", err)
+			return nil, config.UsageErr("start mxfront serve from a .socket unit with Accept=no", "systemd sockets: %v", err)
 		}
 		var out []net.Listener
 		for _, l := range ls {
 			out = append(out, l)
 		}
 		if len(out) == 0 {
-			return nil, usageErr("give --listen 127.0.0.1:2525 (repeatable), or start mxfront serve from a systemd .socket unit (Accept=no)",
+			return nil, config.UsageErr("give --listen 127.0.0.1:2525 (repeatable), or start mxfront serve from a systemd .socket unit (Accept=no)",
 				"nothing to listen on")
 		}
 		return out, nil
@@ -163,7 +158,7 @@ func listen(addrs []string) ([]net.Listener, error) {
 			for _, o := range out {
 				o.Close()
 			}
-			return nil, &exitError{code: frontend.ExitTemp, err: fmt.Errorf("--listen %s: %v", a, err)}
+			return nil, &config.ExitError{Code: frontend.ExitTemp, Err: fmt.Errorf("--listen %s: %v", a, err)}
 		}
 		out = append(out, l)
 	}
@@ -171,26 +166,26 @@ func listen(addrs []string) ([]net.Listener, error) {
 }
 
 // durationFlag is a --flag D value with a default.
-func durationFlag(d time.Duration) *duration { v := duration(d); return &v }
+func durationFlag(d time.Duration) *config.DurationValue { v := config.DurationValue(d); return &v }
 
 // serveOptions sets the PROXY protocol peers and PROGRAM's user.
 func serveOptions(c *cli.Context, s *frontend.Server) error {
 	for _, name := range []string{"max-conns", "max-conns-per-ip", "max-children"} {
 		if c.Int(name) < 0 {
-			return usageErr("limits are 0 (none) or above", "bad --%s %d", name, c.Int(name))
+			return config.UsageErr("limits are 0 (none) or above", "bad --%s %d", name, c.Int(name))
 		}
 	}
 	from := c.StringSlice("proxy-from")
 	switch {
 	case c.Bool("proxy-protocol") && len(from) == 0:
-		return usageErr("name the proxies, e.g. --proxy-from 127.0.0.1/32", "--proxy-protocol without --proxy-from")
+		return config.UsageErr("name the proxies, e.g. --proxy-from 127.0.0.1/32", "--proxy-protocol without --proxy-from")
 	case !c.Bool("proxy-protocol") && len(from) > 0:
-		return usageErr("add --proxy-protocol", "--proxy-from without --proxy-protocol")
+		return config.UsageErr("add --proxy-protocol", "--proxy-from without --proxy-protocol")
 	case len(from) > 0:
 		s.ProxyFrom = &frontend.NetList{}
 		for _, n := range from {
 			if err := s.ProxyFrom.Add(n, "", "--proxy-from"); err != nil {
-				return usageErr("NET is an IP address or a CIDR network, e.g. 127.0.0.1/32", "--proxy-from: %v", err)
+				return config.UsageErr("NET is an IP address or a CIDR network, e.g. 127.0.0.1/32", "--proxy-from: %v", err)
 			}
 		}
 	}
@@ -209,13 +204,13 @@ func credential(name, group string) (*syscall.Credential, error) {
 		return nil, nil
 	}
 	if os.Geteuid() != 0 {
-		return nil, usageErr("start mxfront serve as root, or leave out --user and --group", "--user and --group need root")
+		return nil, config.UsageErr("start mxfront serve as root, or leave out --user and --group", "--user and --group need root")
 	}
 	cred := &syscall.Credential{Uid: 0, Gid: 0}
 	if name != "" {
 		u, err := user.Lookup(name)
 		if err != nil {
-			return nil, usageErr("name an existing user", "--user %s: %v", name, err)
+			return nil, config.UsageErr("name an existing user", "--user %s: %v", name, err)
 		}
 		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
@@ -230,7 +225,7 @@ func credential(name, group string) (*syscall.Credential, error) {
 	if group != "" {
 		g, err := user.LookupGroup(group)
 		if err != nil {
-			return nil, usageErr("name an existing group", "--group %s: %v", group, err)
+			return nil, config.UsageErr("name an existing group", "--group %s: %v", group, err)
 		}
 		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
 		cred.Gid = uint32(gid)
@@ -260,7 +255,7 @@ func statusLine(st frontend.Stats) string {
 // reloadOnHUP re-reads every list file on SIGHUP. Connections in progress
 // keep the lists they started with; a file that cannot be read keeps the
 // old lists (and says why in the log).
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg *config, s *frontend.Server) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg *config.Config, s *frontend.Server) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -268,12 +263,12 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg 
 		case <-hup:
 		}
 		notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the list files", monotonicUsec()))
-		p, d, err := reloadLists(cliOptions{c}, cfg)
+		p, d, err := config.ReloadLists(cliOptions{c}, cfg)
 		if err != nil {
-			cfg.log.Error("reload failed: keeping the old lists", "error", err.Error())
+			cfg.Log.Error("reload failed: keeping the old lists", "error", err.Error())
 		} else {
 			s.SetRules(p, d)
-			cfg.log.Info("reloaded", "allow", p.Allow.Len(), "deny", p.Deny.Len())
+			cfg.Log.Info("reloaded", "allow", p.Allow.Len(), "deny", p.Deny.Len())
 		}
 		notify("READY=1\nSTATUS=" + statusLine(s.Stats()))
 	}
@@ -283,41 +278,4 @@ func monotonicUsec() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano() / 1000
-}
-
-// reloadLists builds the policy and dialogue of cfg again with the list
-// files read anew: --allow(-file), --deny(-file), --greylist-skip-file and
-// --helo-deny-file. Everything else (DNS client, greylist store) is shared.
-func reloadLists(c options, cfg *config) (*frontend.Policy, frontend.DialogueConfig, error) {
-	p, d := *cfg.policy, cfg.dialogue
-	var err error
-	if p.Allow, err = netList(c, "allow"); err != nil {
-		return nil, d, err
-	}
-	if p.Deny, err = netList(c, "deny"); err != nil {
-		return nil, d, err
-	}
-	if g := cfg.policy.Greylist; g != nil {
-		ng := *g
-		ng.Skip = nil
-		if files := c.StringSlice("greylist-skip-file"); len(files) > 0 {
-			ng.Skip = &frontend.NetList{}
-			for _, f := range files {
-				if err := ng.Skip.ReadFile(f); err != nil {
-					return nil, d, fmt.Errorf("--greylist-skip-file: %v", err)
-				}
-			}
-		}
-		p.Greylist = &ng
-	}
-	if files := c.StringSlice("helo-deny-file"); len(files) > 0 {
-		pats := &frontend.HELOPatterns{}
-		for _, f := range files {
-			if err := pats.ReadFile(f); err != nil {
-				return nil, d, fmt.Errorf("--helo-deny-file: %v", err)
-			}
-		}
-		d.HELO.Deny = pats
-	}
-	return &p, d, nil
 }

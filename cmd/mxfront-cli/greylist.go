@@ -6,142 +6,24 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/config"
 	"github.com/urfave/cli/v2"
 )
 
-// greylistSpecs are the greylisting, early-talker and HELO flags.
-var greylistSpecs = []flagSpec{
-	{"greylist", kindBool, "", "greylist clients by network: the first attempt gets 451 at RCPT, a retry after the delay passes", "Greylisting"},
-	{"greylist-db", kindString, "/var/lib/mxfront/greylist.db", "the greylist database `PATH` (bbolt; shared by every mxfront process and `mxfront greylist`)", "Greylisting"},
-	{"greylist-delay", kindDuration, "5m", "a retry passes only `D` after the first attempt", "Greylisting"},
-	{"greylist-window", kindDuration, "24h", "a retry later than `D` after the first attempt starts over", "Greylisting"},
-	{"greylist-lifetime", kindDuration, "36d", "a network that passed keeps passing `D` after its last pass", "Greylisting"},
-	{"greylist-v4-prefix", kindInt, "24", "judge IPv4 clients by their /`N` network", "Greylisting"},
-	{"greylist-v6-prefix", kindInt, "64", "judge IPv6 clients by their /`N` network", "Greylisting"},
-	{"greylist-skip-file", kindList, "", "never greylist the networks in `FILE` (the format of --allow-file); repeatable", "Greylisting"},
-	{"greet-delay", kindDuration, "0s", "send \"220-NAME\" and refuse (5xx) a client that speaks within `D` (early talker); 0: off", "Greeting and HELO"},
-	{"helo-check", kindString, "log", "bogus HELO/EHLO names in the refusal dialogue: `MODE` off, log, or refuse (5xx, and a greylisted client never passes)", "Greeting and HELO"},
-	{"helo-deny-file", kindList, "", "HELO names matching a pattern of `FILE` are bogus (one shell pattern a line, e.g. *.dyn.example.net, then a reason); repeatable", "Greeting and HELO"},
-}
-
-// Serve mode's greylist housekeeping: networks known to pass are kept in
-// memory this long (so `mxfront greylist remove` takes effect within it),
-// at most this many, and old records are expired this often.
-const (
-	passCacheTTL  = 60 * time.Second
-	passCacheMax  = 100000
-	expireEvery   = time.Hour
-	adminLockWait = 10 * time.Second
-)
-
-// loadGreylist sets up the greeting delay and the HELO check on
-// cfg.dialogue, and with --greylist, cfg.policy.Greylist. Without
-// --greylist nothing of the greylist is touched: no database is opened.
-func loadGreylist(c options, cfg *config) error {
-	cfg.dialogue.GreetDelay = c.Duration("greet-delay")
-	mode, err := frontend.ParseHELOMode(c.String("helo-check"))
-	if err != nil {
-		return usageErr("--helo-check takes off, log or refuse", "%v", err)
-	}
-	cfg.dialogue.HELO.Mode = mode
-	if files := c.StringSlice("helo-deny-file"); len(files) > 0 {
-		pats := &frontend.HELOPatterns{}
-		for _, f := range files {
-			if err := pats.ReadFile(f); err != nil {
-				return usageErr("each line of --helo-deny-file is \"PATTERN [reason]\" (*, ? and [a-z] as in the shell); # starts a comment", "--helo-deny-file: %v", err)
-			}
-		}
-		cfg.dialogue.HELO.Deny = pats
-	}
-	if !c.Bool("greylist") {
-		return nil
-	}
-	policy, store, err := openGreylist(c, greylist.DefaultLockTimeout)
-	if err != nil {
-		return err
-	}
-	g := &frontend.Greylisting{Policy: policy}
-	if files := c.StringSlice("greylist-skip-file"); len(files) > 0 {
-		g.Skip = &frontend.NetList{}
-		for _, f := range files {
-			if err := g.Skip.ReadFile(f); err != nil {
-				return usageErr("each line of --greylist-skip-file is \"NET [comment]\", as in --allow-file", "--greylist-skip-file: %v", err)
-			}
-		}
-	}
-	cfg.policy.Greylist = g
-	if cfg.mode != modeServe {
-		return nil
-	}
-	// Serve mode opens the file per decision, as chain mode does, so that
-	// chain-mode processes and `mxfront greylist` can share it; the cache
-	// spares known clients the file.
-	if dir := filepath.Dir(store.Path()); !isDir(dir) {
-		return usageErr("create the directory, writable by mxfront's user, or give another --greylist-db",
-			"--greylist-db %s: directory %s does not exist", store.Path(), dir)
-	}
-	g.Known = frontend.NewPassCache(passCacheTTL, passCacheMax)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = policy.ExpireEvery(ctx, expireEvery, func(e greylist.Expired, err error) {
-			if err != nil {
-				cfg.log.Error("greylist expire failed", "db", store.Path(), "error", err.Error())
-				return
-			}
-			if e != (greylist.Expired{}) {
-				cfg.log.Info("greylist expired", "db", store.Path(), "abandoned", e.Abandoned, "lapsed", e.Lapsed, "unreadable", e.Unreadable)
-			}
-		})
-	}()
-	cfg.closers = append(cfg.closers, func() { cancel(); wg.Wait(); store.Close() })
-	return nil
-}
-
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
-
-// openGreylist opens the store of --greylist-db (without touching the
-// file) and the policy of the duration and prefix flags.
-func openGreylist(c options, lockWait time.Duration) (*greylist.Policy, *greylist.Bolt, error) {
-	path := c.String("greylist-db")
-	if path == "" {
-		return nil, nil, usageErr("e.g. --greylist-db /var/lib/mxfront/greylist.db", "--greylist-db is empty")
-	}
-	store, err := greylist.OpenBolt(path, greylist.BoltOptions{LockTimeout: lockWait})
-	if err != nil {
-		return nil, nil, &exitError{code: frontend.ExitTemp, err: err}
-	}
-	policy, err := greylist.NewPolicy(store, greylist.Config{
-		Delay:    c.Duration("greylist-delay"),
-		Window:   c.Duration("greylist-window"),
-		Lifetime: c.Duration("greylist-lifetime"),
-		V4Prefix: c.Int("greylist-v4-prefix"),
-		V6Prefix: c.Int("greylist-v6-prefix"),
-	})
-	if err != nil {
-		return nil, nil, usageErr("--greylist-delay must be shorter than --greylist-window; prefixes are 1..32 (IPv4) and 1..128 (IPv6)", "%v", err)
-	}
-	return policy, store, nil
-}
+// adminLockWait is how long a `mxfront greylist` command waits for the
+// database's lock (chain mode waits far less, and passes the client).
+const adminLockWait = 10 * time.Second
 
 // greylistAdminSpecs are the flags every `mxfront greylist` command takes:
 // the database and the policy it is judged by.
-func greylistAdminSpecs() []flagSpec {
-	var out []flagSpec
-	for _, s := range greylistSpecs {
-		switch s.name {
+func greylistAdminSpecs() []config.Spec {
+	var out []config.Spec
+	for _, s := range config.GreylistSpecs {
+		switch s.Name {
 		case "greylist-db", "greylist-delay", "greylist-window", "greylist-lifetime", "greylist-v4-prefix", "greylist-v6-prefix":
 			out = append(out, s)
 		}
@@ -197,9 +79,9 @@ func greylistApp() *cli.App {
 		Commands:    cmds,
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return usageErr("e.g. mxfront greylist list --greylist-db /var/lib/mxfront/greylist.db", "no command given")
+				return config.UsageErr("e.g. mxfront greylist list --greylist-db /var/lib/mxfront/greylist.db", "no command given")
 			}
-			return usageErr("run 'mxfront greylist --help' for the commands", "unknown command %q", frontend.Sanitize(c.Args().First(), 64))
+			return config.UsageErr("run 'mxfront greylist --help' for the commands", "unknown command %q", frontend.Sanitize(c.Args().First(), 64))
 		},
 	}
 }
@@ -216,11 +98,11 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 		Action: func(c *cli.Context) error {
 			if c.NArg() != gc.nargs {
 				if gc.nargs == 0 {
-					return usageErr("run 'mxfront greylist "+gc.name+" --help'", "%s takes no arguments", gc.name)
+					return config.UsageErr("run 'mxfront greylist "+gc.name+" --help'", "%s takes no arguments", gc.name)
 				}
-				return usageErr("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%s takes one NET", gc.name)
+				return config.UsageErr("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%s takes one NET", gc.name)
 			}
-			p, s, err := openGreylist(cliOptions{c}, adminLockWait)
+			p, s, err := config.OpenGreylist(cliOptions{c}, adminLockWait)
 			if err != nil {
 				return err
 			}
@@ -233,7 +115,7 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 	app.DisableSliceFlagSeparator = true
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-		return usageErr("run '"+app.HelpName+" --help' for the flags", "%v", err)
+		return config.UsageErr("run '"+app.HelpName+" --help' for the flags", "%v", err)
 	}
 	args := permute(parent.Args().Slice(), flags)
 	return app.RunContext(parent.Context, append([]string{app.HelpName}, args...))
@@ -241,8 +123,8 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 
 // dbErr is a failure of the database: exit 111, as for any temporary error.
 func dbErr(err error) error {
-	return &exitError{code: frontend.ExitTemp, err: err,
-		hint: "the database may be locked by a long operation, damaged or unwritable; mxfront passes clients meanwhile"}
+	return &config.ExitError{Code: frontend.ExitTemp, Err: err,
+		Hint: "the database may be locked by a long operation, damaged or unwritable; mxfront passes clients meanwhile"}
 }
 
 func greylistList(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
@@ -294,7 +176,7 @@ func listJSON(ctx context.Context, w io.Writer, p *greylist.Policy) error {
 func parseNET(c *cli.Context, p *greylist.Policy) (netip.Prefix, error) {
 	n, err := p.ParseNetwork(c.Args().First())
 	if err != nil {
-		return n, usageErr("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%v", err)
+		return n, config.UsageErr("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%v", err)
 	}
 	return n, nil
 }
@@ -322,7 +204,7 @@ func greylistRemove(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error 
 	}
 	if !found {
 		fmt.Fprintf(c.App.Writer, "%v: no record\n", n)
-		return &exitError{code: 1}
+		return &config.ExitError{Code: 1}
 	}
 	fmt.Fprintf(c.App.Writer, "removed %v\n", n)
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/mxfront/mxfront/internal/config"
 	"io"
 	"net"
 	"net/netip"
@@ -28,13 +29,13 @@ func TestDNSFlagsFastAgrees(t *testing.T) {
 		{"-rbl", "x.example", "--antirbl=y.example", "--rbl-permanent", "--dns-fail-open=false", "prog"},
 	} {
 		checkFastAgrees(t, args)
-		if _, argv, ok := parseChain(args); !ok || len(argv) == 0 {
+		if _, argv, ok := config.ParseChain(args); !ok || len(argv) == 0 {
 			t.Errorf("%q: the fast parser stepped aside", args)
 		}
 	}
 	// getopt's bundling is not supported: the cli application answers.
 	for _, args := range [][]string{{"-bC", "prog"}, {"-rbl.example", "prog"}, {"--dnsbl-threshold", "x", "prog"}, {"-t"}} {
-		if _, argv, ok := parseChain(args); ok && len(argv) > 0 {
+		if _, argv, ok := config.ParseChain(args); ok && len(argv) > 0 {
 			t.Errorf("%q: the fast parser took it", args)
 		}
 	}
@@ -43,19 +44,19 @@ func TestDNSFlagsFastAgrees(t *testing.T) {
 // loadWith parses args (flags, then PROGRAM) with the fast parser and with
 // the cli application, loads both configurations for mode m and checks
 // that they agree on the DNS lists.
-func loadWith(t *testing.T, m mode, args ...string) (*config, error) {
+func loadWith(t *testing.T, m config.Mode, args ...string) (*config.Config, error) {
 	t.Helper()
 	args = append(args, "prog")
-	fo, _, ok := parseChain(args)
+	fo, _, ok := config.ParseChain(args)
 	if !ok {
 		t.Fatalf("%q: fast parser stepped aside", args)
 	}
-	fcfg, ferr := loadConfig(fo, m)
-	var ccfg *config
+	fcfg, ferr := config.Load(fo, m)
+	var ccfg *config.Config
 	var cerr error
 	app := chainApp()
 	app.Action = func(c *cli.Context) error {
-		ccfg, cerr = loadConfig(cliOptions{c}, m)
+		ccfg, cerr = config.Load(cliOptions{c}, m)
 		return nil
 	}
 	app.Writer, app.ErrWriter = io.Discard, io.Discard
@@ -68,7 +69,7 @@ func loadWith(t *testing.T, m mode, args ...string) (*config, error) {
 	if ferr != nil {
 		return nil, ferr
 	}
-	f, c := fcfg.policy.DNS, ccfg.policy.DNS
+	f, c := fcfg.Policy.DNS, ccfg.Policy.DNS
 	if (f == nil) != (c == nil) {
 		t.Fatalf("%q: DNS lists fast %v cli %v", args, f, c)
 	}
@@ -77,8 +78,8 @@ func loadWith(t *testing.T, m mode, args ...string) (*config, error) {
 		len(f.Checker.Zones()) != len(c.Checker.Zones())) {
 		t.Fatalf("%q: fast %+v\ncli %+v", args, *f, *c)
 	}
-	if fcfg.dialogue != ccfg.dialogue {
-		t.Fatalf("%q: dialogue fast %+v cli %+v", args, fcfg.dialogue, ccfg.dialogue)
+	if fcfg.Dialogue != ccfg.Dialogue {
+		t.Fatalf("%q: dialogue fast %+v cli %+v", args, fcfg.Dialogue, ccfg.Dialogue)
 	}
 	return fcfg, nil
 }
@@ -86,41 +87,41 @@ func loadWith(t *testing.T, m mode, args ...string) (*config, error) {
 func TestLoadDNS(t *testing.T) {
 	const srv = "--dns-server=127.0.0.1:5353"
 	t.Run("no zone builds nothing", func(t *testing.T) {
-		cfg, err := loadWith(t, modeChain, "--dns-timeout", "1s", "--dns-fail", "tempfail")
-		if err != nil || cfg.policy.DNS != nil {
-			t.Fatalf("DNS %v err %v", cfg.policy.DNS, err)
+		cfg, err := loadWith(t, config.Chain, "--dns-timeout", "1s", "--dns-fail", "tempfail")
+		if err != nil || cfg.Policy.DNS != nil {
+			t.Fatalf("DNS %v err %v", cfg.Policy.DNS, err)
 		}
 	})
 	t.Run("defaults", func(t *testing.T) {
-		cfg, err := loadWith(t, modeChain, srv, "--dnsbl", "bl.example")
+		cfg, err := loadWith(t, config.Chain, srv, "--dnsbl", "bl.example")
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := cfg.policy.DNS
+		d := cfg.Policy.DNS
 		if d.Threshold != 1 || d.AllowThreshold != -1 || d.FailTemp || d.RBLPermanent || d.RBL != nil || d.AntiRBL != nil {
 			t.Errorf("%+v", *d)
 		}
 		if z := d.Checker.Zones(); len(z) != 1 || z[0].Name != "bl.example" || z[0].Points() != 1 {
 			t.Errorf("zones %v", z)
 		}
-		if cfg.dialogue.SessionTimeout != frontend.DefaultDialogue.SessionTimeout || cfg.dialogue.RefuseAt != frontend.AtRcpt {
-			t.Errorf("dialogue changed without -t: %+v", cfg.dialogue)
+		if cfg.Dialogue.SessionTimeout != frontend.DefaultDialogue.SessionTimeout || cfg.Dialogue.RefuseAt != frontend.AtRcpt {
+			t.Errorf("dialogue changed without -t: %+v", cfg.Dialogue)
 		}
 	})
 	t.Run("rblsmtpd's letters", func(t *testing.T) {
-		cfg, err := loadWith(t, modeChain, srv, "-r", "bl.example", "-a", "wl.example", "-b", "-C", "-t", "30")
+		cfg, err := loadWith(t, config.Chain, srv, "-r", "bl.example", "-a", "wl.example", "-b", "-C", "-t", "30")
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := cfg.policy.DNS
+		d := cfg.Policy.DNS
 		if !d.RBL["bl.example"] || !d.AntiRBL["wl.example"] || !d.RBLPermanent || d.FailTemp {
 			t.Errorf("%+v", *d)
 		}
 		if z := d.Checker.Zones(); len(z) != 2 || z[1].Points() != -1 {
 			t.Errorf("zones %v", z)
 		}
-		if cfg.dialogue.SessionTimeout != 30*time.Second {
-			t.Errorf("-t 30: session timeout %v", cfg.dialogue.SessionTimeout)
+		if cfg.Dialogue.SessionTimeout != 30*time.Second {
+			t.Errorf("-t 30: session timeout %v", cfg.Dialogue.SessionTimeout)
 		}
 	})
 	for _, tc := range []struct {
@@ -136,18 +137,18 @@ func TestLoadDNS(t *testing.T) {
 		{[]string{"-r", "bl.example", "--dns-fail", "tempfail"}, false, true},
 		{[]string{"-r", "bl.example", "--dns-fail", "tempfail", "-C"}, false, false},
 	} {
-		cfg, err := loadWith(t, modeChain, append([]string{srv}, tc.args...)...)
+		cfg, err := loadWith(t, config.Chain, append([]string{srv}, tc.args...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := cfg.policy.DNS; d.RBLPermanent != tc.permanent || d.FailTemp != tc.failTemp {
+		if d := cfg.Policy.DNS; d.RBLPermanent != tc.permanent || d.FailTemp != tc.failTemp {
 			t.Errorf("%q: permanent %v failTemp %v, want %v %v", tc.args, d.RBLPermanent, d.FailTemp, tc.permanent, tc.failTemp)
 		}
 	}
 	t.Run("-t 0 refuses at the greeting", func(t *testing.T) {
-		cfg, err := loadWith(t, modeChain, "-t", "0")
-		if err != nil || cfg.dialogue.RefuseAt != frontend.AtGreeting {
-			t.Fatalf("err %v dialogue %+v", err, cfg.dialogue)
+		cfg, err := loadWith(t, config.Chain, "-t", "0")
+		if err != nil || cfg.Dialogue.RefuseAt != frontend.AtGreeting {
+			t.Fatalf("err %v dialogue %+v", err, cfg.Dialogue)
 		}
 	})
 	t.Run("usage errors", func(t *testing.T) {
@@ -166,17 +167,11 @@ func TestLoadDNS(t *testing.T) {
 			{"-t", "-1"},
 			{srv, "--dnsbl", "bl.example", "--dns-timeout", "0s"},
 		} {
-			_, err := loadWith(t, modeChain, args...)
-			var ee *exitError
-			if !errors.As(err, &ee) || ee.code != frontend.ExitUsage || ee.hint == "" {
+			_, err := loadWith(t, config.Chain, args...)
+			var ee *config.ExitError
+			if !errors.As(err, &ee) || ee.Code != frontend.ExitUsage || ee.Hint == "" {
 				t.Errorf("%q: error %v, want a usage error with a hint", args, err)
 			}
-		}
-	})
-	t.Run("a bare IP server is port 53", func(t *testing.T) {
-		got, err := dnsServers([]string{"127.0.0.1", "::1", "[::1]:5353"})
-		if err != nil || strings.Join(got, " ") != "127.0.0.1:53 [::1]:53 [::1]:5353" {
-			t.Fatalf("%q %v", got, err)
 		}
 	})
 }
@@ -213,14 +208,14 @@ func TestLoadDNSCacheByMode(t *testing.T) {
 	addr := oneAnswer(t, "127.0.0.2")
 	ip := netip.MustParseAddr("192.0.2.9")
 	for _, tc := range []struct {
-		m      mode
+		m      config.Mode
 		cached bool
-	}{{modeChain, false}, {modeCheck, false}, {modeServe, true}} {
+	}{{config.Chain, false}, {config.Check, false}, {config.Serve, true}} {
 		cfg, err := loadWith(t, tc.m, "--dns-server", addr, "--dnsbl", "bl.example")
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := cfg.policy.DNS.Checker
+		c := cfg.Policy.DNS.Checker
 		c.Check(context.Background(), ip)
 		if r := c.Check(context.Background(), ip); r.Zones[0].Cached != tc.cached || !r.Zones[0].Listed {
 			t.Errorf("mode %d: second answer cached %v listed %v", tc.m, r.Zones[0].Cached, r.Zones[0].Listed)
@@ -238,7 +233,7 @@ func TestCheckLists(t *testing.T) {
 		app.Writer, app.ErrWriter = &out, &out
 		app.ExitErrHandler = func(*cli.Context, error) {}
 		err := app.RunContext(context.Background(), append([]string{"check"}, permute(args, checkFlags())...))
-		code := exitCode(err, &out)
+		code := config.Exit(err, &out)
 		return out.String(), code
 	}
 	out, code := run("--lists", "--dns-server", good, "--dnsbl", "bl.example", "--dnswl", "wl.example")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/mxfront/mxfront/internal/config"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ func TestGreylistFlagsFastParserAgrees(t *testing.T) {
 		{"--helo-check", "refuse", "--helo-deny-file", "f", "--greylist=false", "prog"},
 	} {
 		checkFastAgrees(t, args)
-		if _, argv, ok := parseChain(args); !ok || len(argv) == 0 {
+		if _, argv, ok := config.ParseChain(args); !ok || len(argv) == 0 {
 			t.Errorf("%q: the fast parser stepped aside", args)
 		}
 	}
@@ -31,19 +32,19 @@ func TestGreylistFlagsFastParserAgrees(t *testing.T) {
 
 // loadGreylistArgs parses chain-mode arguments (ending in a PROGRAM) and loads the
 // configuration for mode m.
-func loadGreylistArgs(t *testing.T, m mode, args ...string) (*config, error) {
+func loadGreylistArgs(t *testing.T, m config.Mode, args ...string) (*config.Config, error) {
 	t.Helper()
-	o, _, ok := parseChain(append(append([]string{"--log", "none"}, args...), "prog"))
+	o, _, ok := config.ParseChain(append(append([]string{"--log", "none"}, args...), "prog"))
 	if !ok {
 		t.Fatalf("%q did not parse", args)
 	}
-	return loadConfig(o, m)
+	return config.Load(o, m)
 }
 
 func greylistExitCode(err error) int {
-	var ee *exitError
+	var ee *config.ExitError
 	if errors.As(err, &ee) {
-		return ee.code
+		return ee.Code
 	}
 	return -1
 }
@@ -52,27 +53,27 @@ func greylistExitCode(err error) int {
 // opened; with it, chain mode still touches no file until a decision.
 func TestLoadGreylist(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "greylist.db")
-	cfg, err := loadGreylistArgs(t, modeChain, "--greylist-db", db)
+	cfg, err := loadGreylistArgs(t, config.Chain, "--greylist-db", db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.policy.Greylist != nil || cfg.dialogue.GreetDelay != 0 || cfg.dialogue.HELO.Mode != frontend.HELOLog {
-		t.Fatalf("defaults: greylist %v, greet delay %v, helo %v", cfg.policy.Greylist, cfg.dialogue.GreetDelay, cfg.dialogue.HELO.Mode)
+	if cfg.Policy.Greylist != nil || cfg.Dialogue.GreetDelay != 0 || cfg.Dialogue.HELO.Mode != frontend.HELOLog {
+		t.Fatalf("defaults: greylist %v, greet delay %v, helo %v", cfg.Policy.Greylist, cfg.Dialogue.GreetDelay, cfg.Dialogue.HELO.Mode)
 	}
-	cfg, err = loadGreylistArgs(t, modeChain, "--greylist", "--greylist-db", db, "--greet-delay", "3s", "--helo-check", "refuse")
+	cfg, err = loadGreylistArgs(t, config.Chain, "--greylist", "--greylist-db", db, "--greet-delay", "3s", "--helo-check", "refuse")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g := cfg.policy.Greylist; g == nil || g.Policy == nil || g.Known != nil {
+	if g := cfg.Policy.Greylist; g == nil || g.Policy == nil || g.Known != nil {
 		t.Fatalf("chain mode greylisting: %+v", g)
 	}
-	if cfg.dialogue.GreetDelay != 3*time.Second || cfg.dialogue.HELO.Mode != frontend.HELORefuse {
-		t.Fatalf("dialogue: %+v", cfg.dialogue)
+	if cfg.Dialogue.GreetDelay != 3*time.Second || cfg.Dialogue.HELO.Mode != frontend.HELORefuse {
+		t.Fatalf("dialogue: %+v", cfg.Dialogue)
 	}
 	if _, err := os.Stat(db); !os.IsNotExist(err) {
 		t.Fatalf("loading the configuration touched the database: %v", err)
 	}
-	if len(cfg.closers) != 0 {
+	if len(cfg.Closers) != 0 {
 		t.Fatal("chain mode has closers")
 	}
 }
@@ -81,21 +82,21 @@ func TestLoadGreylist(t *testing.T) {
 // closers run.
 func TestLoadGreylistServe(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "greylist.db")
-	cfg, err := loadGreylistArgs(t, modeServe, "--greylist", "--greylist-db", db)
+	cfg, err := loadGreylistArgs(t, config.Serve, "--greylist", "--greylist-db", db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.policy.Greylist.Known == nil || len(cfg.closers) != 1 {
-		t.Fatalf("serve: cache %v, %d closers", cfg.policy.Greylist.Known, len(cfg.closers))
+	if cfg.Policy.Greylist.Known == nil || len(cfg.Closers) != 1 {
+		t.Fatalf("serve: cache %v, %d closers", cfg.Policy.Greylist.Known, len(cfg.Closers))
 	}
 	done := make(chan struct{})
-	go func() { cfg.closers[0](); close(done) }()
+	go func() { cfg.Closers[0](); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the expiry goroutine did not stop")
 	}
-	_, err = loadGreylistArgs(t, modeServe, "--greylist", "--greylist-db", "/nonexistent/dir/g.db")
+	_, err = loadGreylistArgs(t, config.Serve, "--greylist", "--greylist-db", "/nonexistent/dir/g.db")
 	if greylistExitCode(err) != frontend.ExitUsage || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("serve with a missing directory: %v", err)
 	}
@@ -116,7 +117,7 @@ func TestLoadGreylistErrors(t *testing.T) {
 		{"--helo-deny-file", badPat},
 		{"--greylist", "--greylist-db", ""},
 	} {
-		_, err := loadGreylistArgs(t, modeChain, args...)
+		_, err := loadGreylistArgs(t, config.Chain, args...)
 		if greylistExitCode(err) != frontend.ExitUsage {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}

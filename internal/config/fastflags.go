@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"strconv"
@@ -7,18 +7,19 @@ import (
 )
 
 // Chain mode starts a process per connection, so its start path is kept
-// lean: parseChain reads the chain flags straight from policySpecs without
-// building urfave/cli's application. Anything it does not understand (help,
-// version, an unknown flag, a bad value) makes it step aside, and the cli
-// application parses the same arguments and gives the usual answers.
+// lean: ParseChain reads the chain flags straight from the Spec tables, and
+// cmd/mxfront does not link urfave/cli at all. Anything it does not
+// understand (help, an unknown flag, a bad value) makes it step aside:
+// mxfront then execs mxfront-cli, whose urfave/cli application parses the
+// same arguments and gives the usual answers.
 
-// fastOptions holds the values parseChain read.
-type fastOptions map[string][]string
+// FastOptions holds the values ParseChain read.
+type FastOptions map[string][]string
 
-// parseChain splits args into chain-mode options and PROGRAM's argv
+// ParseChain splits args into chain-mode options and PROGRAM's argv
 // (everything from the first argument that is not a flag, or after "--").
-func parseChain(args []string) (fastOptions, []string, bool) {
-	o := fastOptions{}
+func ParseChain(args []string) (FastOptions, []string, bool) {
+	o := FastOptions{}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -35,8 +36,8 @@ func parseChain(args []string) (fastOptions, []string, bool) {
 		if spec == nil {
 			return nil, nil, false
 		}
-		name = spec.name
-		if spec.kind == kindBool {
+		name = spec.Name
+		if spec.Kind == KindBool {
 			if hasValue {
 				b, err := strconv.ParseBool(value)
 				if err != nil {
@@ -53,10 +54,10 @@ func parseChain(args []string) (fastOptions, []string, bool) {
 			i++
 			value = args[i]
 		}
-		if !validValue(spec.kind, value) {
+		if !validValue(spec.Kind, value) {
 			return nil, nil, false
 		}
-		if spec.kind == kindList {
+		if spec.Kind == KindList {
 			// As urfave/cli does with slice values.
 			o[name] = append(o[name], strings.TrimSpace(value))
 		} else {
@@ -66,13 +67,13 @@ func parseChain(args []string) (fastOptions, []string, bool) {
 	return o, nil, true
 }
 
-func lookupSpec(name string) *flagSpec {
-	if long, ok := flagAliases[name]; ok {
+func lookupSpec(name string) *Spec {
+	if long, ok := Aliases[name]; ok {
 		name = long
 	}
-	for _, specs := range allSpecs() {
+	for _, specs := range AllSpecs() {
 		for i := range specs {
-			if specs[i].name == name {
+			if specs[i].Name == name {
 				return &specs[i]
 			}
 		}
@@ -80,38 +81,38 @@ func lookupSpec(name string) *flagSpec {
 	return nil
 }
 
-func validValue(k kind, v string) bool {
+func validValue(k Kind, v string) bool {
 	switch k {
-	case kindInt:
+	case KindInt:
 		_, err := strconv.ParseInt(v, 0, 64)
 		return err == nil
-	case kindDuration:
-		_, err := parseDuration(v)
+	case KindDuration:
+		_, err := ParseDuration(v)
 		return err == nil
 	}
 	return true
 }
 
-func (o fastOptions) value(name string) string {
+func (o FastOptions) value(name string) string {
 	if v, ok := o[name]; ok {
 		return v[len(v)-1]
 	}
 	if s := lookupSpec(name); s != nil {
-		return s.def
+		return s.Default
 	}
 	return ""
 }
 
-func (o fastOptions) String(name string) string        { return o.value(name) }
-func (o fastOptions) StringSlice(name string) []string { return o[name] }
-func (o fastOptions) Bool(name string) bool            { return o.value(name) == "true" }
+func (o FastOptions) String(name string) string        { return o.value(name) }
+func (o FastOptions) StringSlice(name string) []string { return o[name] }
+func (o FastOptions) Bool(name string) bool            { return o.value(name) == "true" }
 
-func (o fastOptions) Int(name string) int {
+func (o FastOptions) Int(name string) int {
 	n, _ := strconv.ParseInt(o.value(name), 0, 64)
 	return int(n)
 }
 
-func (o fastOptions) Duration(name string) time.Duration {
-	d, _ := parseDuration(o.value(name))
+func (o FastOptions) Duration(name string) time.Duration {
+	d, _ := ParseDuration(o.value(name))
 	return d
 }

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"context"
@@ -12,11 +12,11 @@ import (
 	"github.com/mxfront/mxfront/frontend"
 )
 
-// newLogger returns the logger --log asks for. By default it is stderr,
+// NewLogger returns the logger --log asks for. By default it is stderr,
 // unless fd 2 is the client's connection (inetd gives the socket as fds 0,
 // 1 and 2): a log line must never reach the client, so syslog is used, or
 // nothing if syslog cannot be reached.
-func newLogger(where string) (*slog.Logger, error) {
+func NewLogger(where string) (*slog.Logger, error) {
 	if where == "" {
 		where = "stderr"
 		if frontend.IsInetSocket(2) {
@@ -37,7 +37,7 @@ func newLogger(where string) (*slog.Logger, error) {
 			if where == "syslog-or-none" {
 				return slog.New(slog.DiscardHandler), nil
 			}
-			return nil, usageErr("is a syslog daemon running? try --log stderr or --log journal", "--log syslog: %v", err)
+			return nil, UsageErr("is a syslog daemon running? try --log stderr or --log journal", "--log syslog: %v", err)
 		}
 		return slog.New(&lineHandler{send: func(l slog.Level, line string) error {
 			switch {
@@ -50,7 +50,7 @@ func newLogger(where string) (*slog.Logger, error) {
 		}}), nil
 	case "journal":
 		if !journal.Enabled() {
-			return nil, usageErr("journald's socket is missing; try --log stderr", "--log journal: journal not available")
+			return nil, UsageErr("journald's socket is missing; try --log stderr", "--log journal: journal not available")
 		}
 		return slog.New(&lineHandler{send: func(l slog.Level, line string) error {
 			p := journal.PriInfo
@@ -63,7 +63,7 @@ func newLogger(where string) (*slog.Logger, error) {
 			return journal.Send(line, p, map[string]string{"SYSLOG_IDENTIFIER": "mxfront", "SYSLOG_FACILITY": "2"})
 		}}), nil
 	}
-	return nil, usageErr("--log takes stderr, syslog, journal or none", "bad --log %q", where)
+	return nil, UsageErr("--log takes stderr, syslog, journal or none", "bad --log %q", where)
 }
 
 // lineHandler formats records as key=value text, in slog's TextHandler

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/internal/config"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,17 +32,17 @@ func checkAction(c *cli.Context) error {
 		return checkLists(c)
 	}
 	if c.NArg() != 1 {
-		return usageErr("e.g. mxfront check --deny-file /etc/mxfront/deny 192.0.2.7", "check takes one IP address")
+		return config.UsageErr("e.g. mxfront check --deny-file /etc/mxfront/deny 192.0.2.7", "check takes one IP address")
 	}
 	ip, err := netip.ParseAddr(c.Args().First())
 	if err != nil {
-		return usageErr("give an IPv4 or IPv6 address", "bad IP %q", frontend.Sanitize(c.Args().First(), 64))
+		return config.UsageErr("give an IPv4 or IPv6 address", "bad IP %q", frontend.Sanitize(c.Args().First(), 64))
 	}
-	cfg, err := loadConfig(cliOptions{c}, modeCheck)
+	cfg, err := config.Load(cliOptions{c}, config.Check)
 	if err != nil {
 		return err
 	}
-	v := cfg.policy.Decide(c.Context, frontend.Client{Remote: netip.AddrPortFrom(ip.Unmap(), 0)})
+	v := cfg.Policy.Decide(c.Context, frontend.Client{Remote: netip.AddrPortFrom(ip.Unmap(), 0)})
 	w := c.App.Writer
 	fmt.Fprintf(w, "ip: %s\n", ip.Unmap())
 	if h := c.String("helo"); h != "" {
@@ -61,7 +62,7 @@ func checkAction(c *cli.Context) error {
 		fmt.Fprintln(w, "reason: no check refused it")
 	}
 	if v.Action == frontend.Refuse {
-		return &exitError{code: 1}
+		return &config.ExitError{Code: 1}
 	}
 	return nil
 }
@@ -69,12 +70,12 @@ func checkAction(c *cli.Context) error {
 // heloJudgement says what the HELO checks make of name for this verdict.
 // mxfront sees a HELO only in the refusal dialogue: a client it passes
 // gives its HELO to PROGRAM.
-func heloJudgement(cfg *config, name string, v frontend.Verdict) string {
-	h := cfg.dialogue.HELO
+func heloJudgement(cfg *config.Config, name string, v frontend.Verdict) string {
+	h := cfg.Dialogue.HELO
 	if h.Mode == frontend.HELOOff {
 		return name + " (not judged: --helo-check off)"
 	}
-	why := h.Bogus(name, cfg.dialogue.Hostname, netip.AddrPort{})
+	why := h.Bogus(name, cfg.Dialogue.Hostname, netip.AddrPort{})
 	switch {
 	case why == "":
 		return name + " (acceptable)"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/mxfront/mxfront/internal/config"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,12 +25,12 @@ func TestReloadLists(t *testing.T) {
 	}
 	allow, deny := write("allow", "192.0.2.1\n"), write("deny", "198.51.100.0/24\n")
 	skip, helo := write("skip", "203.0.113.0/24\n"), write("helo", "*.dyn.example.net\n")
-	o, _, ok := parseChain([]string{"--log", "none", "--allow-file", allow, "--deny-file", deny, "--deny", "192.0.2.99",
+	o, _, ok := config.ParseChain([]string{"--log", "none", "--allow-file", allow, "--deny-file", deny, "--deny", "192.0.2.99",
 		"--greylist", "--greylist-db", filepath.Join(dir, "grey.db"), "--greylist-skip-file", skip, "--helo-deny-file", helo, "prog"})
 	if !ok {
 		t.Fatal("arguments did not parse")
 	}
-	cfg, err := loadConfig(o, modeChain)
+	cfg, err := config.Load(o, config.Chain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestReloadLists(t *testing.T) {
 	write("deny", "198.51.100.0/24\n198.51.100.7\n2001:db8::/32\n")
 	write("skip", "")
 	write("helo", "*.dyn.example.net\n*.dsl.example.net\n*.pool.example.net\n")
-	p, d, err := reloadLists(o, cfg)
+	p, d, err := config.ReloadLists(o, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,22 +46,22 @@ func TestReloadLists(t *testing.T) {
 		t.Errorf("reloaded lists: allow %d, deny %d (with --deny), skip %d, helo %d",
 			p.Allow.Len(), p.Deny.Len(), p.Greylist.Skip.Len(), d.HELO.Deny.Len())
 	}
-	if cfg.policy.Allow.Len() != 1 || cfg.policy.Deny.Len() != 2 || cfg.policy.Greylist.Skip.Len() != 1 || cfg.dialogue.HELO.Deny.Len() != 1 {
+	if cfg.Policy.Allow.Len() != 1 || cfg.Policy.Deny.Len() != 2 || cfg.Policy.Greylist.Skip.Len() != 1 || cfg.Dialogue.HELO.Deny.Len() != 1 {
 		t.Error("the reload changed the lists in use")
 	}
-	if p.Greylist.Policy != cfg.policy.Greylist.Policy || p.DNS != cfg.policy.DNS || p.Log != cfg.policy.Log {
+	if p.Greylist.Policy != cfg.Policy.Greylist.Policy || p.DNS != cfg.Policy.DNS || p.Log != cfg.Policy.Log {
 		t.Error("the reload did not share the greylist store, DNS client and log")
 	}
 	for name, bad := range map[string]string{"deny": "not-a-net\n", "skip": "not-a-net\n", "helo": "[\n"} {
 		before, _ := os.ReadFile(filepath.Join(dir, name))
 		write(name, bad)
-		if _, _, err := reloadLists(o, cfg); err == nil {
+		if _, _, err := config.ReloadLists(o, cfg); err == nil {
 			t.Errorf("a broken %s file reloaded", name)
 		}
 		write(name, string(before))
 	}
 	os.Remove(filepath.Join(dir, "allow"))
-	if _, _, err := reloadLists(o, cfg); err == nil || !strings.Contains(err.Error(), "--allow-file") {
+	if _, _, err := config.ReloadLists(o, cfg); err == nil || !strings.Contains(err.Error(), "--allow-file") {
 		t.Errorf("a missing allow file: %v", err)
 	}
 }

@@ -1,0 +1,54 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/mxfront/mxfront/frontend"
+)
+
+// ExitError carries an exit code, and a hint for the user, out of a
+// command.
+type ExitError struct {
+	Code int
+	Err  error
+	Hint string
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// UsageErr is a usage or configuration error (exit 100) with a hint.
+func UsageErr(hint string, format string, a ...any) error {
+	return &ExitError{Code: frontend.ExitUsage, Err: fmt.Errorf(format, a...), Hint: hint}
+}
+
+// Exit prints err in age's manner (error, then hint) on stderr and returns
+// the exit code it carries: 0 for nil, 100 for an error without one.
+func Exit(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ee *ExitError
+	if !errors.As(err, &ee) {
+		ee = &ExitError{Code: frontend.ExitUsage, Err: err}
+	}
+	var ue *frontend.UsageError
+	if errors.As(err, &ue) {
+		ee.Hint = ue.Hint
+	}
+	if ee.Err != nil {
+		fmt.Fprintf(stderr, "mxfront: error: %v\n", ee.Err)
+	}
+	if ee.Hint != "" {
+		fmt.Fprintf(stderr, "mxfront: hint: %s\n", ee.Hint)
+	}
+	return ee.Code
+}
