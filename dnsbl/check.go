@@ -8,8 +8,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // DefaultTimeout is the one deadline for all zones of a Check.
@@ -228,22 +226,22 @@ func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 		if a.query = QueryName(ip, name); a.query == "" {
 			a.err = &Error{Zone: name, Query: "(none)", Cause: Broken, Detail: "invalid client address"}
 			c.finish(k, name, a)
-		} else if e, ok := c.cache.get(cacheKey{a.query, dns.TypeA}); ok {
+		} else if e, ok := c.cache.get(cacheKey{a.query, typeA}); ok {
 			a.cached = true
 			c.gotA(k, i, name, a, e.addrs, nil)
 		} else {
-			k.x.ask(a.query+".", dns.TypeA, i)
+			k.x.ask(a.query+".", typeA, i)
 		}
 	}
 	for q := k.x.next(); q != nil; q = k.x.next() {
 		i := q.tag
 		name, a := c.names[i], &answers[i]
-		if q.qtype == dns.TypeA {
+		if q.qtype == typeA {
 			var e cacheEntry
 			var ttl uint32
 			if q.err == nil {
-				e.addrs, ttl = addrsOf(q.msg)
-				c.cache.put(cacheKey{a.query, dns.TypeA}, e, ttl)
+				e.addrs, ttl = addrsOf(&q.ans)
+				c.cache.put(cacheKey{a.query, typeA}, e, ttl)
 			}
 			c.gotA(k, i, name, a, e.addrs, q.err)
 			continue
@@ -251,8 +249,8 @@ func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 		// A missing or failed TXT does not undo the listing.
 		if q.err == nil {
 			var ttl uint32
-			a.txt, ttl = txtOf(q.msg)
-			c.cache.put(cacheKey{a.query, dns.TypeTXT}, cacheEntry{txt: a.txt}, ttl)
+			a.txt, ttl = txtOf(&q.ans)
+			c.cache.put(cacheKey{a.query, typeTXT}, cacheEntry{txt: a.txt}, ttl)
 		}
 		c.finish(k, name, a)
 	}
@@ -289,10 +287,10 @@ func (c *Checker) gotA(k checking, i int, name string, a *answer, addrs []netip.
 		}
 		// Only a block listing has a use for the list's text.
 		if blocks {
-			if e, ok := c.cache.get(cacheKey{a.query, dns.TypeTXT}); ok {
+			if e, ok := c.cache.get(cacheKey{a.query, typeTXT}); ok {
 				a.txt = e.txt
 			} else {
-				k.x.ask(a.query+".", dns.TypeTXT, i)
+				k.x.ask(a.query+".", typeTXT, i)
 				return
 			}
 		}
@@ -340,9 +338,9 @@ func (c *Checker) zoneError(zone, query string, addrs []netip.Addr, err error, b
 	case err == nil:
 	case errors.Is(err, errTimeout):
 		return fail(Timeout, "timeout after "+budget.Round(time.Millisecond).String())
-	case errors.As(err, &rc) && rc.rcode == dns.RcodeServerFailure:
+	case errors.As(err, &rc) && rc.rcode == rcodeServerFailure:
 		return fail(ServFail, "SERVFAIL")
-	case errors.As(err, &rc) && rc.rcode == dns.RcodeRefused:
+	case errors.As(err, &rc) && rc.rcode == rcodeRefused:
 		return fail(Refused, "REFUSED")
 	case errors.As(err, &rc):
 		return fail(Broken, "answer code "+rc.Error())
@@ -373,87 +371,27 @@ func checkAnswers(addrs []netip.Addr) (Cause, string) {
 // addrsOf returns the A records of an answer and how long it may be kept:
 // the smallest TTL of the answer, or for a negative answer the SOA's
 // negative TTL (RFC 2308); 0 when there is none.
-func addrsOf(m *dns.Msg) ([]netip.Addr, uint32) {
-	var addrs []netip.Addr
-	ttl, any := uint32(0), false
-	for _, rr := range m.Answer {
-		if !any || rr.Header().Ttl < ttl {
-			ttl = rr.Header().Ttl
-		}
-		any = true
-		if a, ok := rr.(*dns.A); ok {
-			if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
-				addrs = append(addrs, ip)
-			}
-		}
+func addrsOf(r *records) ([]netip.Addr, uint32) {
+	if len(r.addrs) == 0 {
+		return nil, negativeTTL(r)
 	}
-	if len(addrs) == 0 {
-		return nil, negativeTTL(m)
-	}
-	return addrs, ttl
+	return r.addrs, r.ttl
 }
 
-func negativeTTL(m *dns.Msg) uint32 {
-	for _, rr := range m.Ns {
-		if soa, ok := rr.(*dns.SOA); ok {
-			return min(soa.Hdr.Ttl, soa.Minttl)
-		}
-	}
-	return 0
+// negativeTTL is the smaller of the SOA record's TTL and its MINIMUM
+// (RFC 2308 section 5); 0 without a SOA.
+func negativeTTL(r *records) uint32 {
+	return min(r.soaTTL, r.soaMinimum)
 }
 
-// txtOf joins the strings of a TXT record (several records with a blank)
-// and sanitises the text.
-func txtOf(m *dns.Msg) (string, uint32) {
-	var b []byte
-	ttl, any := uint32(0), false
-	for _, rr := range m.Answer {
-		t, ok := rr.(*dns.TXT)
-		if !ok {
-			continue
-		}
-		if !any || t.Hdr.Ttl < ttl {
-			ttl = t.Hdr.Ttl
-		}
-		if any {
-			b = append(b, ' ')
-		}
-		any = true
-		for _, s := range t.Txt {
-			b = append(b, unescapeTXT(s)...)
-			if len(b) > 4*MaxText {
-				break
-			}
-		}
+// txtOf returns the text of the TXT records (several records joined with a
+// blank), sanitised, and how long it may be kept.
+func txtOf(r *records) (string, uint32) {
+	if r.txts == 0 {
+		return "", negativeTTL(r)
 	}
-	if !any {
-		ttl = negativeTTL(m)
-	}
-	return sanitize(string(b)), ttl
+	return sanitize(string(r.txt)), r.txtTTL
 }
-
-// unescapeTXT undoes miekg/dns's presentation escapes (\" \\ \DDD) so that
-// sanitize sees the bytes the list sent.
-func unescapeTXT(s string) []byte {
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' || i+1 >= len(s) {
-			b = append(b, s[i])
-			continue
-		}
-		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
-			v := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
-			b = append(b, byte(v))
-			i += 3
-			continue
-		}
-		b = append(b, s[i+1])
-		i++
-	}
-	return b
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // judge turns the answers into a Result.
 func (c *Checker) judge(ip netip.Addr, answers []answer) *Result {

@@ -1,7 +1,9 @@
 package dnsbl
 
 import (
+	"bytes"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,11 +169,11 @@ func FuzzReply(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m := new(dns.Msg)
-		if err := m.Unpack(data); err != nil {
+		var r reply
+		if err := unpack(data, &r); err != nil {
 			return
 		}
-		addrs, _ := addrsOf(m)
+		addrs, _ := addrsOf(&r.records)
 		if cause, _ := checkAnswers(addrs); cause == 0 {
 			for _, a := range addrs {
 				b := a.As4()
@@ -180,7 +182,7 @@ func FuzzReply(f *testing.F) {
 				}
 			}
 		}
-		txt, _ := txtOf(m)
+		txt, _ := txtOf(&r.records)
 		checkSafeText(t, txt)
 	})
 }
@@ -235,4 +237,171 @@ func seedReplies() []*dns.Msg {
 		reply(`2.0.0.127.bl.test. 300 IN TXT "Listed\013\010250 OK" "\000\255"`),
 		nx,
 	}
+}
+
+// FuzzUnpack holds unpack against miekg/dns's Unpack: unpack never panics,
+// and when both read a message they agree on the header, the question and
+// what dnsbl takes from the records, as the miekg/dns based code took it
+// (oldAddrsOf, oldTxtOf). unpack is the stricter (see wire.go), so they may
+// differ only in what they refuse; and in a truncated message's records,
+// which unpack does not read: their facts, and the extended RCODE bits of
+// an OPT record (the resolver asks again over TCP whatever the RCODE).
+func FuzzUnpack(f *testing.F) {
+	for _, m := range seedReplies() {
+		m.Compress = true
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var r reply
+		err := unpack(data, &r)
+		m := new(dns.Msg)
+		if err != nil || m.Unpack(data) != nil {
+			return
+		}
+		rcode := m.Rcode
+		if r.truncated {
+			rcode &= 0xf
+		}
+		if r.id != m.Id || r.response != m.Response || r.truncated != m.Truncated || r.rcode != rcode {
+			t.Fatalf("header: ID %d QR %v TC %v rcode %d; miekg/dns: %d %v %v %d",
+				r.id, r.response, r.truncated, r.rcode, m.Id, m.Response, m.Truncated, m.Rcode)
+		}
+		if len(m.Question) != 1 || m.Question[0].Qtype != r.qtype {
+			t.Fatalf("question type %d; miekg/dns: %v", r.qtype, m.Question)
+		}
+		// miekg/dns's name is in presentation format, with escapes.
+		name := m.Question[0].Name
+		wire := make([]byte, 256)
+		n, err := dns.PackDomainName(name, wire, 0, nil, false)
+		if err != nil || !bytes.Equal(wire[:n], r.qname) {
+			t.Fatalf("question name %q; miekg/dns: %q (%v)", r.qname, name, err)
+		}
+		if !strings.Contains(name, `\`) && (!nameIs(r.qname, name) || !nameIs(r.qname, strings.ToUpper(name))) {
+			t.Fatalf("question name %q is not %q", r.qname, name)
+		}
+		if r.truncated {
+			return
+		}
+		addrs, ttl := addrsOf(&r.records)
+		oldAddrs, oldTTL := oldAddrsOf(m)
+		if !slices.Equal(addrs, oldAddrs) || ttl != oldTTL {
+			t.Fatalf("A %v TTL %d; miekg/dns: %v %d", addrs, ttl, oldAddrs, oldTTL)
+		}
+		txt, ttl := txtOf(&r.records)
+		oldTXT, oldTTL := oldTxtOf(m)
+		if txt != oldTXT || ttl != oldTTL {
+			t.Fatalf("TXT %q TTL %d; miekg/dns: %q %d", txt, ttl, oldTXT, oldTTL)
+		}
+		if neg, old := negativeTTL(&r.records), oldNegativeTTL(m); neg != old {
+			t.Fatalf("negative TTL %d; miekg/dns: %d", neg, old)
+		}
+	})
+}
+
+// oldAddrsOf, oldNegativeTTL and oldTxtOf are the reading of the answer
+// as the miekg/dns based resolver did it.
+func oldAddrsOf(m *dns.Msg) ([]netip.Addr, uint32) {
+	var addrs []netip.Addr
+	ttl, any := uint32(0), false
+	for _, rr := range m.Answer {
+		if !any || rr.Header().Ttl < ttl {
+			ttl = rr.Header().Ttl
+		}
+		any = true
+		if a, ok := rr.(*dns.A); ok {
+			if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
+				addrs = append(addrs, ip)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, oldNegativeTTL(m)
+	}
+	return addrs, ttl
+}
+
+func oldNegativeTTL(m *dns.Msg) uint32 {
+	for _, rr := range m.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return min(soa.Hdr.Ttl, soa.Minttl)
+		}
+	}
+	return 0
+}
+
+func oldTxtOf(m *dns.Msg) (string, uint32) {
+	var b []byte
+	ttl, any := uint32(0), false
+	for _, rr := range m.Answer {
+		t, ok := rr.(*dns.TXT)
+		if !ok {
+			continue
+		}
+		if !any || t.Hdr.Ttl < ttl {
+			ttl = t.Hdr.Ttl
+		}
+		if any {
+			b = append(b, ' ')
+		}
+		any = true
+		for _, s := range t.Txt {
+			b = append(b, unescapeTXT(s)...)
+			if len(b) > 4*MaxText {
+				break
+			}
+		}
+	}
+	if !any {
+		ttl = oldNegativeTTL(m)
+	}
+	return sanitize(string(b)), ttl
+}
+
+// unescapeTXT undoes miekg/dns's presentation escapes (\" \\ \DDD).
+func unescapeTXT(s string) []byte {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b = append(b, s[i])
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			v := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
+			b = append(b, byte(v))
+			i += 3
+			continue
+		}
+		b = append(b, s[i+1])
+		i++
+	}
+	return b
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// FuzzQuery holds appendQuery against miekg/dns's packing: the same bytes
+// whenever appendQuery packs, and an error only where miekg/dns errs too,
+// but for the empty name and escapes, which appendQuery refuses.
+func FuzzQuery(f *testing.F) {
+	f.Add("2.0.0.127.bl.test.", uint16(typeA), true)
+	f.Add("b.1.0.0.2.Zen.Example.", uint16(typeTXT), false)
+	f.Add(strings.Repeat("a", 63)+".", uint16(typeA), true)
+	f.Fuzz(func(t *testing.T, name string, qtype uint16, edns bool) {
+		got, err := appendQuery(make([]byte, 0, maxQuery), 0x1234, name, qtype, edns)
+		want, merr := miekgQuery(t, 0x1234, name, qtype, edns)
+		switch {
+		case err == nil && merr != nil:
+			t.Fatalf("%q packed; miekg/dns: %v", name, merr)
+		case err == nil && !bytes.Equal(got, want):
+			t.Fatalf("%q:\n got %x\nwant %x", name, got, want)
+		case err == nil && len(got) > maxQuery:
+			t.Fatalf("%q: %d octets", name, len(got))
+		case err != nil && merr == nil && name != "" && !strings.Contains(name, `\`):
+			t.Fatalf("%q: %v; miekg/dns packs it", name, err)
+		}
+	})
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-
-	"github.com/miekg/dns"
 )
 
 // Status is a zone's health as its RFC 5782 test points show it.
@@ -87,7 +85,7 @@ func (c *Checker) Health(ctx context.Context) []Health {
 	probes := make([][3]probe, len(c.names))
 	for i, name := range c.names {
 		for j, ip := range points {
-			k.x.ask(reverseName(ip, name)+".", dns.TypeA, i*len(points)+j)
+			k.x.ask(reverseName(ip, name)+".", typeA, i*len(points)+j)
 		}
 	}
 	for q := k.x.next(); q != nil; q = k.x.next() {
@@ -95,7 +93,7 @@ func (c *Checker) Health(ctx context.Context) []Health {
 		name := c.names[i]
 		p := &probes[i][j]
 		if q.err == nil {
-			p.addrs, _ = addrsOf(q.msg)
+			p.addrs, _ = addrsOf(&q.ans)
 		}
 		p.err = c.zoneError(name, reverseName(points[j], name), p.addrs, q.err, k.budget)
 	}

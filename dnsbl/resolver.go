@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -13,8 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/miekg/dns"
 )
 
 // ednsSize is the EDNS0 UDP payload we offer (the DNS flag day 2020 value).
@@ -67,7 +66,6 @@ type resolver struct {
 	try      time.Duration    // one attempt's wait for an answer
 	attempts int
 	raw      bool // wait in rawLink, not in Go's network poller
-	tcp      *dns.Client
 }
 
 func newResolver(servers []string, try time.Duration, raw bool) *resolver {
@@ -81,7 +79,6 @@ func newResolver(servers []string, try time.Duration, raw bool) *resolver {
 		try:      try,
 		attempts: max(3, 2*len(servers)),
 		raw:      raw && haveRawLink,
-		tcp:      &dns.Client{Net: "tcp"},
 	}
 }
 
@@ -97,10 +94,8 @@ type exchange struct {
 	pending  []*question // asked and not yet done
 	tcpDone  chan *question
 	tcpQuit  chan struct{}
-	tcpCount int      // TCP retries under way
-	buf      []byte   // a datagram read, or a query packed: one at a time
-	msg      *dns.Msg // the query being packed
-	opt      *dns.OPT // its EDNS0 record
+	tcpCount int    // TCP retries under way
+	buf      []byte // a datagram read, or a query packed: one at a time
 }
 
 // question is one name and type asked, with the state of its attempts.
@@ -114,10 +109,11 @@ type question struct {
 	due     time.Time // the current attempt ends, or (resend) the next one starts
 	resend  bool      // waiting to start the next attempt
 	tcp     bool      // the current attempt goes on over TCP
-	tcpMsg  *dns.Msg
-	tcpErr  error
-	// The outcome, once done.
-	msg       *dns.Msg
+	tcpAns  *reply    // the TCP retry's answer, or
+	tcpErr  error     // its error
+	// The outcome, once done: an answer, or err.
+	answered  bool
+	ans       records
 	err       error
 	lastRcode error
 	lastErr   error
@@ -135,11 +131,6 @@ func (r *resolver) start(ctx context.Context, deadline time.Time) *exchange {
 // fault is dear.
 func (x *exchange) open() {
 	x.buf, x.pending = make([]byte, maxUDP), make([]*question, 0, 8)
-	x.msg, x.opt = new(dns.Msg), new(dns.OPT)
-	x.msg.RecursionDesired = true
-	x.msg.Question = make([]dns.Question, 1)
-	x.opt.Hdr = dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}
-	x.opt.SetUDPSize(ednsSize)
 	if x.r.raw {
 		x.link = newRawLink(x.r.addrs)
 	} else {
@@ -173,7 +164,7 @@ func (x *exchange) ask(name string, qtype uint16, tag int) {
 }
 
 // next waits for a question to be done and returns it; nil when none is
-// left. A question is done with an answer (msg: NOERROR or NXDOMAIN) or
+// left. A question is done with an answer (ans: NOERROR or NXDOMAIN) or
 // with err, once the attempts are spent or the deadline has passed.
 func (x *exchange) next() *question {
 	for len(x.pending) > 0 {
@@ -194,7 +185,7 @@ func (x *exchange) next() *question {
 				if !slices.Contains(x.pending, q) {
 					continue // done meanwhile, at the deadline
 				}
-				if x.answered(q, q.tcpMsg, q.tcpErr) {
+				if x.answered(q, q.tcpAns, q.tcpErr) {
 					return x.done(q)
 				}
 				continue
@@ -252,22 +243,24 @@ func (x *exchange) datagram(srv int, b []byte) *question {
 	if q == nil {
 		return nil // late, or not ours
 	}
-	m := new(dns.Msg)
-	if m.Unpack(b) != nil || !m.Response || !x.sameQuestion(q, m) {
+	var r reply
+	if unpack(b, &r) != nil || !answers(q, &r) {
 		return nil // not an answer to q: keep waiting
 	}
-	if m.Truncated {
+	if r.truncated {
 		x.startTCP(q)
 		return nil
 	}
-	if x.answered(q, m, nil) {
+	if x.answered(q, &r, nil) {
 		return x.done(q)
 	}
 	return nil
 }
 
-func (x *exchange) sameQuestion(q *question, m *dns.Msg) bool {
-	return len(m.Question) == 1 && strings.EqualFold(m.Question[0].Name, q.name) && m.Question[0].Qtype == q.qtype
+// answers reports whether r is a response to q's question. The ID is
+// checked by the caller.
+func answers(q *question, r *reply) bool {
+	return r.response && r.qtype == q.qtype && nameIs(r.qname, q.name)
 }
 
 // find returns the question in flight to server srv (any when -1) with id.
@@ -282,20 +275,20 @@ func (x *exchange) find(srv int, id uint16) *question {
 
 // answered takes an answer (or a TCP error) for q's current attempt and
 // reports whether q is done.
-func (x *exchange) answered(q *question, m *dns.Msg, err error) bool {
+func (x *exchange) answered(q *question, r *reply, err error) bool {
 	now := time.Now()
 	switch {
 	case err != nil:
 		x.failed(q, err, now)
-	case m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError:
-		q.msg = m
+	case r.rcode == rcodeSuccess || r.rcode == rcodeNameError:
+		q.answered, q.ans = true, r.records
 		return true
-	case m.Rcode == dns.RcodeFormatError && q.edns:
+	case r.rcode == rcodeFormatError && q.edns:
 		// A server that does not know EDNS0: the same attempt without.
 		q.edns = false
 		x.transmit(q, now, q.due)
 	default:
-		q.lastRcode = rcodeError{m.Rcode}
+		q.lastRcode = rcodeError{r.rcode}
 		x.nextAttempt(q, now)
 	}
 	return q.err != nil
@@ -334,25 +327,13 @@ func (x *exchange) send(q *question, now time.Time) {
 // ends at due.
 func (x *exchange) transmit(q *question, now, due time.Time) {
 	q.due = due
-	b, err := x.pack(q).PackBuffer(x.buf)
+	b, err := appendQuery(x.buf[:0], q.id, q.name, q.qtype, q.edns)
 	if err == nil {
 		err = x.link.send(q.attempt%len(x.r.addrs), b)
 	}
 	if err != nil {
 		x.failed(q, err, now)
 	}
-}
-
-// pack sets x.msg to q's query.
-func (x *exchange) pack(q *question) *dns.Msg {
-	m := x.msg
-	m.Id = q.id
-	m.Question[0] = dns.Question{Name: q.name, Qtype: q.qtype, Qclass: dns.ClassINET}
-	m.Extra = m.Extra[:0]
-	if q.edns {
-		m.Extra = append(m.Extra, x.opt)
-	}
-	return m
 }
 
 // failure is why q could not be answered: a DNS error code is more telling
@@ -369,7 +350,7 @@ func (q *question) failure(late bool) error {
 
 // done takes q out of the exchange.
 func (x *exchange) done(q *question) *question {
-	if q.msg == nil && q.err == nil {
+	if !q.answered && q.err == nil {
 		q.err = q.failure(true)
 	}
 	x.pending = slices.DeleteFunc(x.pending, func(p *question) bool { return p == q })
@@ -378,20 +359,21 @@ func (x *exchange) done(q *question) *question {
 
 // startTCP asks q again over TCP, the same server, within the attempt.
 func (x *exchange) startTCP(q *question) {
+	// Two octets of length, then the query (RFC 1035 section 4.2.2).
+	query, err := appendQuery(make([]byte, 2, 2+maxQuery), q.id, q.name, q.qtype, q.edns)
+	if err != nil {
+		x.failed(q, err, time.Now()) // not seen: it was packed for UDP
+		return
+	}
+	query[0], query[1] = byte((len(query)-2)>>8), byte(len(query)-2)
 	if x.tcpDone == nil {
 		x.tcpDone, x.tcpQuit = make(chan *question), make(chan struct{})
 	}
 	q.tcp = true
 	x.tcpCount++
-	m, server, due := x.pack(q).Copy(), x.r.servers[q.attempt%len(x.r.servers)], q.due
+	server, due := x.r.servers[q.attempt%len(x.r.servers)], q.due
 	go func() {
-		ctx, cancel := context.WithDeadline(context.Background(), due)
-		defer cancel()
-		a, _, err := x.r.tcp.ExchangeContext(ctx, m, server)
-		if err == nil && !x.sameQuestion(q, a) {
-			a, err = nil, errors.New("answer to another question")
-		}
-		q.tcpMsg, q.tcpErr = a, err // read by the loop after the handover
+		q.tcpAns, q.tcpErr = askTCP(server, query, due, q) // read by the loop after the handover
 		select {
 		case x.tcpDone <- q:
 		case <-x.tcpQuit:
@@ -409,6 +391,39 @@ func (x *exchange) tcpAnswer() *question {
 	default:
 		return nil
 	}
+}
+
+// askTCP sends q's query (length included) to server over TCP and reads
+// the answer, all before deadline. It only reads q's question and ID.
+func askTCP(server string, query []byte, deadline time.Time, q *question) (*reply, error) {
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", server)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	if _, err := c.Write(query); err != nil {
+		return nil, err
+	}
+	var n [2]byte
+	if _, err := io.ReadFull(c, n[:]); err != nil {
+		return nil, fmt.Errorf("tcp %s: reading the answer's length: %w", server, err)
+	}
+	b := make([]byte, u16(n[:]))
+	if _, err := io.ReadFull(c, b); err != nil {
+		return nil, fmt.Errorf("tcp %s: reading an answer of %d octets: %w", server, len(b), err)
+	}
+	r := new(reply)
+	if err := unpack(b, r); err != nil {
+		return nil, fmt.Errorf("tcp %s: %w", server, err)
+	}
+	if r.id != q.id || !answers(q, r) {
+		return nil, fmt.Errorf("tcp %s: answer to another question", server)
+	}
+	return r, nil
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -429,4 +444,4 @@ var errTimeout = errors.New("timeout")
 
 type rcodeError struct{ rcode int }
 
-func (e rcodeError) Error() string { return dns.RcodeToString[e.rcode] }
+func (e rcodeError) Error() string { return rcodeName(e.rcode) }
