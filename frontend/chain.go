@@ -60,22 +60,42 @@ func (c *Chain) Run(ctx context.Context) (code int, err error) {
 	ci := connInfo{local: conn.Local}
 	if c.Dialogue.greetDelayFor(v) {
 		ci.greeted = true
-		t0 := time.Now()
-		talk, err := GreetFD(conn.ReadFD, conn.WriteFD, c.Dialogue.Hostname, c.Dialogue.GreetDelay)
-		switch talk {
-		case HungUp:
-			logHungUp(c.Log, conn.Remote, v, err, time.Since(start))
-			c.Policy.forgetGreylisted(ctx, conn.Remote.Addr(), v)
+		var hungUp bool
+		if v, hungUp = c.greet(ctx, conn, v, start); hungUp {
 			return ExitOK, nil
-		case Early:
-			c.Policy.forgetGreylisted(ctx, conn.Remote.Addr(), v)
-			v = earlyTalker(v, time.Since(t0), c.Dialogue.GreetDelay)
 		}
 	}
 	if v.Action != Refuse {
 		// After a greeting delay, PROGRAM's own 220 line ends the greeting.
 		return c.handover(conn, v, start)
 	}
+	return c.refuse(ctx, conn, v, ci, start)
+}
+
+// The steps of Run are methods of their own so that Run's stack frame
+// stays small: a fresh goroutine's stack starts at 2 KiB, and each time it
+// grows it is copied (a fresh process pays page faults for that).
+
+// greet writes the first line of a multi-line greeting and watches the
+// socket for the greeting delay: an early talker is refused; hungUp
+// reports a client that went away (logged here).
+func (c *Chain) greet(ctx context.Context, conn Connection, v Verdict, start time.Time) (_ Verdict, hungUp bool) {
+	t0 := time.Now()
+	talk, err := GreetFD(conn.ReadFD, conn.WriteFD, c.Dialogue.Hostname, c.Dialogue.GreetDelay)
+	switch talk {
+	case HungUp:
+		logHungUp(c.Log, conn.Remote, v, err, time.Since(start))
+		c.Policy.forgetGreylisted(ctx, conn.Remote.Addr(), v)
+		return v, true
+	case Early:
+		c.Policy.forgetGreylisted(ctx, conn.Remote.Addr(), v)
+		v = earlyTalker(v, time.Since(t0), c.Dialogue.GreetDelay)
+	}
+	return v, false
+}
+
+// refuse speaks the refusal dialogue and logs the connection's line.
+func (c *Chain) refuse(ctx context.Context, conn Connection, v Verdict, ci connInfo, start time.Time) (int, error) {
 	dc, err := conn.DialogueConn()
 	if err != nil {
 		return ExitTemp, fmt.Errorf("client connection: %v", err)
@@ -138,7 +158,7 @@ func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Durat
 		attrs = append(attrs, e.Name, e.Value)
 	}
 	attrs = append(attrs, "duration", took.Round(time.Microsecond).String())
-	log.Info(v.Action.String(), attrs...)
+	logLine(log, v.Action.String(), attrs)
 }
 
 // LogRefusal writes the one line of a refused connection: who, what they
@@ -157,7 +177,7 @@ func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript
 		attrs = append(attrs, "helo_bogus", t.HELOBogus)
 	}
 	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
-	log.Info(msg, attrs...)
+	logLine(log, msg, attrs)
 }
 
 // logHungUp writes the one line of a client that hung up (or whose
@@ -169,7 +189,22 @@ func logHungUp(log *slog.Logger, remote netip.AddrPort, v Verdict, err error, to
 		attrs = append(attrs, "error", err.Error())
 	}
 	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
-	log.Info("hung up", attrs...)
+	logLine(log, "hung up", attrs)
+}
+
+// logLine writes one connection's line at level Info. It goes to the
+// handler directly: slog.Logger would first walk the stack for the
+// caller's PC (runtime.Callers), which no handler of mxfront prints and
+// which costs a fresh chain-mode process page faults in the PC tables.
+func logLine(l *slog.Logger, msg string, attrs []any) {
+	ctx := context.Background()
+	h := l.Handler()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	r.Add(attrs...)
+	_ = h.Handle(ctx, r)
 }
 
 func joinRcpts(t Transcript) string {

@@ -192,7 +192,7 @@ func (s *Server) reject(c net.Conn, remote netip.AddrPort, text, why string, att
 	_, _ = c.Write([]byte("421 4.7.0 " + orLocalhost(s.current().dialogue.Hostname) + " " + text + "\r\n"))
 	c.Close()
 	attrs = append([]any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "reject", "reason", why}, attrs...)
-	s.Log.Info("rejected", attrs...)
+	logLine(s.Log, "rejected", attrs)
 }
 
 // handle is one connection's life in serve mode; the connection's count is
@@ -393,7 +393,7 @@ func (s *Server) reap(child *mxexec.Child, remote netip.AddrPort, start time.Tim
 	if err != nil && child.ProcessState == nil {
 		attrs = append(attrs, "error", err.Error())
 	}
-	s.Log.Info("session ended", attrs...)
+	logLine(s.Log, "session ended", attrs)
 }
 
 // stoppableConn is a refusal dialogue's connection that the shutdown can

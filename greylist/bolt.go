@@ -503,10 +503,14 @@ func (b *Bolt) openOnce(readOnly bool) (db *bolt.DB, f *os.File, err error) {
 		ReadOnly:     readOnly,
 		NoStatistics: true,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			file, err := os.OpenFile(name, flag, perm)
+			// Not os.OpenFile: it would set up Go's network poller
+			// (epoll, an eventfd) for a file it cannot poll, work a
+			// chain-mode process would do only for this.
+			fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, uint32(perm))
 			if err != nil {
-				return nil, err
+				return nil, &os.PathError{Op: "open", Path: name, Err: err}
 			}
+			file := os.NewFile(uintptr(fd), name)
 			if readOnly {
 				// bbolt would try to initialise an empty file.
 				if fi, err := file.Stat(); err == nil && fi.Size() == 0 {
