@@ -79,7 +79,8 @@ install: build
 	install -m 755 $(BIN)/mxfront-cli $(DESTDIR)$(LIBEXECDIR)/mxfront-cli
 	install -m 755 $(BIN)/mxfilter $(DESTDIR)$(PREFIX)/sbin/mxfilter
 	install -m 644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 644 contrib/* $(DESTDIR)$(PREFIX)/share/doc/mxfront/examples/
+	cd contrib && find . -type f | while read -r f; do \
+		install -D -m 644 "$$f" "$(DESTDIR)$(PREFIX)/share/doc/mxfront/examples/$$f" || exit 1; done
 
 clean:
 	rm -rf $(BIN) $(RUNDIR)

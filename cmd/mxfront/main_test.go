@@ -80,6 +80,37 @@ func TestHandsOffToCLI(t *testing.T) {
 	}
 }
 
+// `make install` puts mxfront-cli under $(PREFIX)/libexec/mxfront, not
+// beside mxfront, and builds mxfront to look there.
+func TestMakeInstallFindsCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every command")
+	}
+	root, err := testpeer.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix, bin := t.TempDir(), t.TempDir()
+	cmd := exec.Command("make", "-s", "install", "PREFIX="+prefix, "BIN="+bin)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{"sbin/mxfront", "sbin/mxfilter", "libexec/mxfront/mxfront-cli", "share/man/man8/mxfront.8",
+		"share/doc/mxfront/examples/mxfront.socket", "share/doc/mxfront/examples/xinetd.d/mxfront"} {
+		if _, err := os.Stat(filepath.Join(prefix, f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(prefix, "sbin", "mxfront-cli")); err == nil {
+		t.Fatal("mxfront-cli installed beside mxfront: the libexec lookup would go untested")
+	}
+	out, err := exec.Command(filepath.Join(prefix, "sbin", "mxfront"), "check", "--deny", "192.0.2.0/24", "192.0.2.7").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "verdict: refuse") {
+		t.Fatalf("installed mxfront check: exit %d\n%s", code, out)
+	}
+}
+
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
