@@ -53,7 +53,10 @@ func (p *Policy) dnsLists(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 		{Name: "DNSWL", Value: strings.Join(r.AllowedBy(), " ")},
 		{Name: "SCORE", Value: strconv.Itoa(r.Score)},
 	}
-	details := d.details(r)
+	var details []string
+	if p.DryRun {
+		details = d.details(r)
+	}
 	final := func(nv Verdict) bool {
 		nv.Exports = append(append(v.Exports, nv.Exports...), exports...)
 		nv.Details = append(append(v.Details, nv.Details...), details...)

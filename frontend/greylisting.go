@@ -51,7 +51,9 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 	}
 	if l, ok := g.Skip.Lookup(ip); ok {
 		v.Exports = append(v.Exports, Export{exportGreylist, stateSkipped})
-		v.Details = append(v.Details, "greylist: skipped: "+describe("skip list", l))
+		if p.DryRun {
+			v.Details = append(v.Details, "greylist: skipped: "+describe("skip list", l))
+		}
 		return false
 	}
 	n, err := g.Policy.Network(ip)
@@ -72,7 +74,9 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 	if err != nil {
 		return p.greylistFailed(ip, v, err)
 	}
-	v.Details = append(v.Details, outcomeDetail(o))
+	if p.DryRun {
+		v.Details = append(v.Details, outcomeDetail(o))
+	}
 	switch o.State {
 	case greylist.Passed:
 		v.Exports = append(v.Exports, Export{exportGreylist, stateRetry + " " + age(o.Age)})
@@ -103,7 +107,9 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 func (p *Policy) greylistFailed(ip netip.Addr, v *Verdict, err error) bool {
 	p.logger().Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
 	v.Exports = append(v.Exports, Export{exportGreylist, stateError})
-	v.Details = append(v.Details, "greylist: error (the client would pass): "+err.Error())
+	if p.DryRun {
+		v.Details = append(v.Details, "greylist: error (the client would pass): "+err.Error())
+	}
 	return false
 }
 

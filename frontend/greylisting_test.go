@@ -110,6 +110,9 @@ func TestGreylistLife(t *testing.T) {
 		if v.Action != s.action {
 			t.Fatalf("%s: action %v (%+v)", s.name, v.Action, v)
 		}
+		if len(v.Details) != 0 {
+			t.Errorf("%s: details %q written outside mxfront check", s.name, v.Details)
+		}
 		if s.action == Refuse {
 			if v.Reply() != s.reply {
 				t.Errorf("%s: reply %q, want %q", s.name, v.Reply(), s.reply)
@@ -300,7 +303,7 @@ func benchServe(b *testing.B, newShare float64, cache bool) {
 			}
 			v := p.Decide(ctx, Client{Remote: netip.AddrPortFrom(ip, 4000)})
 			if greylistState(v) == stateError {
-				b.Errorf("store error: %v", v.Details)
+				b.Errorf("store error: %v", v.Exports)
 				return
 			}
 			if v.Action == Refuse {

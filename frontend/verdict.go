@@ -51,6 +51,8 @@ type Verdict struct {
 	Exports []Export
 	// Details are lines for `mxfront check`: what each check asked and
 	// heard (a DNS list's query, answer and time, a greylist record).
+	// Only a DryRun Policy writes them: chain mode would pay for the
+	// formatting at every process start.
 	Details []string
 }
 
