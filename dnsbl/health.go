@@ -49,12 +49,6 @@ type Health struct {
 	IPv6 bool
 }
 
-var (
-	testListed    = netip.AddrFrom4([4]byte{127, 0, 0, 2})
-	testNotListed = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	testIPv6      = netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: 0x7f, 15: 2})
-)
-
 // probe is what one test point answered.
 type probe struct {
 	addrs []netip.Addr
@@ -81,7 +75,15 @@ func (p probe) String() string {
 func (c *Checker) Health(ctx context.Context) []Health {
 	k := c.begin(ctx)
 	defer k.x.close()
-	points := []netip.Addr{testListed, testNotListed, testIPv6}
+	// RFC 5782's test points: 127.0.0.2 is listed, 127.0.0.1 is not, and
+	// ::ffff:127.0.0.2 asks the zone in IPv6 form. (Made here, not as
+	// package variables: the package then needs no init code, which every
+	// chain-mode process would run.)
+	points := []netip.Addr{
+		netip.AddrFrom4([4]byte{127, 0, 0, 2}),
+		netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+		netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: 0x7f, 15: 2}),
+	}
 	probes := make([][3]probe, len(c.names))
 	for i, name := range c.names {
 		for j, ip := range points {

@@ -51,7 +51,7 @@ type datagram struct {
 }
 
 // aLongTimeAgo is a read deadline that interrupts a read at once.
-var aLongTimeAgo = time.Unix(1, 0)
+func aLongTimeAgo() time.Time { return time.Unix(1, 0) }
 
 func newPollLink(servers []netip.AddrPort, ctx context.Context) *pollLink {
 	l := &pollLink{servers: servers, conns: make([]*net.UDPConn, len(servers)), quit: make(chan struct{}), ctx: ctx}
@@ -62,7 +62,7 @@ func newPollLink(servers []netip.AddrPort, ctx context.Context) *pollLink {
 			defer l.mu.Unlock()
 			for _, c := range l.conns {
 				if c != nil {
-					_ = c.SetReadDeadline(aLongTimeAgo)
+					_ = c.SetReadDeadline(aLongTimeAgo())
 				}
 			}
 		})

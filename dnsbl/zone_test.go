@@ -162,7 +162,7 @@ func TestQueryName(t *testing.T) {
 	}
 	// The IPv6 test point is asked in nibble form, not as 127.0.0.2.
 	want := "2.0.0.0.0.0.f.7.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.bl.test"
-	if got := reverseName(testIPv6, "bl.test"); got != want {
+	if got := reverseName(netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: 0x7f, 15: 2}), "bl.test"); got != want {
 		t.Errorf("IPv6 test point = %s, want %s", got, want)
 	}
 }

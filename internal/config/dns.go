@@ -22,7 +22,7 @@ const (
 )
 
 // DNSSpecs are the DNS list flags, and rblsmtpd's flags with the same
-// meaning as in rblsmtpd (see rblsmtpdAliases).
+// meaning as in rblsmtpd (see Aliases).
 var DNSSpecs = []Spec{
 	{"dnsbl", KindList, "", "ask a DNS block list, `ZONE[=FILTER][*WEIGHT]` (e.g. zen.spamhaus.org=127.0.0.[2..11]*2); repeatable", "DNS lists"},
 	{"dnswl", KindList, "", "ask a DNS allow list, `ZONE[=FILTER][*WEIGHT]`; its weight counts negative; repeatable", "DNS lists"},
@@ -41,18 +41,19 @@ var DNSSpecs = []Spec{
 	{"rbl-timeout", KindString, "", "rblsmtpd -t: end the refusal dialogue after `N` seconds (0: refuse at the greeting and close)", "rblsmtpd compatibility"},
 }
 
-// Aliases maps a short name to the flag it stands for; both parsers accept
-// either. They are rblsmtpd's option letters, so that
+// Aliases are the short names of flags, which both parsers accept. They
+// are rblsmtpd's option letters, so that
 // `rblsmtpd -r zone -a zone -b -C -t 30 prog` works as
-// `mxfront -r zone -a zone -b -C -t 30 prog`.
-var Aliases = map[string]string{
-	"r": "rbl",
-	"a": "antirbl",
-	"b": "rbl-permanent",
-	"B": "rbl-temporary",
-	"c": "dns-fail-closed",
-	"C": "dns-fail-open",
-	"t": "rbl-timeout",
+// `mxfront -r zone -a zone -b -C -t 30 prog`. (A table, not a map: a map
+// literal is built by code at every process start.)
+var Aliases = [...]struct{ Short, Long string }{
+	{"r", "rbl"},
+	{"a", "antirbl"},
+	{"b", "rbl-permanent"},
+	{"B", "rbl-temporary"},
+	{"c", "dns-fail-closed"},
+	{"C", "dns-fail-open"},
+	{"t", "rbl-timeout"},
 }
 
 // loadDNS sets up cfg.Policy.DNS from the DNS list flags. With no zone it

@@ -68,8 +68,11 @@ func ParseChain(args []string) (FastOptions, []string, bool) {
 }
 
 func lookupSpec(name string) *Spec {
-	if long, ok := Aliases[name]; ok {
-		name = long
+	for _, a := range Aliases {
+		if a.Short == name {
+			name = a.Long
+			break
+		}
 	}
 	for _, specs := range AllSpecs() {
 		for i := range specs {

@@ -102,9 +102,9 @@ func AllSpecs() [][]Spec { return [][]Spec{PolicySpecs, DNSSpecs, GreylistSpecs}
 // AliasesOf lists the short names of the flag name, sorted.
 func AliasesOf(name string) []string {
 	var out []string
-	for short, long := range Aliases {
-		if long == name {
-			out = append(out, short)
+	for _, a := range Aliases {
+		if a.Long == name {
+			out = append(out, a.Short)
 		}
 	}
 	sort.Strings(out)
