@@ -11,7 +11,10 @@ DESTDIR ?=
 # mxfront runs chain mode itself and execs mxfront-cli (serve, check,
 # greylist, help) from beside itself or from here.
 LIBEXECDIR ?= $(PREFIX)/libexec/mxfront
-LDFLAGS := -X main.libexecDir=$(LIBEXECDIR)
+# -s -w: no symbol table or DWARF (stack traces keep their function names);
+# measured ~0.2-0.4 ms less per chain-mode start. goexec, the benchmark's
+# floor, is built the same way.
+LDFLAGS := -s -w -X main.libexecDir=$(LIBEXECDIR)
 BIN     := bin
 MANPAGES := man/mxfront.8 man/mxfilter.8
 RUNDIR  := $(CURDIR)/run
