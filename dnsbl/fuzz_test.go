@@ -161,13 +161,7 @@ func naiveNumber(s string) (int, bool) {
 // comes back, an accepted answer is in 127.0.0.0/8 and not an error code,
 // and the text is safe for an SMTP reply.
 func FuzzReply(f *testing.F) {
-	for _, m := range seedReplies() {
-		b, err := m.Pack()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeedReplies(f, false)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r reply
 		if err := unpack(data, &r); err != nil {
@@ -247,14 +241,7 @@ func seedReplies() []*dns.Msg {
 // which unpack does not read: their facts, and the extended RCODE bits of
 // an OPT record (the resolver asks again over TCP whatever the RCODE).
 func FuzzUnpack(f *testing.F) {
-	for _, m := range seedReplies() {
-		m.Compress = true
-		b, err := m.Pack()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeedReplies(f, true)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r reply
 		err := unpack(data, &r)
@@ -404,4 +391,17 @@ func FuzzQuery(f *testing.F) {
 			t.Fatalf("%q: %v; miekg/dns packs it", name, err)
 		}
 	})
+}
+
+// addSeedReplies adds seedReplies, packed (with name compression or
+// without), to f's corpus.
+func addSeedReplies(f *testing.F, compress bool) {
+	for _, m := range seedReplies() {
+		m.Compress = compress
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 }
