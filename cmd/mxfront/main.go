@@ -15,9 +15,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"log/syslog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/mxfront/mxfront/frontend"
@@ -33,12 +36,51 @@ const cliName = "mxfront-cli"
 
 func main() {
 	args := os.Args
-	if len(args) > 1 && !subcommand(args[1]) {
-		if opts, argv, ok := config.ParseChain(args[1:]); ok && len(argv) > 0 {
-			os.Exit(config.Exit(config.RunChain(opts, argv), os.Stderr))
+	if len(args) > 1 && subcommand(args[1]) {
+		os.Exit(config.Exit(execCLI(args), os.Stderr))
+	}
+	opts, argv, ok := config.ParseChain(args[1:])
+	if frontend.IsInetSocket(2) {
+		// inetd gives the client's connection as fds 0, 1 and 2: an error
+		// must reach syslog, not the client, and the client must hear an
+		// SMTP answer that makes it retry.
+		err := config.UsageErr("run 'mxfront --help' for the flags", "bad command line %q", args[1:])
+		if ok && len(argv) > 0 {
+			err = config.RunChain(opts, argv)
 		}
+		os.Exit(exitToClient(err))
+	}
+	if ok && len(argv) > 0 {
+		os.Exit(config.Exit(config.RunChain(opts, argv), os.Stderr))
 	}
 	os.Exit(config.Exit(execCLI(args), os.Stderr))
+}
+
+// exitToClient ends chain mode under inetd, where fd 2 is the client's
+// connection: the error goes to syslog (mail facility), and a usage or
+// configuration error, which no byte has been written before, answers
+// 421 so that the client retries later. Other failures (PROGRAM could not
+// run, an internal error) have answered the client already.
+func exitToClient(err error) int {
+	var log bytes.Buffer
+	code := config.Exit(err, &log)
+	if code == 0 {
+		return 0
+	}
+	if w, serr := syslog.New(syslog.LOG_MAIL|syslog.LOG_ERR, "mxfront"); serr == nil {
+		for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
+			_ = w.Err(line)
+		}
+		w.Close()
+	}
+	if code == frontend.ExitUsage {
+		host, _ := os.Hostname()
+		if host = frontend.Sanitize(host, 255); host == "" {
+			host = "localhost"
+		}
+		_, _ = os.Stdout.WriteString("421 4.3.0 " + host + " Service temporarily unavailable\r\n")
+	}
+	return code
 }
 
 // subcommand reports whether arg, the first argument, is one of

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
@@ -108,6 +111,51 @@ func TestMakeInstallFindsCLI(t *testing.T) {
 	out, err := exec.Command(filepath.Join(prefix, "sbin", "mxfront"), "check", "--deny", "192.0.2.0/24", "192.0.2.7").CombinedOutput()
 	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "verdict: refuse") {
 		t.Fatalf("installed mxfront check: exit %d\n%s", code, out)
+	}
+}
+
+// Under inetd the client's connection is fds 0, 1 and 2: a configuration
+// or command-line error must not be written into it. The client hears
+// 421 (it retries later) and nothing else; mxfront exits 100.
+func TestErrorsUnderInetdReachSyslogNotTheClient(t *testing.T) {
+	mx := testpeer.Build(t, "./cmd/mxfront")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, args := range [][]string{
+		{"--deny-file", "/nonexistent/deny", "--", "/bin/true"},
+		{"--no-such-flag", "/bin/true"},
+		{"--deny", "192.0.2.0/24"}, // no PROGRAM
+	} {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := server.(*net.TCPConn).File()
+		server.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(mx, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
+		err = cmd.Run()
+		f.Close()
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _ := io.ReadAll(client)
+		client.Close()
+		if code := exitCode(err); code != 100 {
+			t.Errorf("%q: exit %d, want 100", args, code)
+		}
+		if !strings.HasPrefix(string(got), "421 4.3.0 ") || !strings.HasSuffix(string(got), " Service temporarily unavailable\r\n") ||
+			strings.Count(string(got), "\n") != 1 {
+			t.Errorf("%q: the client got %q, want one 421 line and nothing else", args, got)
+		}
 	}
 }
 

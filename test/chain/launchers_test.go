@@ -2,6 +2,8 @@ package chain_test
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,14 +148,34 @@ func TestInetd(t *testing.T) {
 	if line == "" {
 		t.Fatal("no smtp line in contrib/inetd.conf")
 	}
+	// A second service with a deny file that is missing: a configuration
+	// error under inetd, where fd 2 is the client's connection too.
+	badPort := testpeer.FreePort(t)
+	bad := strings.Replace(line, "smtp", fmt.Sprintf("127.0.0.1:%d", badPort), 1)
+	bad = strings.Replace(inst.rewrite(bad), "--deny-file", "--deny-file "+filepath.Join(dir, "missing.deny")+" --deny-file", 1)
 	line = strings.Replace(line, "smtp", fmt.Sprintf("127.0.0.1:%d", port), 1)
 	line = inst.rewrite(line)
-	conf := writeFile(t, dir, "inetd.conf", line+"\n")
+	conf := writeFile(t, dir, "inetd.conf", line+"\n"+bad+"\n")
 	testpeer.Start(t, exec.Command(inetd, "-d", conf))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	testpeer.WaitTCP(t, addr, 10*time.Second)
 	checkHandover(t, session(t, addr, "127.0.0.6", nil, 10*time.Second), "127.0.0.6")
 	refused(t, addr, "554 5.7.1 Refused under inetd\r\n")
+
+	// The client hears 421 (it retries) and not a word of the error,
+	// which goes to syslog.
+	badAddr := fmt.Sprintf("127.0.0.1:%d", badPort)
+	testpeer.WaitTCP(t, badAddr, 10*time.Second)
+	c, err := net.Dial("tcp", badAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "421 4.3.0 ") || strings.Count(string(got), "\n") != 1 || strings.Contains(string(got), "mxfront:") {
+		t.Fatalf("broken configuration under inetd: the client got %q, want one 421 line", got)
+	}
 }
 
 // contrib/mxfront-serve.socket and .service: verified by systemd-analyze,
