@@ -148,8 +148,9 @@ func orLocalhost(s string) string {
 	return s
 }
 
-// LogPass writes the one line of a connection that was handed over.
-func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Duration) {
+// LogPass writes the one line of a connection that was handed over; extra
+// are more key-value pairs (serve's via=, the proxy a client came through).
+func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Duration, extra ...any) {
 	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String()}
 	if r := v.Reason(); r != "" {
 		attrs = append(attrs, "reason", r)
@@ -157,6 +158,7 @@ func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Durat
 	for _, e := range v.Exports {
 		attrs = append(attrs, e.Name, e.Value)
 	}
+	attrs = append(attrs, extra...)
 	attrs = append(attrs, "duration", took.Round(time.Microsecond).String())
 	logLine(log, v.Action.String(), attrs)
 }
@@ -164,7 +166,7 @@ func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Durat
 // LogRefusal writes the one line of a refused connection: who, what they
 // tried and why. A greylisted client's line says "greylisted", with its
 // network and the time left before a retry can pass.
-func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript, took time.Duration) {
+func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript, took time.Duration, extra ...any) {
 	msg := "refused"
 	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "refuse"}
 	if greylistedVerdict(v) {
@@ -176,18 +178,20 @@ func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript
 	if t.HELOBogus != "" {
 		attrs = append(attrs, "helo_bogus", t.HELOBogus)
 	}
+	attrs = append(attrs, extra...)
 	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
 	logLine(log, msg, attrs)
 }
 
 // logHungUp writes the one line of a client that hung up (or whose
 // connection failed) during the greeting delay.
-func logHungUp(log *slog.Logger, remote netip.AddrPort, v Verdict, err error, took time.Duration) {
+func logHungUp(log *slog.Logger, remote netip.AddrPort, v Verdict, err error, took time.Duration, extra ...any) {
 	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String(),
 		"end", "hung up in the greeting delay"}
 	if err != nil {
 		attrs = append(attrs, "error", err.Error())
 	}
+	attrs = append(attrs, extra...)
 	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
 	logLine(log, "hung up", attrs)
 }

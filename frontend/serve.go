@@ -237,7 +237,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn, socket string) {
 		switch talk {
 		case HungUp:
 			c.Close()
-			logHungUp(s.Log, remote, v, err, time.Since(start))
+			logHungUp(s.Log, remote, v, err, time.Since(start), via...)
 			r.policy.forgetGreylisted(ctx, remote.Addr(), v)
 			return
 		case Early:
@@ -246,14 +246,14 @@ func (s *Server) handle(ctx context.Context, c net.Conn, socket string) {
 		}
 	}
 	if v.Action == Refuse {
-		s.refuse(ctx, r, c, remote, v, ci, start)
+		s.refuse(ctx, r, c, remote, v, ci, start, via)
 		return
 	}
 	if !s.tally.takeChild(s.Limits.MaxChildren) {
 		s.reject(c, remote, "Error: too busy, try again later", "max-children", via...)
 		return
 	}
-	if s.pass(r, c, client, socket, v, start) {
+	if s.pass(r, c, client, socket, v, start, via) {
 		held = false // dropped when PROGRAM exits
 		return
 	}
@@ -314,7 +314,7 @@ func peekNow(c net.Conn) []byte {
 
 // refuse speaks the refusal dialogue; a stop that outlasts the shutdown
 // timeout ends it with 421.
-func (s *Server) refuse(ctx context.Context, r *rules, c net.Conn, remote netip.AddrPort, v Verdict, ci connInfo, start time.Time) {
+func (s *Server) refuse(ctx context.Context, r *rules, c net.Conn, remote netip.AddrPort, v Verdict, ci connInfo, start time.Time, via []any) {
 	sc := &stoppableConn{Conn: c}
 	s.mu.Lock()
 	if s.talking == nil {
@@ -336,12 +336,12 @@ func (s *Server) refuse(ctx context.Context, r *rules, c net.Conn, remote netip.
 	c.Close()
 	v = r.dialogue.afterDialogue(ctx, r.policy, remote.Addr(), v, t)
 	s.stats.refused.Add(1)
-	LogRefusal(s.Log, remote, v, t, time.Since(start))
+	LogRefusal(s.Log, remote, v, t, time.Since(start), via...)
 }
 
 // pass starts PROGRAM on the connection; false: it could not (the client
 // was told 421).
-func (s *Server) pass(r *rules, c net.Conn, client Client, socket string, v Verdict, start time.Time) bool {
+func (s *Server) pass(r *rules, c net.Conn, client Client, socket string, v Verdict, start time.Time, via []any) bool {
 	remote := client.Remote
 	tc, ok := c.(interface{ File() (*os.File, error) })
 	if !ok {
@@ -371,9 +371,9 @@ func (s *Server) pass(r *rules, c net.Conn, client Client, socket string, v Verd
 	}
 	f.Close()
 	s.stats.passed.Add(1)
-	LogPass(s.Log, remote, v, time.Since(start))
+	LogPass(s.Log, remote, v, time.Since(start), via...)
 	// The session is PROGRAM's now: reap it without holding up a shutdown.
-	go s.reap(child, remote, start)
+	go s.reap(child, remote, start, via)
 	return true
 }
 
@@ -383,13 +383,13 @@ func (s *Server) spawn(conn *os.File, env []string) (*mxexec.Child, error) {
 	return mxexec.Spawn(conn, s.Stderr, s.Path, s.Argv, env, s.Credential)
 }
 
-func (s *Server) reap(child *mxexec.Child, remote netip.AddrPort, start time.Time) {
+func (s *Server) reap(child *mxexec.Child, remote netip.AddrPort, start time.Time, via []any) {
 	err := child.Wait()
 	s.tally.dropChild()
 	s.tally.dropNet(remote.Addr())
 	s.tally.dropConn()
-	attrs := []any{"ip", remote.Addr().String(), "pid", child.Process.Pid, "status", child.ProcessState.String(),
-		"duration", time.Since(start).Round(time.Millisecond).String()}
+	attrs := append([]any{"ip", remote.Addr().String(), "pid", child.Process.Pid, "status", child.ProcessState.String()}, via...)
+	attrs = append(attrs, "duration", time.Since(start).Round(time.Millisecond).String())
 	if err != nil && child.ProcessState == nil {
 		attrs = append(attrs, "error", err.Error())
 	}

@@ -65,6 +65,12 @@ backend mx
 			if strings.Contains(p.Output(), "pass ip=127.0.0.1 ") || strings.Contains(p.Output(), "refused ip=127.0.0.1 ") {
 				t.Errorf("haproxy's address reached the log:\n%s", p.Output())
 			}
+			// The proxy a client came through is logged as via=.
+			for _, prefix := range []string{"msg=pass ip=127.0.0.5 ", "msg=refused ip=127.0.0.66 "} {
+				if line := logLine(p.Output(), prefix); !strings.Contains(line, " via=127.0.0.1 ") {
+					t.Errorf("no via=127.0.0.1 in the line %q", line)
+				}
+			}
 			// haproxy's own address without a header is refused (a header
 			// from an unlisted peer is pinned by frontend's TestServeProxy).
 			if got := testpeer.Session(t, addr, "127.0.0.1", []byte("EHLO no.header.example\r\n"), 10*time.Second); !strings.HasPrefix(got, "421 4.7.0 mx.example.test Error: no valid PROXY header") {
@@ -77,6 +83,20 @@ backend mx
 			if msgs := testpeer.Spooled(t, spool); len(msgs) != 2 || !strings.Contains(strings.Join(msgs, ""), "TCPREMOTEIP=127.0.0.3\n") {
 				t.Errorf("direct client's message: %v", msgs)
 			}
+			testpeer.WaitOutput(t, p, "msg=pass ip=127.0.0.3 ")
+			if line := logLine(p.Output(), "msg=pass ip=127.0.0.3 "); line == "" || strings.Contains(line, "via=") {
+				t.Errorf("direct client's line %q: want one, without via=", line)
+			}
 		})
 	}
+}
+
+// logLine returns the first line of out that contains prefix, or "".
+func logLine(out, prefix string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }
