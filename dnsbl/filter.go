@@ -51,7 +51,10 @@ func ParseFilter(text string) (Filter, error) {
 }
 
 // splitTop splits s at the ";" that are outside brackets.
-func splitTop(s string) []string {
+func splitTop(s string) []string { return splitOutside(s, ';') }
+
+// splitOutside splits s at each sep outside brackets.
+func splitOutside(s string, sep byte) []string {
 	var parts []string
 	depth, start := 0, 0
 	for i := 0; i < len(s); i++ {
@@ -60,7 +63,7 @@ func splitTop(s string) []string {
 			depth++
 		case ']':
 			depth--
-		case ';':
+		case sep:
 			if depth == 0 {
 				parts = append(parts, s[start:i])
 				start = i + 1

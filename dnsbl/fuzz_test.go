@@ -83,7 +83,7 @@ func naiveMatch(pat string, ip [4]byte) (match, ok bool) {
 		if strings.HasPrefix(alt, "[") && closingBracket(alt) == len(alt)-1 {
 			alt = alt[1 : len(alt)-1]
 		}
-		fields := splitFields(alt)
+		fields := splitOutside(alt, '.')
 		if len(fields) != 4 {
 			return false, false
 		}
@@ -98,26 +98,6 @@ func naiveMatch(pat string, ip [4]byte) (match, ok bool) {
 		match = match || all
 	}
 	return match, true
-}
-
-// splitFields splits at the dots outside brackets that are not part of "..".
-func splitFields(s string) []string {
-	var out []string
-	depth, start := 0, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		case '.':
-			if depth == 0 {
-				out = append(out, s[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, s[start:])
 }
 
 func naiveField(field string, v byte) (match, ok bool) {

@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"context"
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"net"
 	"strings"
 	"testing"
@@ -152,11 +153,7 @@ func TestIPv6Server(t *testing.T) {
 			Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 2)}}
 		_ = w.WriteMsg(m)
 	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	testpeer.ServeDNS(t, srv)
 	for _, poller := range []bool{false, true} {
 		c := newChecker(t, Config{Zones: zones(t, "wl:b1.test"), Servers: []string{pc.LocalAddr().String()},
 			Timeout: time.Second, Poller: poller})

@@ -1,6 +1,7 @@
 package dnsbl
 
 import (
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"net"
 	"strings"
 	"sync"
@@ -40,32 +41,10 @@ func startServer(t testing.TB, rules map[string]rule) *listServer {
 	for k, v := range rules {
 		s.rules[dns.Fqdn(strings.ToLower(k))] = v
 	}
-	var pc net.PacketConn
-	var l net.Listener
-	for i := 0; ; i++ {
-		var err error
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-		if i > 20 {
-			t.Fatal("no port free for both UDP and TCP")
-		}
-	}
+	pc, l := testpeer.ListenUDPTCP(t)
 	s.Addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{
-		{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)},
-		{Listener: l, Handler: dns.HandlerFunc(s.serve)},
-	} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() { _ = srv.ActivateAndServe() }()
-		<-started
-		t.Cleanup(func() { _ = srv.Shutdown() })
-	}
+	testpeer.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)})
+	testpeer.ServeDNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(s.serve)})
 	return s
 }
 

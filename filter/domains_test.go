@@ -3,8 +3,8 @@ package filter
 import (
 	"bytes"
 	"context"
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -33,7 +33,7 @@ type dnsServer struct {
 func startDNS(t *testing.T, zone map[string]zoneEntry) *dnsServer {
 	t.Helper()
 	s := &dnsServer{}
-	pc, ln := listenUDPTCP(t)
+	pc, ln := testpeer.ListenUDPTCP(t)
 	s.Addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		q := r.Question[0]
@@ -72,37 +72,9 @@ func startDNS(t *testing.T, zone map[string]zoneEntry) *dnsServer {
 		}
 		w.WriteMsg(m)
 	})
-	udp := &dns.Server{PacketConn: pc, Handler: h}
-	tcp := &dns.Server{Listener: ln, Handler: h}
-	var started sync.WaitGroup
-	started.Add(2)
-	udp.NotifyStartedFunc = started.Done
-	tcp.NotifyStartedFunc = started.Done
-	go udp.ActivateAndServe()
-	go tcp.ActivateAndServe()
-	started.Wait()
-	t.Cleanup(func() { udp.Shutdown(); tcp.Shutdown() })
+	testpeer.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: h})
+	testpeer.ServeDNS(t, &dns.Server{Listener: ln, Handler: h})
 	return s
-}
-
-// listenUDPTCP binds UDP and TCP on the same free loopback port (another
-// process may hold the TCP side of a free UDP port: try again).
-func listenUDPTCP(t *testing.T) (net.PacketConn, net.Listener) {
-	t.Helper()
-	for i := 0; ; i++ {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, ln
-		}
-		pc.Close()
-		if i == 50 {
-			t.Fatalf("no loopback port free for both UDP and TCP: %v", err)
-		}
-	}
 }
 
 func (s *dnsServer) questions() []string {

@@ -3,6 +3,7 @@ package frontend
 import (
 	"bytes"
 	"context"
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -44,11 +45,7 @@ func startListServer(t testing.TB, answers map[string]listAnswer) *listServer {
 		s.answers[dns.Fqdn(k)] = v
 	}
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	testpeer.ServeDNS(t, srv)
 	return s
 }
 

@@ -1,7 +1,6 @@
 package frontend
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/netip"
@@ -184,30 +183,14 @@ func (h *HELOPatterns) ReadFile(name string) error {
 }
 
 func (h *HELOPatterns) read(r io.Reader, name string) error {
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		pat, reason := line, ""
-		if i := strings.IndexAny(line, " \t"); i >= 0 {
-			pat, reason = line[:i], strings.TrimSpace(line[i+1:])
-		}
+	return readList(r, name, func(source, pat, reason string) error {
 		pat = strings.ToLower(pat)
 		if _, err := path.Match(pat, ""); err != nil || strings.Contains(pat, "/") {
-			return fmt.Errorf("%s:%d: bad pattern %q", name, n, Sanitize(pat, 64))
+			return fmt.Errorf("bad pattern %q", Sanitize(pat, 64))
 		}
-		h.pats = append(h.pats, HELOPattern{Pattern: pat, Reason: Sanitize(reason, maxReason), Source: fmt.Sprintf("%s:%d", name, n)})
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: %v", name, err)
-	}
-	return nil
+		h.pats = append(h.pats, HELOPattern{Pattern: pat, Reason: Sanitize(reason, maxReason), Source: source})
+		return nil
+	})
 }
 
 // Len reports how many patterns h holds.

@@ -95,19 +95,9 @@ func (l *NetList) ReadFile(path string) error {
 }
 
 func (l *NetList) read(r io.Reader, name string) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 64*1024)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = strings.TrimSpace(line[:i])
-		}
-		if line == "" || line[0] == '$' || line[0] == ':' && !strings.HasPrefix(line, "::") {
-			continue
-		}
-		spec, reason := line, ""
-		if i := strings.IndexAny(line, " \t"); i >= 0 {
-			spec, reason = line[:i], strings.TrimSpace(line[i+1:])
+	err := readList(r, name, func(source, spec, reason string) error {
+		if spec[0] == '$' || spec[0] == ':' && !strings.HasPrefix(spec, "::") {
+			return nil // rbldnsd's directives and default value
 		}
 		if strings.HasPrefix(reason, ":") {
 			// rbldnsd's ":127.0.0.2:text" value: keep the text.
@@ -115,16 +105,45 @@ func (l *NetList) read(r io.Reader, name string) error {
 		}
 		e, err := parseNet(spec)
 		if err != nil {
-			return fmt.Errorf("%s:%d: %v", name, n, err)
+			return err
 		}
 		e.reason = Sanitize(strings.TrimSpace(reason), maxReason)
-		e.source = fmt.Sprintf("%s:%d", name, n)
+		e.source = source
 		l.entries = append(l.entries, e)
+		return nil
+	})
+	l.sort()
+	return err
+}
+
+// readList reads a list file of mxfront's format (allow/deny lists, HELO
+// patterns): one entry a line, the first field then optional reason text;
+// '#' starts a comment; blank lines are skipped. fn gets each entry with
+// its source ("file:line"); its error is reported at that line.
+func readList(r io.Reader, name string, fn func(source, first, rest string) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		first, rest := line, ""
+		if i := strings.IndexAny(line, " \t"); i >= 0 {
+			first, rest = line[:i], strings.TrimSpace(line[i+1:])
+		}
+		source := fmt.Sprintf("%s:%d", name, n)
+		if err := fn(source, first, rest); err != nil {
+			return fmt.Errorf("%s: %v", source, err)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("%s: %v", name, err)
 	}
-	l.sort()
 	return nil
 }
 

@@ -1,11 +1,11 @@
 package frontend
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"io"
 	"log/slog"
 	"net"
@@ -109,81 +109,38 @@ func (ts *testServer) waitConns(t *testing.T, n int) {
 	}
 }
 
-type client struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-// dial connects from src (a 127.0.0.0/8 address).
-func dial(t *testing.T, addr, src string) *client {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &client{Conn: c, r: bufio.NewReader(c)}
-}
-
-func (c *client) line(t *testing.T) string {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	s, err := c.r.ReadString('\n')
-	if err != nil {
-		t.Fatalf("read: %v (got %q)", err, s)
-	}
-	return strings.TrimRight(s, "\r\n")
-}
-
-func (c *client) expect(t *testing.T, prefix string) string {
-	t.Helper()
-	l := c.line(t)
-	if !strings.HasPrefix(l, prefix) {
-		t.Fatalf("got %q, want %q...", l, prefix)
-	}
-	return l
-}
-
-func (c *client) send(t *testing.T, s string) {
-	t.Helper()
-	if _, err := c.Write([]byte(s)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Each limit answers 421 4.7.0 and closes; a place freed is given again.
 func TestServeLimits(t *testing.T) {
 	ts := newServer(t)
 	ts.Limits = Limits{MaxConns: 4, MaxConnsPerIP: 2, MaxChildren: 1}
 	ts.start()
 
-	a := dial(t, ts.addr, "127.0.0.2")
-	a.expect(t, "220 child 127.0.0.2")
-	b := dial(t, ts.addr, "127.0.0.3")
-	b.expect(t, "421 4.7.0 mx.example.test Error: too busy")
+	a := testpeer.Dial(t, ts.addr, "127.0.0.2")
+	a.Expect(t, "220 child 127.0.0.2")
+	b := testpeer.Dial(t, ts.addr, "127.0.0.3")
+	b.Expect(t, "421 4.7.0 mx.example.test Error: too busy")
 	ts.waitConns(t, 1)
-	c := dial(t, ts.addr, "127.0.0.9")
-	c.expect(t, "220 mx.example.test ESMTP")
-	d := dial(t, ts.addr, "127.0.0.9")
-	d.expect(t, "220 mx.example.test ESMTP")
+	c := testpeer.Dial(t, ts.addr, "127.0.0.9")
+	c.Expect(t, "220 mx.example.test ESMTP")
+	d := testpeer.Dial(t, ts.addr, "127.0.0.9")
+	d.Expect(t, "220 mx.example.test ESMTP")
 	ts.waitConns(t, 3)
-	e := dial(t, ts.addr, "127.0.0.9")
-	e.expect(t, "421 4.7.0 mx.example.test Error: too many connections from your address")
+	e := testpeer.Dial(t, ts.addr, "127.0.0.9")
+	e.Expect(t, "421 4.7.0 mx.example.test Error: too many connections from your address")
 	ts.waitConns(t, 3)
-	f := dial(t, ts.addr, "127.0.0.10")
-	f.expect(t, "220 mx.example.test ESMTP")
+	f := testpeer.Dial(t, ts.addr, "127.0.0.10")
+	f.Expect(t, "220 mx.example.test ESMTP")
 	ts.waitConns(t, 4)
-	g := dial(t, ts.addr, "127.0.0.11")
-	g.expect(t, "421 4.7.0 mx.example.test Error: too many connections")
+	g := testpeer.Dial(t, ts.addr, "127.0.0.11")
+	g.Expect(t, "421 4.7.0 mx.example.test Error: too many connections")
 
 	// The passed session ends: its child's place and its connection's
 	// place are free again.
-	a.send(t, "QUIT\r\n")
-	a.expect(t, "250 got QUIT")
+	a.Send(t, "QUIT\r\n")
+	a.Expect(t, "250 got QUIT")
 	ts.waitConns(t, 3)
-	h := dial(t, ts.addr, "127.0.0.3")
-	h.expect(t, "220 child 127.0.0.3")
+	h := testpeer.Dial(t, ts.addr, "127.0.0.3")
+	h.Expect(t, "220 child 127.0.0.3")
 	// The counters follow just after the child is started.
 	want := Stats{Conns: 4, Refusing: 3, Children: 1, Passed: 2, Rejected: 3}
 	for deadline := time.Now().Add(10 * time.Second); ts.Stats() != want; time.Sleep(5 * time.Millisecond) {
@@ -191,7 +148,7 @@ func TestServeLimits(t *testing.T) {
 			t.Fatalf("stats %+v, want %+v", ts.Stats(), want)
 		}
 	}
-	for _, cl := range []*client{c, d, f, h} {
+	for _, cl := range []*testpeer.Client{c, d, f, h} {
 		cl.Close()
 	}
 	ts.waitConns(t, 0)
@@ -211,25 +168,25 @@ func TestServeShutdown(t *testing.T) {
 	ts := newServer(t)
 	ts.ShutdownTimeout = 500 * time.Millisecond
 	ts.start()
-	quick := dial(t, ts.addr, "127.0.0.9")
-	quick.expect(t, "220 ")
-	slow := dial(t, ts.addr, "127.0.0.9")
-	slow.expect(t, "220 ")
-	slow.send(t, "EHLO client.example\r\n")
-	slow.expect(t, "250-")
+	quick := testpeer.Dial(t, ts.addr, "127.0.0.9")
+	quick.Expect(t, "220 ")
+	slow := testpeer.Dial(t, ts.addr, "127.0.0.9")
+	slow.Expect(t, "220 ")
+	slow.Send(t, "EHLO client.example\r\n")
+	slow.Expect(t, "250-")
 	ts.waitConns(t, 2)
 	t0 := time.Now()
 	ts.cancel()
-	quick.send(t, "EHLO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nQUIT\r\n")
+	quick.Send(t, "EHLO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nQUIT\r\n")
 	for {
-		if l := quick.line(t); strings.HasPrefix(l, "221 ") {
+		if l := quick.Line(t); strings.HasPrefix(l, "221 ") {
 			break
 		} else if strings.HasPrefix(l, "421") {
 			t.Fatalf("a dialogue within the timeout got %q", l)
 		}
 	}
 	for {
-		if l := slow.line(t); strings.HasPrefix(l, "421 ") {
+		if l := slow.Line(t); strings.HasPrefix(l, "421 ") {
 			if l != "421 4.3.2 mx.example.test Service shutting down, try again later" {
 				t.Errorf("last line %q", l)
 			}
@@ -255,14 +212,14 @@ func TestServeShutdown(t *testing.T) {
 func TestServeSetRules(t *testing.T) {
 	ts := newServer(t)
 	ts.start()
-	old := dial(t, ts.addr, "127.0.0.9")
-	old.expect(t, "220 mx.example.test ESMTP")
+	old := testpeer.Dial(t, ts.addr, "127.0.0.9")
+	old.Expect(t, "220 mx.example.test ESMTP")
 	ts.SetRules(&Policy{}, ts.Dialogue)
-	dial(t, ts.addr, "127.0.0.9").expect(t, "220 child 127.0.0.9")
-	old.send(t, "HELO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
-	old.expect(t, "250 ")
-	old.expect(t, "250 ")
-	old.expect(t, "554 5.7.1 ")
+	testpeer.Dial(t, ts.addr, "127.0.0.9").Expect(t, "220 child 127.0.0.9")
+	old.Send(t, "HELO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
+	old.Expect(t, "250 ")
+	old.Expect(t, "250 ")
+	old.Expect(t, "554 5.7.1 ")
 }
 
 // Listed proxies: the header's addresses are the client's in every check
@@ -275,35 +232,35 @@ func TestServeProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An unlisted peer that sends a header before serve looks at it.
-	early := dial(t, ts.addr, "127.0.0.2")
-	early.send(t, "PROXY TCP4 198.51.100.9 203.0.113.25 4444 25\r\n")
+	early := testpeer.Dial(t, ts.addr, "127.0.0.2")
+	early.Send(t, "PROXY TCP4 198.51.100.9 203.0.113.25 4444 25\r\n")
 	time.Sleep(50 * time.Millisecond)
 	ts.start()
-	early.expect(t, "421 4.7.0 mx.example.test Error: PROXY header from a peer not allowed")
+	early.Expect(t, "421 4.7.0 mx.example.test Error: PROXY header from a peer not allowed")
 
-	v1 := dial(t, ts.addr, "127.0.0.1")
-	v1.send(t, "PROXY TCP4 198.51.100.9 203.0.113.25 4444 25\r\nEHLO right.after.the.header\r\n")
-	v1.expect(t, "220 child 198.51.100.9 203.0.113.25")
-	v1.expect(t, "250 got EHLO right.after.the.header")
+	v1 := testpeer.Dial(t, ts.addr, "127.0.0.1")
+	v1.Send(t, "PROXY TCP4 198.51.100.9 203.0.113.25 4444 25\r\nEHLO right.after.the.header\r\n")
+	v1.Expect(t, "220 child 198.51.100.9 203.0.113.25")
+	v1.Expect(t, "250 got EHLO right.after.the.header")
 
-	v2 := dial(t, ts.addr, "127.0.0.1")
-	v2.send(t, string(proxyV2(1, 0x11, []byte{192, 0, 2, 7, 203, 0, 113, 25, 0x11, 0x5c, 0, 25})))
-	v2.expect(t, "220 mx.example.test ESMTP") // 192.0.2.7 is denied
-	v2.send(t, "HELO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
-	v2.expect(t, "250 ")
-	v2.expect(t, "250 ")
-	v2.expect(t, "554 5.7.1 Client host [192.0.2.7]")
+	v2 := testpeer.Dial(t, ts.addr, "127.0.0.1")
+	v2.Send(t, string(proxyV2(1, 0x11, []byte{192, 0, 2, 7, 203, 0, 113, 25, 0x11, 0x5c, 0, 25})))
+	v2.Expect(t, "220 mx.example.test ESMTP") // 192.0.2.7 is denied
+	v2.Send(t, "HELO x.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
+	v2.Expect(t, "250 ")
+	v2.Expect(t, "250 ")
+	v2.Expect(t, "554 5.7.1 Client host [192.0.2.7]")
 
-	local := dial(t, ts.addr, "127.0.0.1")
-	local.send(t, string(proxyV2(0, 0, nil)))
-	local.expect(t, "220 child 127.0.0.1")
+	local := testpeer.Dial(t, ts.addr, "127.0.0.1")
+	local.Send(t, string(proxyV2(0, 0, nil)))
+	local.Expect(t, "220 child 127.0.0.1")
 
-	none := dial(t, ts.addr, "127.0.0.1")
-	none.send(t, "EHLO no.header.example\r\n")
-	none.expect(t, "421 4.7.0 mx.example.test Error: no valid PROXY header")
+	none := testpeer.Dial(t, ts.addr, "127.0.0.1")
+	none.Send(t, "EHLO no.header.example\r\n")
+	none.Expect(t, "421 4.7.0 mx.example.test Error: no valid PROXY header")
 
-	direct := dial(t, ts.addr, "127.0.0.3")
-	direct.expect(t, "220 child 127.0.0.3")
+	direct := testpeer.Dial(t, ts.addr, "127.0.0.3")
+	direct.Expect(t, "220 child 127.0.0.3")
 	v2.Close()
 	ts.waitConns(t, 2) // the children of local and direct
 
@@ -320,7 +277,7 @@ func TestServeSocketName(t *testing.T) {
 	ts := newServer(t)
 	ts.Listeners[0] = SystemdListener{Listener: ts.Listeners[0], Name: "submission"}
 	ts.start()
-	dial(t, ts.addr, "127.0.0.2").expect(t, "220 child 127.0.0.2 127.0.0.1 socket=submission")
+	testpeer.Dial(t, ts.addr, "127.0.0.2").Expect(t, "220 child 127.0.0.2 127.0.0.1 socket=submission")
 }
 
 // PROGRAM runs in a process group of its own: a Ctrl-C for mxfront in a
@@ -329,7 +286,7 @@ func TestServeChildProcessGroup(t *testing.T) {
 	ts := newServer(t)
 	ts.Argv = []string{"sh", "-c", `echo "220 pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)"`}
 	ts.start()
-	got := dial(t, ts.addr, "127.0.0.2").expect(t, "220 pid=")
+	got := testpeer.Dial(t, ts.addr, "127.0.0.2").Expect(t, "220 pid=")
 	var pid, pgrp int
 	if _, err := fmt.Sscanf(got, "220 pid=%d pgrp=%d", &pid, &pgrp); err != nil || pid != pgrp || pgrp == os.Getpid() {
 		t.Errorf("PROGRAM said %q (mxfront's pid %d)", got, os.Getpid())
@@ -344,7 +301,7 @@ func TestServeShutdownClientNotReading(t *testing.T) {
 	ts.Dialogue.MaxCommands = 1 << 30
 	ts.Dialogue.CommandTimeout = time.Minute
 	ts.start()
-	c := dial(t, ts.addr, "127.0.0.9")
+	c := testpeer.Dial(t, ts.addr, "127.0.0.9")
 	c.Conn.(*net.TCPConn).SetReadBuffer(4096)
 	go func() {
 		noops := bytes.Repeat([]byte("NOOP\r\n"), 1<<14)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"io"
 	"net"
 	"net/netip"
@@ -194,11 +195,7 @@ func oneAnswer(t *testing.T, addr string) string {
 		}
 		_ = w.WriteMsg(m)
 	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown() })
+	testpeer.ServeDNS(t, srv)
 	return pc.LocalAddr().String()
 }
 

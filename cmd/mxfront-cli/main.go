@@ -36,7 +36,8 @@ mode, put -- before it.
 
 Exit codes: 0 a refusal dialogue ended; 100 usage or configuration error;
 111 temporary failure (PROGRAM could not be run: the client got 421).
-See mxfront(8).`
+Under inetd, where fd 2 is the client's connection, errors go to syslog
+and the client hears 421. See mxfront(8).`
 
 func main() {
 	os.Exit(run(os.Args, os.Stderr))

@@ -123,14 +123,19 @@ func watchdog(ctx context.Context) {
 	if err != nil || every <= 0 {
 		return
 	}
-	t := time.NewTicker(every / 2)
+	tick(ctx, every/2, func() { notify("WATCHDOG=1") })
+}
+
+// tick calls fn every d until ctx is done.
+func tick(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			notify("WATCHDOG=1")
+			fn()
 		}
 	}
 }
@@ -235,16 +240,7 @@ func credential(name, group string) (*syscall.Credential, error) {
 
 // status tells systemd the live counters every few seconds.
 func status(ctx context.Context, s *frontend.Server) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			notify("STATUS=" + statusLine(s.Stats()))
-		}
-	}
+	tick(ctx, 5*time.Second, func() { notify("STATUS=" + statusLine(s.Stats())) })
 }
 
 func statusLine(st frontend.Stats) string {

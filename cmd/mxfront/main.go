@@ -15,12 +15,9 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"log/syslog"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/mxfront/mxfront/frontend"
@@ -57,21 +54,17 @@ func main() {
 }
 
 // exitToClient ends chain mode under inetd, where fd 2 is the client's
-// connection: the error goes to syslog (mail facility), and a usage or
+// connection: the error goes to syslog, as a log line, and a usage or
 // configuration error, which no byte has been written before, answers
 // 421 so that the client retries later. Other failures (PROGRAM could not
 // run, an internal error) have answered the client already.
 func exitToClient(err error) int {
-	var log bytes.Buffer
-	code := config.Exit(err, &log)
+	code, msg, hint := config.Describe(err)
 	if code == 0 {
 		return 0
 	}
-	if w, serr := syslog.New(syslog.LOG_MAIL|syslog.LOG_ERR, "mxfront"); serr == nil {
-		for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
-			_ = w.Err(line)
-		}
-		w.Close()
+	if log, lerr := config.NewLogger("syslog-or-none"); lerr == nil {
+		log.Error("not started", "error", msg, "hint", hint, "exit", code)
 	}
 	if code == frontend.ExitUsage {
 		host, _ := os.Hostname()

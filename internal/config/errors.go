@@ -33,22 +33,33 @@ func UsageErr(hint string, format string, a ...any) error {
 // Exit prints err in age's manner (error, then hint) on stderr and returns
 // the exit code it carries: 0 for nil, 100 for an error without one.
 func Exit(err error, stderr io.Writer) int {
+	code, msg, hint := Describe(err)
+	if msg != "" {
+		fmt.Fprintf(stderr, "mxfront: error: %s\n", msg)
+	}
+	if hint != "" {
+		fmt.Fprintf(stderr, "mxfront: hint: %s\n", hint)
+	}
+	return code
+}
+
+// Describe returns err's exit code (0 for nil, 100 for an error without
+// one), its message and its hint, each possibly empty.
+func Describe(err error) (code int, msg, hint string) {
 	if err == nil {
-		return 0
+		return 0, "", ""
 	}
 	var ee *ExitError
 	if !errors.As(err, &ee) {
 		ee = &ExitError{Code: frontend.ExitUsage, Err: err}
 	}
+	hint = ee.Hint
 	var ue *frontend.UsageError
 	if errors.As(err, &ue) {
-		ee.Hint = ue.Hint
+		hint = ue.Hint
 	}
 	if ee.Err != nil {
-		fmt.Fprintf(stderr, "mxfront: error: %v\n", ee.Err)
+		msg = ee.Err.Error()
 	}
-	if ee.Hint != "" {
-		fmt.Fprintf(stderr, "mxfront: hint: %s\n", ee.Hint)
-	}
-	return ee.Code
+	return ee.Code, msg, hint
 }

@@ -43,15 +43,6 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // contrib reads a file from contrib/, the very files administrators install.
 func contrib(t *testing.T, name string) string {
 	t.Helper()

@@ -88,7 +88,7 @@ func TestServeIPv6Pass(t *testing.T) {
 func TestCheckCommand(t *testing.T) {
 	b := build(t)
 	dir := t.TempDir()
-	deny := writeFile(t, dir, "deny", "192.0.2.0/24 Documentation net\n")
+	deny := testpeer.WriteFile(t, dir, "deny", "192.0.2.0/24 Documentation net\n")
 	for _, tc := range []struct {
 		args []string
 		code int

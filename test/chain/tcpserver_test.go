@@ -19,7 +19,7 @@ func TestTcpserverPassAndRefuse(t *testing.T) {
 	b := build(t)
 	dir := t.TempDir()
 	spool := filepath.Join(dir, "spool")
-	deny := writeFile(t, dir, "deny", "# test deny list\n127.0.0.66 Go away, 66\n127.0.0.128/25\n")
+	deny := testpeer.WriteFile(t, dir, "deny", "# test deny list\n127.0.0.66 Go away, 66\n127.0.0.128/25\n")
 	addr, ts := tcpserver(t, "127.0.0.1", b.mxfront, "--deny-file", deny, "--hostname", "mx.example.test",
 		"--", b.mxsink, "-spool", spool)
 

@@ -1,6 +1,7 @@
 package filter_test
 
 import (
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"net"
 	"strings"
 	"testing"
@@ -47,11 +48,7 @@ func startDNS(t *testing.T) string {
 		}
 		w.WriteMsg(m)
 	})}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
+	testpeer.ServeDNS(t, srv)
 	return pc.LocalAddr().String()
 }
 

@@ -1,8 +1,7 @@
 package greylist_test
 
 import (
-	"bufio"
-	"io"
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,7 +25,7 @@ func TestGreetDelay(t *testing.T) {
 
 			// The early talker: everything at once, on connect.
 			in := "EHLO early.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<u@example.test>\r\nQUIT\r\n"
-			got := session(t, addr, "127.0.4.2", in, 20*time.Second)
+			got := testpeer.Session(t, addr, "127.0.4.2", []byte(in), 20*time.Second)
 			want := "220-mx.example.test ESMTP\r\n220 mx.example.test ESMTP\r\n250-mx.example.test\r\n"
 			if !strings.HasPrefix(got, want) {
 				t.Fatalf("early talker was told %q, want it to begin %q", got, want)
@@ -55,17 +54,14 @@ func TestGreetDelay(t *testing.T) {
 
 			// EHLO right after the wait, before the server's 220 is read:
 			// the server must get it whole (mxfront read nothing).
-			c := dial(t, addr, "127.0.4.4")
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(20 * time.Second))
-			r := bufio.NewReader(c)
-			if line, _ := r.ReadString('\n'); line != "220-mx.example.test ESMTP\r\n" {
+			c := testpeer.Dial(t, addr, "127.0.4.4")
+			if line := c.Line(t); line != "220-mx.example.test ESMTP" {
 				t.Fatalf("first greeting line %q", line)
 			}
 			time.Sleep(greetDelay + 30*time.Millisecond)
-			io.WriteString(c, "EHLO fast.example.org\r\nQUIT\r\n")
-			rest, _ := io.ReadAll(r)
-			if want := "220 mx.example.test ESMTP mxsink\r\n250-mx.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n221 2.0.0 Bye\r\n"; string(rest) != want {
+			c.Send(t, "EHLO fast.example.org\r\nQUIT\r\n")
+			rest := c.Rest(t)
+			if want := "220 mx.example.test ESMTP mxsink\r\n250-mx.example.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n221 2.0.0 Bye\r\n"; rest != want {
 				t.Fatalf("after the wait the client got %q, want the server's greeting and its answer to the whole EHLO %q", rest, want)
 			}
 		})
@@ -85,11 +81,11 @@ func TestGreetDelayWithGreylist(t *testing.T) {
 		t.Fatal("allow failed")
 	}
 	start := time.Now()
-	got := session(t, addr, "127.0.5.2", "QUIT\r\n", 10*time.Second)
+	got := testpeer.Session(t, addr, "127.0.5.2", []byte("QUIT\r\n"), 10*time.Second)
 	if got != "220 mxsink.local ESMTP mxsink\r\n221 2.0.0 Bye\r\n" || time.Since(start) > 2*time.Second {
 		t.Fatalf("a passed client got %q after %v; want the server at once", got, time.Since(start))
 	}
-	got = session(t, addr, "127.0.6.2", "EHLO early.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<u@example.test>\r\nQUIT\r\n", 10*time.Second)
+	got = testpeer.Session(t, addr, "127.0.6.2", []byte("EHLO early.example\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<u@example.test>\r\nQUIT\r\n"), 10*time.Second)
 	if !strings.Contains(got, "554 5.5.1 ") {
 		t.Fatalf("greylisted early talker: %q", got)
 	}

@@ -220,7 +220,7 @@ func TestConcurrentChainProcesses(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				got[i] = session(t, addr, src, in, 30*time.Second)
+				got[i] = testpeer.Session(t, addr, src, []byte(in), 30*time.Second)
 			}()
 		}
 		wg.Wait()

@@ -126,41 +126,6 @@ func listed(t *testing.T, b bins, db string, extra ...string) map[string]string 
 	return m
 }
 
-// session connects from src, sends in, and returns everything the server
-// said until it closed (or limit passed).
-func session(t *testing.T, server, src string, in string, limit time.Duration) string {
-	t.Helper()
-	c := dial(t, server, src)
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(limit))
-	if in != "" {
-		c.Write([]byte(in))
-	}
-	return readAll(c)
-}
-
-func dial(t *testing.T, server, src string) net.Conn {
-	t.Helper()
-	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
-	c, err := d.Dial("tcp", server)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", server, src, err)
-	}
-	return c
-}
-
-func readAll(c net.Conn) string {
-	var out []byte
-	buf := make([]byte, 64*1024)
-	for {
-		n, err := c.Read(buf)
-		out = append(out, buf[:n]...)
-		if err != nil {
-			return string(out)
-		}
-	}
-}
-
 // envHeader returns the value of NAME in a spooled message's environment.
 func envHeader(msg, name string) string {
 	for _, line := range strings.Split(msg, "\n") {

@@ -5,7 +5,6 @@
 package serve_test
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -37,64 +36,6 @@ func serve(t *testing.T, cmd func(addr string) *exec.Cmd) (string, *testpeer.Pro
 	p := testpeer.Start(t, cmd(addr))
 	testpeer.WaitOutput(t, p, "addr="+addr)
 	return addr, p
-}
-
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// client is a raw SMTP client connection from a chosen loopback address.
-type client struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func dial(t *testing.T, addr, src string) *client {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &client{Conn: c, r: bufio.NewReader(c)}
-}
-
-func (c *client) line(t *testing.T) string {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
-	s, err := c.r.ReadString('\n')
-	if err != nil {
-		t.Fatalf("read: %v (got %q)", err, s)
-	}
-	return strings.TrimRight(s, "\r\n")
-}
-
-// expect reads lines until one starts with prefix (failing on a 421 that
-// was not asked for).
-func (c *client) expect(t *testing.T, prefix string) string {
-	t.Helper()
-	for {
-		l := c.line(t)
-		if strings.HasPrefix(l, prefix) {
-			return l
-		}
-		if strings.HasPrefix(l, "421") || !strings.HasPrefix(l, "2") {
-			t.Fatalf("got %q, want %q...", l, prefix)
-		}
-	}
-}
-
-func (c *client) send(t *testing.T, s string) {
-	t.Helper()
-	if _, err := c.Write([]byte(s)); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // waitCount waits until s occurs n times in p's output.

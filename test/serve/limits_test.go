@@ -19,35 +19,35 @@ func TestLimits(t *testing.T) {
 			"--deny", "127.0.0.8/29", "--max-conns", "4", "--max-conns-per-ip", "2", "--max-children", "1",
 			"--", "/bin/sh", "-c", echoProgram)
 	})
-	a := dial(t, addr, "127.0.0.2")
-	a.expect(t, "220 child ip=127.0.0.2")
+	a := testpeer.Dial(t, addr, "127.0.0.2")
+	a.Await(t, "220 child ip=127.0.0.2")
 	busy := testpeer.Session(t, addr, "127.0.0.3", nil, 10*time.Second)
 	if busy != "421 4.7.0 mx.example.test Error: too busy, try again later\r\n" {
 		t.Fatalf("over --max-children: %q", busy)
 	}
-	c := dial(t, addr, "127.0.0.9")
-	c.expect(t, "220 mx.example.test ESMTP")
-	d := dial(t, addr, "127.0.0.9")
-	d.expect(t, "220 mx.example.test ESMTP")
+	c := testpeer.Dial(t, addr, "127.0.0.9")
+	c.Await(t, "220 mx.example.test ESMTP")
+	d := testpeer.Dial(t, addr, "127.0.0.9")
+	d.Await(t, "220 mx.example.test ESMTP")
 	waitCount(t, p, "reason=max-children", 1)
 	perIP := testpeer.Session(t, addr, "127.0.0.9", nil, 10*time.Second)
 	if perIP != "421 4.7.0 mx.example.test Error: too many connections from your address\r\n" {
 		t.Fatalf("over --max-conns-per-ip: %q", perIP)
 	}
 	waitCount(t, p, "reason=max-conns-per-ip", 1)
-	e := dial(t, addr, "127.0.0.10")
-	e.expect(t, "220 mx.example.test ESMTP")
+	e := testpeer.Dial(t, addr, "127.0.0.10")
+	e.Await(t, "220 mx.example.test ESMTP")
 	total := testpeer.Session(t, addr, "127.0.0.11", nil, 10*time.Second)
 	if total != "421 4.7.0 mx.example.test Error: too many connections\r\n" {
 		t.Fatalf("over --max-conns: %q", total)
 	}
 	// A refused client ends its dialogue: its place is free again.
-	c.send(t, "QUIT\r\n")
-	c.expect(t, "221 ")
+	c.Send(t, "QUIT\r\n")
+	c.Await(t, "221 ")
 	waitCount(t, p, "msg=refused", 1)
-	f := dial(t, addr, "127.0.0.9")
-	f.expect(t, "220 mx.example.test ESMTP")
-	for _, cl := range []*client{a, d, e, f} {
+	f := testpeer.Dial(t, addr, "127.0.0.9")
+	f.Await(t, "220 mx.example.test ESMTP")
+	for _, cl := range []*testpeer.Client{a, d, e, f} {
 		cl.Close()
 	}
 }
@@ -63,9 +63,9 @@ func TestAcceptEMFILE(t *testing.T) {
 		return exec.Command(prlimit, "--nofile=40:40", b.mxfront, "serve", "--listen", addr, "--hostname", "mx.example.test",
 			"--deny", "127.0.0.9", "--max-conns-per-ip", "0", "--", "/bin/sh", "-c", echoProgram)
 	})
-	var held []*client
+	var held []*testpeer.Client
 	for i := 0; i < 50; i++ {
-		held = append(held, dial(t, addr, "127.0.0.9"))
+		held = append(held, testpeer.Dial(t, addr, "127.0.0.9"))
 	}
 	testpeer.WaitOutput(t, p, "accept failed")
 	if !strings.Contains(p.Output(), "too many open files") {
@@ -97,13 +97,13 @@ func TestIdleClientsMemory(t *testing.T) {
 	testpeer.WaitTCP(t, addr, 10*time.Second)
 	pid := p.Cmd.Process.Pid
 	before := rss(t, pid)
-	var held []*client
+	var held []*testpeer.Client
 	for i := 0; i < n; i++ {
-		c := dial(t, addr, fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250))
+		c := testpeer.Dial(t, addr, fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250))
 		held = append(held, c)
 	}
 	for _, c := range held {
-		c.expect(t, "220 ")
+		c.Await(t, "220 ")
 	}
 	during := rss(t, pid)
 	for _, c := range held {

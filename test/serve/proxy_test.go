@@ -28,7 +28,7 @@ func TestHAProxy(t *testing.T) {
 					"--", b.mxsink, "-spool", spool)
 			})
 			front := fmt.Sprintf("127.0.0.2:%d", testpeer.FreePort(t))
-			cfg := writeFile(t, dir, "haproxy.cfg", fmt.Sprintf(`global
+			cfg := testpeer.WriteFile(t, dir, "haproxy.cfg", fmt.Sprintf(`global
     maxconn 100
 defaults
     mode tcp

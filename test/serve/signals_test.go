@@ -66,7 +66,7 @@ func (n *notifyListener) wait(t *testing.T, want string) string {
 func TestReload(t *testing.T) {
 	b := build(t)
 	dir := t.TempDir()
-	deny := writeFile(t, dir, "deny", "127.0.0.9 Old list\n")
+	deny := testpeer.WriteFile(t, dir, "deny", "127.0.0.9 Old list\n")
 	notify := listenNotify(t)
 	addr, p := serve(t, func(addr string) *exec.Cmd {
 		cmd := exec.Command(b.mxfront, "serve", "--listen", addr, "--hostname", "mx.example.test", "--deny-file", deny,
@@ -75,12 +75,12 @@ func TestReload(t *testing.T) {
 		return cmd
 	})
 	notify.wait(t, "READY=1")
-	old := dial(t, addr, "127.0.0.9")
-	old.expect(t, "220 mx.example.test ESMTP")
-	passed := dial(t, addr, "127.0.0.2")
-	passed.expect(t, "220 child ip=127.0.0.2")
+	old := testpeer.Dial(t, addr, "127.0.0.9")
+	old.Await(t, "220 mx.example.test ESMTP")
+	passed := testpeer.Dial(t, addr, "127.0.0.2")
+	passed.Await(t, "220 child ip=127.0.0.2")
 
-	writeFile(t, dir, "deny", "127.0.0.10 New list\n")
+	testpeer.WriteFile(t, dir, "deny", "127.0.0.10 New list\n")
 	p.Cmd.Process.Signal(syscall.SIGHUP)
 	notify.wait(t, "RELOADING=1")
 	ready := notify.wait(t, "READY=1")
@@ -89,24 +89,24 @@ func TestReload(t *testing.T) {
 	}
 	testpeer.WaitOutput(t, p, "msg=reloaded")
 
-	old.send(t, dialogue+"QUIT\r\n")
-	old.expect(t, "554 5.7.1 Old list")
-	old.expect(t, "221 ")
-	passed.send(t, "still here\n")
-	passed.expect(t, "250 got still here")
+	old.Send(t, dialogue+"QUIT\r\n")
+	old.Await(t, "554 5.7.1 Old list")
+	old.Await(t, "221 ")
+	passed.Send(t, "still here\n")
+	passed.Await(t, "250 got still here")
 
-	dial(t, addr, "127.0.0.9").expect(t, "220 child ip=127.0.0.9")
-	now := dial(t, addr, "127.0.0.10")
-	now.send(t, dialogue)
-	now.expect(t, "554 5.7.1 New list")
+	testpeer.Dial(t, addr, "127.0.0.9").Await(t, "220 child ip=127.0.0.9")
+	now := testpeer.Dial(t, addr, "127.0.0.10")
+	now.Send(t, dialogue)
+	now.Await(t, "554 5.7.1 New list")
 
-	writeFile(t, dir, "deny", "this is not a network\n")
+	testpeer.WriteFile(t, dir, "deny", "this is not a network\n")
 	p.Cmd.Process.Signal(syscall.SIGHUP)
 	testpeer.WaitOutput(t, p, "reload failed: keeping the old lists")
 	notify.wait(t, "READY=1")
-	still := dial(t, addr, "127.0.0.10")
-	still.send(t, dialogue)
-	still.expect(t, "554 5.7.1 New list")
+	still := testpeer.Dial(t, addr, "127.0.0.10")
+	still.Send(t, dialogue)
+	still.Await(t, "554 5.7.1 New list")
 	if !strings.Contains(p.Output(), deny+":1") {
 		t.Errorf("the log does not say which line is bad:\n%s", p.Output())
 	}
@@ -124,14 +124,14 @@ func TestStop(t *testing.T) {
 		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.path)
 		return cmd
 	})
-	quick := dial(t, addr, "127.0.0.9")
-	quick.expect(t, "220 mx.example.test ESMTP")
-	slow := dial(t, addr, "127.0.0.9")
-	slow.expect(t, "220 mx.example.test ESMTP")
-	slow.send(t, "EHLO client.example.org\r\n")
-	slow.expect(t, "250 8BITMIME")
-	passed := dial(t, addr, "127.0.0.2")
-	passed.expect(t, "220 child ip=127.0.0.2")
+	quick := testpeer.Dial(t, addr, "127.0.0.9")
+	quick.Await(t, "220 mx.example.test ESMTP")
+	slow := testpeer.Dial(t, addr, "127.0.0.9")
+	slow.Await(t, "220 mx.example.test ESMTP")
+	slow.Send(t, "EHLO client.example.org\r\n")
+	slow.Await(t, "250 8BITMIME")
+	passed := testpeer.Dial(t, addr, "127.0.0.2")
+	passed.Await(t, "220 child ip=127.0.0.2")
 
 	t0 := time.Now()
 	p.Cmd.Process.Signal(syscall.SIGTERM)
@@ -147,10 +147,10 @@ func TestStop(t *testing.T) {
 			t.Fatal("new clients are still accepted after SIGTERM")
 		}
 	}
-	quick.send(t, dialogue+"QUIT\r\n")
-	quick.expect(t, "554 5.7.1")
-	quick.expect(t, "221 ")
-	if l := slow.line(t); l != "421 4.3.2 mx.example.test Service shutting down, try again later" {
+	quick.Send(t, dialogue+"QUIT\r\n")
+	quick.Await(t, "554 5.7.1")
+	quick.Await(t, "221 ")
+	if l := slow.Line(t); l != "421 4.3.2 mx.example.test Service shutting down, try again later" {
 		t.Errorf("at the shutdown timeout: %q", l)
 	}
 	// Process.Wait, not Cmd.Wait: the passed session still holds the
@@ -168,8 +168,8 @@ func TestStop(t *testing.T) {
 	if took := time.Since(t0); took < time.Second || took > 15*time.Second {
 		t.Errorf("stopped %v after SIGTERM with --shutdown-timeout 2s", took)
 	}
-	passed.send(t, "after mxfront\n")
-	passed.expect(t, "250 got after mxfront")
+	passed.Send(t, "after mxfront\n")
+	passed.Await(t, "250 got after mxfront")
 	if !strings.Contains(p.Output(), "end=shutdown") || !strings.Contains(p.Output(), "end=quit") {
 		t.Errorf("log lines of the two dialogues:\n%s", p.Output())
 	}

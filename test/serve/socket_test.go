@@ -19,7 +19,7 @@ func TestSocketName(t *testing.T) {
 		b.mxfront, "serve", "--", "/bin/sh", "-c", echoProgram))
 	testpeer.WaitOutput(t, p, "Listening on "+submission)
 	for addr, name := range map[string]string{smtp: "smtp", submission: "submission"} {
-		c := dial(t, addr, "127.0.0.2")
-		c.expect(t, "220 child ip=127.0.0.2 local=127.0.0.1 socket="+name+" ")
+		c := testpeer.Dial(t, addr, "127.0.0.2")
+		c.Await(t, "220 child ip=127.0.0.2 local=127.0.0.1 socket="+name+" ")
 	}
 }

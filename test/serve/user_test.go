@@ -1,6 +1,7 @@
 package serve_test
 
 import (
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"os"
 	"os/exec"
 	"os/user"
@@ -36,7 +37,7 @@ func TestUser(t *testing.T) {
 			args := append(append([]string{"serve", "--listen", addr}, tc.args...), "--", "/bin/sh", "-c", echoProgram)
 			return exec.Command(b.mxfront, args...)
 		})
-		got := dial(t, addr, "127.0.0.2").expect(t, "220 child")
+		got := testpeer.Dial(t, addr, "127.0.0.2").Await(t, "220 child")
 		if want := " uid=" + tc.uid + " gid=" + tc.gid; !strings.HasSuffix(got, want) {
 			t.Errorf("%v: PROGRAM said %q, want ...%q", tc.args, got, want)
 		}

@@ -33,7 +33,7 @@ func TestServeVerdictEqualsChain(t *testing.T) {
 		testpeer.RbldnsdZone{Name: "bl.test", Type: "ip4set", Data: ":127.0.0.2:Listed by bl.test\n127.0.0.2\n127.0.0.4\n"},
 		testpeer.RbldnsdZone{Name: "wl.test", Type: "ip4set", Data: ":127.0.0.2:Known good\n127.0.0.3\n127.0.0.4\n"})
 	dir := t.TempDir()
-	skip := writeFile(t, dir, "skip", "127.0.0.21\n")
+	skip := testpeer.WriteFile(t, dir, "skip", "127.0.0.21\n")
 	flags := func(db string) []string {
 		return []string{"--hostname", "mx.example.test", "--deny", "127.0.0.66 Denied here", "--allow", "127.0.0.77",
 			"--dnsbl", "bl.test", "--dnswl", "wl.test", "--dns-server", dns.Addr,
