@@ -5,7 +5,12 @@ GO      ?= go
 # process per connection, and dynamic linking alone costs it milliseconds.
 # (-race in `make test` needs cgo, so it is set per build command.)
 STATIC  := CGO_ENABLED=0
-GOFLAGS_BUILD ?= -tags urfave_cli_no_docs -trimpath
+GOFLAGS_BUILD ?= -trimpath
+TAGS    := urfave_cli_no_docs
+# The chain-mode executable is built without serve mode (frontend's serve
+# files carry //go:build !mxfront_lean): serve needs package net, and
+# merely linking net costs every chain-mode start its initialisation.
+LEAN_TAGS := $(TAGS),mxfront_lean
 PREFIX  ?= /usr/local
 DESTDIR ?=
 # mxfront runs chain mode itself and execs mxfront-cli (serve, check,
@@ -24,11 +29,13 @@ RUNDIR  := $(CURDIR)/run
 all: build
 
 build:
-	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/... ./testdata/goexec
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ \
+		./cmd/mxfront-cli ./cmd/mxfilter ./testdata/goexec
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -tags '$(LEAN_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/mxfront
 
 # The demo SMTP sink that `make run` and the benchmarks put behind mxfront.
 $(BIN)/mxsink: $(wildcard testdata/mxsink/*.go)
-	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -o $@ ./testdata/mxsink
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -tags '$(TAGS)' -o $@ ./testdata/mxsink
 
 # Quick start: mxfront serve on loopback in front of the demo sink. See README.
 run: build $(BIN)/mxsink

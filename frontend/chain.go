@@ -3,7 +3,6 @@ package frontend
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -25,7 +24,7 @@ type Chain struct {
 	Policy   *Policy
 	Dialogue DialogueConfig
 	Argv     []string // PROGRAM and its arguments, untouched
-	Log      *slog.Logger
+	Log      *Logger
 	// LookupEnv reads mxfront's environment (os.LookupEnv); Environ is the
 	// environment PROGRAM starts from (os.Environ).
 	LookupEnv func(string) (string, bool)
@@ -150,7 +149,7 @@ func orLocalhost(s string) string {
 
 // LogPass writes the one line of a connection that was handed over; extra
 // are more key-value pairs (serve's via=, the proxy a client came through).
-func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Duration, extra ...any) {
+func LogPass(log *Logger, remote netip.AddrPort, v Verdict, took time.Duration, extra ...any) {
 	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String()}
 	if r := v.Reason(); r != "" {
 		attrs = append(attrs, "reason", r)
@@ -166,7 +165,7 @@ func LogPass(log *slog.Logger, remote netip.AddrPort, v Verdict, took time.Durat
 // LogRefusal writes the one line of a refused connection: who, what they
 // tried and why. A greylisted client's line says "greylisted", with its
 // network and the time left before a retry can pass.
-func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript, took time.Duration, extra ...any) {
+func LogRefusal(log *Logger, remote netip.AddrPort, v Verdict, t Transcript, took time.Duration, extra ...any) {
 	msg := "refused"
 	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "refuse"}
 	if greylistedVerdict(v) {
@@ -185,7 +184,7 @@ func LogRefusal(log *slog.Logger, remote netip.AddrPort, v Verdict, t Transcript
 
 // logHungUp writes the one line of a client that hung up (or whose
 // connection failed) during the greeting delay.
-func logHungUp(log *slog.Logger, remote netip.AddrPort, v Verdict, err error, took time.Duration, extra ...any) {
+func logHungUp(log *Logger, remote netip.AddrPort, v Verdict, err error, took time.Duration, extra ...any) {
 	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String(),
 		"end", "hung up in the greeting delay"}
 	if err != nil {
@@ -196,19 +195,9 @@ func logHungUp(log *slog.Logger, remote netip.AddrPort, v Verdict, err error, to
 	logLine(log, "hung up", attrs)
 }
 
-// logLine writes one connection's line at level Info. It goes to the
-// handler directly: slog.Logger would first walk the stack for the
-// caller's PC (runtime.Callers), which no handler of mxfront prints and
-// which costs a fresh chain-mode process page faults in the PC tables.
-func logLine(l *slog.Logger, msg string, attrs []any) {
-	ctx := context.Background()
-	h := l.Handler()
-	if !h.Enabled(ctx, slog.LevelInfo) {
-		return
-	}
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
-	r.Add(attrs...)
-	_ = h.Handle(ctx, r)
+// logLine writes one connection's line at level Info.
+func logLine(l *Logger, msg string, attrs []any) {
+	l.Log(LevelInfo, msg, attrs)
 }
 
 func joinRcpts(t Transcript) string {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"github.com/mxfront/mxfront/internal/testpeer"
-	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -206,7 +205,7 @@ func TestDecideDNSLists(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logbuf bytes.Buffer
-			p := &Policy{Temp: tt.temp, Greylist: &Greylisting{}, Log: slog.New(slog.NewTextHandler(&logbuf, nil)),
+			p := &Policy{Temp: tt.temp, Greylist: &Greylisting{}, Log: WriterLogger(&logbuf),
 				DNS: &DNSLists{Checker: c, Threshold: tt.threshold, AllowThreshold: tt.allowTh, FailTemp: tt.failTemp,
 					RBL: set(tt.rbl), RBLPermanent: tt.permanent, AntiRBL: set(tt.anti)}}
 			v := p.Decide(context.Background(), Client{Remote: netip.AddrPortFrom(netip.MustParseAddr(tt.ip), 25)})

@@ -1,11 +1,7 @@
 package frontend
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"os"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -123,39 +119,6 @@ func writeAll(fd int, b []byte) error {
 		b = b[n:]
 	}
 	return nil
-}
-
-// greetConn is GreetFD for serve mode: the wait is done by Go's poller, so
-// that a goroutine, not a thread, waits for each client in its delay.
-func greetConn(c net.Conn, hostname string, d time.Duration) (Talk, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return Silent, errors.New("greeting delay: not a socket")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return Silent, err
-	}
-	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write([]byte(greetLine(hostname))); err != nil {
-		return HungUp, fmt.Errorf("greeting: %v", err)
-	}
-	_ = c.SetWriteDeadline(time.Time{})
-	_ = c.SetReadDeadline(time.Now().Add(d))
-	defer c.SetReadDeadline(time.Time{})
-	t := Silent
-	err = rc.Read(func(fd uintptr) bool {
-		var ok bool
-		t, ok = peek(int(fd))
-		return ok
-	})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return Silent, nil
-	}
-	if err != nil {
-		return HungUp, err
-	}
-	return t, nil
 }
 
 // greetDelayFor reports whether the client with verdict v must sit through

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -67,7 +66,7 @@ func newGreyFixture(t testing.TB, skip *NetList, cache *PassCache) *greyFixture 
 	}
 	var log bytes.Buffer
 	p := &Policy{Greylist: &Greylisting{Policy: gp, Skip: skip, Known: cache, Now: c.now},
-		Log: slog.New(slog.NewTextHandler(&log, nil))}
+		Log: WriterLogger(&log)}
 	return &greyFixture{clock: c, store: st, gp: gp, p: p, log: &log}
 }
 

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -174,7 +174,7 @@ type HELOPattern struct {
 
 // ReadFile adds the patterns of the file at name.
 func (h *HELOPatterns) ReadFile(name string) error {
-	f, err := os.Open(name)
+	f, err := openList(name)
 	if err != nil {
 		return err
 	}
@@ -183,12 +183,12 @@ func (h *HELOPatterns) ReadFile(name string) error {
 }
 
 func (h *HELOPatterns) read(r io.Reader, name string) error {
-	return readList(r, name, func(source, pat, reason string) error {
+	return readList(r, name, func(line int, pat, reason string) error {
 		pat = strings.ToLower(pat)
 		if _, err := path.Match(pat, ""); err != nil || strings.Contains(pat, "/") {
 			return fmt.Errorf("bad pattern %q", Sanitize(pat, 64))
 		}
-		h.pats = append(h.pats, HELOPattern{Pattern: pat, Reason: Sanitize(reason, maxReason), Source: source})
+		h.pats = append(h.pats, HELOPattern{Pattern: pat, Reason: Sanitize(reason, maxReason), Source: name + ":" + strconv.Itoa(line)})
 		return nil
 	})
 }

@@ -8,7 +8,9 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // NetList is a set of networks, each with an optional reason, read from
@@ -24,7 +26,18 @@ type netEntry struct {
 	bits        int        // size of the range as a prefix length (ranges: the tightest prefix)
 	exclude     bool
 	reason      string
-	source      string // "file:line" or "--deny" for the log
+	file        string // where it was read: a file, or "--deny"
+	line        int    // the file's line; 0 for a flag
+}
+
+// source is where e was read, for the log: "file:line" or "--deny". It is
+// put together only for the entry a lookup finds: a chain-mode process
+// reads the whole file at every start.
+func (e *netEntry) source() string {
+	if e.line == 0 {
+		return e.file
+	}
+	return e.file + ":" + strconv.Itoa(e.line)
 }
 
 // Listing is the entry of a NetList that holds an address.
@@ -64,7 +77,7 @@ func (l *NetList) Lookup(ip netip.Addr) (Listing, bool) {
 	if best == nil || best.exclude {
 		return Listing{}, false
 	}
-	return Listing{Net: rangeString(best.first, best.last), Reason: best.reason, Source: best.source}, true
+	return Listing{Net: rangeString(best.first, best.last), Reason: best.reason, Source: best.source()}, true
 }
 
 // Add parses one entry (NET, as on the command line) and adds it.
@@ -74,7 +87,7 @@ func (l *NetList) Add(spec, reason, source string) error {
 		return fmt.Errorf("%s: %v", source, err)
 	}
 	e.reason = Sanitize(reason, maxReason)
-	e.source = source
+	e.file = source
 	l.entries = append(l.entries, e)
 	l.sort()
 	return nil
@@ -86,7 +99,7 @@ func (l *NetList) Add(spec, reason, source string) error {
 // or any of these after '!' (an exception). rbldnsd's ':' value and '$'
 // directive lines are skipped, so an ip4set file can be shared.
 func (l *NetList) ReadFile(path string) error {
-	f, err := os.Open(path)
+	f, err := openList(path)
 	if err != nil {
 		return err
 	}
@@ -95,7 +108,7 @@ func (l *NetList) ReadFile(path string) error {
 }
 
 func (l *NetList) read(r io.Reader, name string) error {
-	err := readList(r, name, func(source, spec, reason string) error {
+	err := readList(r, name, func(line int, spec, reason string) error {
 		if spec[0] == '$' || spec[0] == ':' && !strings.HasPrefix(spec, "::") {
 			return nil // rbldnsd's directives and default value
 		}
@@ -108,7 +121,7 @@ func (l *NetList) read(r io.Reader, name string) error {
 			return err
 		}
 		e.reason = Sanitize(strings.TrimSpace(reason), maxReason)
-		e.source = source
+		e.file, e.line = name, line
 		l.entries = append(l.entries, e)
 		return nil
 	})
@@ -119,8 +132,8 @@ func (l *NetList) read(r io.Reader, name string) error {
 // readList reads a list file of mxfront's format (allow/deny lists, HELO
 // patterns): one entry a line, the first field then optional reason text;
 // '#' starts a comment; blank lines are skipped. fn gets each entry with
-// its source ("file:line"); its error is reported at that line.
-func readList(r io.Reader, name string, fn func(source, first, rest string) error) error {
+// its line number; its error is reported at that line.
+func readList(r io.Reader, name string, fn func(line int, first, rest string) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
 	for n := 1; sc.Scan(); n++ {
@@ -136,9 +149,8 @@ func readList(r io.Reader, name string, fn func(source, first, rest string) erro
 		if i := strings.IndexAny(line, " \t"); i >= 0 {
 			first, rest = line[:i], strings.TrimSpace(line[i+1:])
 		}
-		source := fmt.Sprintf("%s:%d", name, n)
-		if err := fn(source, first, rest); err != nil {
-			return fmt.Errorf("%s: %v", source, err)
+		if err := fn(n, first, rest); err != nil {
+			return fmt.Errorf("%s:%d: %v", name, n, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -247,4 +259,21 @@ func rangeString(first, last netip.Addr) string {
 		return p.String()
 	}
 	return first.String() + "-" + last.String()
+}
+
+// openList opens a list file for reading. Not os.Open: that registers the
+// file with Go's network poller, and the first registration sets up epoll
+// in a chain-mode process that has no other use for it. A regular file
+// never blocks, so a plain blocking descriptor is what os.NewFile gets.
+func openList(path string) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
 }

@@ -1,10 +1,16 @@
+//go:build !mxfront_lean
+
+// Serve mode lives behind the mxfront_lean build tag, which the Makefile
+// sets for the chain-mode executable: serve needs package net, and a
+// chain-mode process that merely links net pays its initialisation at
+// every start. mxfront-cli, which runs serve, is built without the tag.
+
 package frontend
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -27,7 +33,7 @@ type Server struct {
 	Argv      []string // PROGRAM and its arguments
 	Path      string   // PROGRAM's resolved path
 	Environ   []string // PROGRAM's base environment
-	Log       *slog.Logger
+	Log       *Logger
 	Stderr    *os.File // PROGRAM's stderr (mxfront's own log stream)
 	Listeners []net.Listener
 	Limits    Limits
@@ -448,4 +454,37 @@ func addrPort(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
+}
+
+// greetConn is GreetFD for serve mode: the wait is done by Go's poller, so
+// that a goroutine, not a thread, waits for each client in its delay.
+func greetConn(c net.Conn, hostname string, d time.Duration) (Talk, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return Silent, errors.New("greeting delay: not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return Silent, err
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte(greetLine(hostname))); err != nil {
+		return HungUp, fmt.Errorf("greeting: %v", err)
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	defer c.SetReadDeadline(time.Time{})
+	t := Silent
+	err = rc.Read(func(fd uintptr) bool {
+		var ok bool
+		t, ok = peek(int(fd))
+		return ok
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return Silent, nil
+	}
+	if err != nil {
+		return HungUp, err
+	}
+	return t, nil
 }

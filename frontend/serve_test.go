@@ -7,7 +7,6 @@ import (
 	"github.com/mxfront/mxfront/greylist"
 	"github.com/mxfront/mxfront/internal/testpeer"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -69,7 +68,7 @@ func newServer(t *testing.T) *testServer {
 		Argv:      []string{"sh", "-c", childScript},
 		Path:      "/bin/sh",
 		Environ:   []string{"PATH=/usr/bin:/bin"},
-		Log:       slog.New(slog.NewTextHandler(log, nil)),
+		Log:       WriterLogger(log),
 		Stderr:    os.Stderr,
 		Listeners: []net.Listener{l},
 	}

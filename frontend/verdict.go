@@ -10,7 +10,6 @@ package frontend
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strings"
 )
@@ -90,7 +89,7 @@ type Policy struct {
 	// DryRun decides without writing anything (mxfront check).
 	DryRun bool
 	// Log receives the errors of checks that failed open; nil: discarded.
-	Log *slog.Logger
+	Log *Logger
 }
 
 // Decide runs the connect-time checks in DESIGN.md's order and returns the
@@ -132,12 +131,7 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 	return v
 }
 
-func (p *Policy) logger() *slog.Logger {
-	if p.Log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return p.Log
-}
+func (p *Policy) logger() *Logger { return p.Log }
 
 // refuse builds a refusal with the permanent code given, made temporary by
 // --temp.

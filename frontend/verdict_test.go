@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -107,7 +106,7 @@ func TestSanitize(t *testing.T) {
 func TestDialogueRestoresBlocking(t *testing.T) {
 	if os.Getenv("MXFRONT_PIPE_HELPER") == "1" {
 		ch := &Chain{Policy: &Policy{Deny: list(t, "192.0.2.0/24")}, Dialogue: DialogueConfig{Hostname: "mx"},
-			Argv: []string{"/bin/true"}, Log: slog.New(slog.DiscardHandler), LookupEnv: os.LookupEnv}
+			Argv: []string{"/bin/true"}, Log: &Logger{}, LookupEnv: os.LookupEnv}
 		code, err := ch.Run(context.Background())
 		if code != ExitOK || err != nil {
 			os.Exit(3)
@@ -144,7 +143,7 @@ func TestChainSurvivesPanic(t *testing.T) {
 		}
 		var log strings.Builder
 		ch := &Chain{Policy: &Policy{Greylist: &Greylisting{Policy: gp}}, Dialogue: DialogueConfig{Hostname: "mx"},
-			Argv: []string{"/bin/true"}, Log: slog.New(slog.NewTextHandler(&log, nil)), LookupEnv: os.LookupEnv}
+			Argv: []string{"/bin/true"}, Log: WriterLogger(&log), LookupEnv: os.LookupEnv}
 		code, err := ch.Run(context.Background())
 		if code != ExitTemp || err == nil || !strings.Contains(log.String(), "bug in a check") {
 			os.Exit(4)

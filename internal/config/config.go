@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -13,7 +12,7 @@ import (
 type Config struct {
 	Policy   *frontend.Policy
 	Dialogue frontend.DialogueConfig
-	Log      *slog.Logger
+	Log      *frontend.Logger
 	Mode     Mode
 	Closers  []func() // run when serve stops (databases, ...)
 }

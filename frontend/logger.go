@@ -1,0 +1,145 @@
+package frontend
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Level is a log line's severity.
+type Level int8
+
+// The levels mxfront logs at, numbered as log/slog numbers them.
+const (
+	LevelInfo  Level = 0
+	LevelWarn  Level = 4
+	LevelError Level = 8
+)
+
+func (l Level) String() string {
+	switch {
+	case l >= LevelError:
+		return "ERROR"
+	case l >= LevelWarn:
+		return "WARN"
+	}
+	return "INFO"
+}
+
+// Logger writes mxfront's log: one line of key=value pairs per event, in
+// the form of log/slog's TextHandler (time=... level=INFO msg=... key=value
+// ...), so the lines stay greppable and parse as logfmt.
+//
+// It is not log/slog: chain mode starts a process per connection, and
+// linking log/slog (its default handler brings encoding/json and reflect,
+// and its package initialisation runs at every start) cost each start more
+// than all of mxfront's own work. A nil or zero Logger writes nothing.
+type Logger struct {
+	send  func(Level, string) error
+	stamp bool
+	mu    sync.Mutex
+}
+
+// NewLogger returns a Logger that hands each line, without its newline, to
+// send; stamp starts each line with time= (UTC, milliseconds), which syslog
+// and the journal add themselves.
+func NewLogger(stamp bool, send func(Level, string) error) *Logger {
+	return &Logger{send: send, stamp: stamp}
+}
+
+// WriterLogger returns a Logger that writes time-stamped lines to w.
+func WriterLogger(w io.Writer) *Logger {
+	return NewLogger(true, func(_ Level, line string) error {
+		_, err := io.WriteString(w, line+"\n")
+		return err
+	})
+}
+
+// Enabled reports whether l writes anything.
+func (l *Logger) Enabled() bool { return l != nil && l.send != nil }
+
+// Info, Warn and Error write one line: msg, then kv as key-value pairs
+// (string keys; values are strings, integers, booleans, durations, errors
+// or anything fmt can print).
+func (l *Logger) Info(msg string, kv ...any)  { l.Log(LevelInfo, msg, kv) }
+func (l *Logger) Warn(msg string, kv ...any)  { l.Log(LevelWarn, msg, kv) }
+func (l *Logger) Error(msg string, kv ...any) { l.Log(LevelError, msg, kv) }
+
+// Log writes one line at level. A key that is not a string, or a key
+// without its value, is written as !BADKEY=value, as log/slog does.
+func (l *Logger) Log(level Level, msg string, kv []any) {
+	if !l.Enabled() {
+		return
+	}
+	b := make([]byte, 0, 256)
+	if l.stamp {
+		b = append(b, "time="...)
+		b = time.Now().UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
+		b = append(b, ' ')
+	}
+	b = append(b, "level="...)
+	b = append(b, level.String()...)
+	b = appendPair(b, "msg", msg)
+	for i := 0; i < len(kv); i++ {
+		key, ok := kv[i].(string)
+		if !ok || i+1 == len(kv) {
+			b = appendPair(b, "!BADKEY", kv[i])
+			continue
+		}
+		i++
+		b = appendPair(b, key, kv[i])
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.send(level, string(b))
+}
+
+func appendPair(b []byte, key string, v any) []byte {
+	b = append(b, ' ')
+	b = append(b, key...)
+	b = append(b, '=')
+	var s string
+	switch v := v.(type) {
+	case string:
+		s = v
+	case int:
+		return strconv.AppendInt(b, int64(v), 10)
+	case int64:
+		return strconv.AppendInt(b, v, 10)
+	case uint64:
+		return strconv.AppendUint(b, v, 10)
+	case bool:
+		return strconv.AppendBool(b, v)
+	case float64:
+		return strconv.AppendFloat(b, v, 'g', -1, 64)
+	case time.Duration:
+		s = v.String()
+	case error:
+		s = v.Error()
+	case fmt.Stringer:
+		s = v.String()
+	default:
+		s = fmt.Sprint(v)
+	}
+	if needsQuote(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+// needsQuote follows slog's TextHandler: empty, spaces, '=', '"' and
+// anything not printable ASCII are quoted.
+func needsQuote(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == '=' || c == '"' || c >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
