@@ -52,3 +52,17 @@ func BenchmarkCheckThreeZonesCached(b *testing.B) {
 		}
 	}
 }
+
+// A clean client with the Check waiting in Go's network poller, as serve
+// mode's do (the others use rawLink on Linux).
+func BenchmarkCheckThreeZonesPoller(b *testing.B) {
+	withPoller = true
+	defer func() { withPoller = false }()
+	c := benchChecker(b, nil)
+	ctx := context.Background()
+	for b.Loop() {
+		if r := c.Check(ctx, cleanIP); r.Failed() || r.Score != 0 {
+			b.Fatalf("score %d errors %v", r.Score, r.Errors())
+		}
+	}
+}

@@ -3,8 +3,9 @@ package dnsbl
 import (
 	"context"
 	"errors"
-	"net"
+	"io"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -35,8 +36,8 @@ type link interface {
 type pollLink struct {
 	servers []netip.AddrPort
 	mu      sync.Mutex // conns, for the cancel hook
-	conns   []*net.UDPConn
-	only    *net.UDPConn  // the one socket open, read in place
+	conns   []*os.File
+	only    *os.File      // the one socket open, read in place
 	in      chan datagram // the readers', once two sockets are open
 	quit    chan struct{}
 	ctx     context.Context
@@ -54,7 +55,7 @@ type datagram struct {
 func aLongTimeAgo() time.Time { return time.Unix(1, 0) }
 
 func newPollLink(servers []netip.AddrPort, ctx context.Context) *pollLink {
-	l := &pollLink{servers: servers, conns: make([]*net.UDPConn, len(servers)), quit: make(chan struct{}), ctx: ctx}
+	l := &pollLink{servers: servers, conns: make([]*os.File, len(servers)), quit: make(chan struct{}), ctx: ctx}
 	if ctx.Done() != nil {
 		// A cancelled Check ends at once: the reads are interrupted.
 		l.unhook = context.AfterFunc(ctx, func() {
@@ -82,14 +83,8 @@ func (l *pollLink) send(srv int, b []byte) error {
 	return err
 }
 
-func (l *pollLink) dial(srv int) (*net.UDPConn, error) {
-	raddr := net.UDPAddrFromAddrPort(l.servers[srv])
-	// "udp4" or "udp6": no probe of the IP stack, no resolver.
-	network := "udp6"
-	if raddr.IP.To4() != nil {
-		network = "udp4"
-	}
-	c, err := net.DialUDP(network, nil, raddr)
+func (l *pollLink) dial(srv int) (*os.File, error) {
+	c, err := dialUDP(l.servers[srv])
 	if err != nil {
 		return nil, err
 	}
@@ -115,11 +110,11 @@ func (l *pollLink) dial(srv int) (*net.UDPConn, error) {
 	return c, nil
 }
 
-func (l *pollLink) read(srv int, c *net.UDPConn) {
+func (l *pollLink) read(srv int, c *os.File) {
 	for {
 		b := make([]byte, maxUDP)
-		n, err := c.Read(b)
-		if errors.Is(err, net.ErrClosed) {
+		n, err := readDatagram(c, b)
+		if errors.Is(err, os.ErrClosed) {
 			return
 		}
 		select {
@@ -139,7 +134,7 @@ func (l *pollLink) recv(buf []byte, deadline time.Time) (int, int, error, bool) 
 		if l.ctx.Err() != nil {
 			return 0, 0, nil, false // the hook may have run before
 		}
-		n, err := c.Read(buf)
+		n, err := readDatagram(c, buf)
 		if err != nil && isTimeout(err) {
 			return 0, 0, nil, false
 		}
@@ -162,6 +157,16 @@ func (l *pollLink) recv(buf []byte, deadline time.Time) (int, int, error, bool) 
 	case <-l.ctx.Done():
 	}
 	return 0, 0, nil, false
+}
+
+// readDatagram reads one datagram from c. os.File takes an empty one for
+// the end of a stream: it is a datagram like another.
+func readDatagram(c *os.File, b []byte) (int, error) {
+	n, err := c.Read(b)
+	if err == io.EOF {
+		return 0, nil
+	}
+	return n, err
 }
 
 func (l *pollLink) close() {

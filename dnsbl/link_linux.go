@@ -1,10 +1,9 @@
 package dnsbl
 
 import (
-	"net"
 	"net/netip"
+	"os"
 	"slices"
-	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -46,7 +45,7 @@ func newRawLink(servers []netip.AddrPort) link {
 
 func (l *rawLink) send(srv int, b []byte) error {
 	if l.fds[srv] < 0 {
-		fd, err := dialRaw(l.servers[srv])
+		fd, err := dial(l.servers[srv], syscall.SOCK_DGRAM)
 		if err != nil {
 			return err
 		}
@@ -56,38 +55,9 @@ func (l *rawLink) send(srv int, b []byte) error {
 	for {
 		_, err := syscall.Write(l.fds[srv], b)
 		if err != syscall.EINTR {
-			return wrapErrno("write", err)
+			return l.err("write", srv, err)
 		}
 	}
-}
-
-// dialRaw opens a non-blocking UDP socket connected to server.
-func dialRaw(server netip.AddrPort) (int, error) {
-	var sa syscall.Sockaddr
-	family := syscall.AF_INET
-	if a := server.Addr(); a.Is4() || a.Is4In6() {
-		sa = &syscall.SockaddrInet4{Port: int(server.Port()), Addr: a.Unmap().As4()}
-	} else {
-		family = syscall.AF_INET6
-		sa6 := &syscall.SockaddrInet6{Port: int(server.Port()), Addr: a.As16()}
-		if z := a.Zone(); z != "" {
-			if n, err := strconv.Atoi(z); err == nil {
-				sa6.ZoneId = uint32(n)
-			} else if ifi, err := net.InterfaceByName(z); err == nil {
-				sa6.ZoneId = uint32(ifi.Index)
-			}
-		}
-		sa = sa6
-	}
-	fd, err := syscall.Socket(family, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, wrapErrno("socket", err)
-	}
-	if err := syscall.Connect(fd, sa); err != nil {
-		syscall.Close(fd)
-		return -1, wrapErrno("connect", err)
-	}
-	return fd, nil
 }
 
 func (l *rawLink) recv(buf []byte, deadline time.Time) (int, int, error, bool) {
@@ -98,7 +68,7 @@ func (l *rawLink) recv(buf []byte, deadline time.Time) (int, int, error, bool) {
 			srv := l.last
 			n, err := syscall.Read(l.fds[srv], buf)
 			if err != syscall.EAGAIN && err != syscall.EINTR {
-				return srv, max(n, 0), wrapErrno("read", err), true
+				return srv, max(n, 0), l.err("read", srv, err), true
 			}
 			l.last = -1
 		}
@@ -110,7 +80,7 @@ func (l *rawLink) recv(buf []byte, deadline time.Time) (int, int, error, bool) {
 		n, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&l.polls[0])),
 			uintptr(len(l.polls)), uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 		if e != 0 && e != syscall.EINTR {
-			return 0, 0, wrapErrno("ppoll", e), true
+			return 0, 0, os.NewSyscallError("ppoll", e), true
 		}
 		if n > 0 {
 			l.last = l.ready()
@@ -139,11 +109,10 @@ func (l *rawLink) close() {
 	}
 }
 
-// wrapErrno says what failed as the net package would ("read: connection
-// refused"), keeping the errno for errors.Is.
-func wrapErrno(op string, err error) error {
+// err says what failed on server srv's socket, as pollLink's os.File would.
+func (l *rawLink) err(op string, srv int, err error) error {
 	if err == nil {
 		return nil
 	}
-	return &net.OpError{Op: op, Net: "udp", Err: err}
+	return sockErr(op, syscall.SOCK_DGRAM, l.servers[srv], err)
 }

@@ -65,8 +65,9 @@ func TestOneSocketPerServer(t *testing.T) {
 	}
 }
 
-// strayServer answers each query with garbage, an answer with another ID,
-// an answer to another question and then the answer: only the last counts.
+// strayServer answers each query with an empty datagram, garbage, an
+// answer with another ID, an answer to another question and then the
+// answer: only the last counts.
 func strayServer(t *testing.T) string {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -88,6 +89,7 @@ func strayServer(t *testing.T) string {
 				b, _ := m.Pack()
 				_, _ = pc.WriteTo(b, from)
 			}
+			_, _ = pc.WriteTo(nil, from)
 			_, _ = pc.WriteTo([]byte("\x00"), from)
 			_, _ = pc.WriteTo([]byte("garbage, not DNS"), from)
 			m := new(dns.Msg)

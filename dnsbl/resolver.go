@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -35,12 +34,12 @@ func ServersFromResolvConf(path string) ([]string, error) {
 		if len(fields) < 2 || fields[0] != "nameserver" {
 			continue
 		}
-		host := fields[1]
 		// A link-local server carries its interface: fe80::1%eth0.
-		if _, err := netip.ParseAddr(host); err != nil {
+		a, err := netip.ParseAddr(fields[1])
+		if err != nil {
 			continue
 		}
-		servers = append(servers, net.JoinHostPort(host, "53"))
+		servers = append(servers, netip.AddrPortFrom(a, 53).String())
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("dnsbl: %s: %v", path, err)
@@ -61,9 +60,8 @@ func checkServer(s string) error {
 
 // resolver asks the configured servers, rotating through them on failure.
 type resolver struct {
-	servers  []string
-	addrs    []netip.AddrPort // the same, parsed
-	try      time.Duration    // one attempt's wait for an answer
+	addrs    []netip.AddrPort
+	try      time.Duration // one attempt's wait for an answer
 	attempts int
 	raw      bool // wait in rawLink, not in Go's network poller
 }
@@ -74,7 +72,6 @@ func newResolver(servers []string, try time.Duration, raw bool) *resolver {
 		addrs[i] = netip.MustParseAddrPort(s) // checked by checkServer
 	}
 	return &resolver{
-		servers:  servers,
 		addrs:    addrs,
 		try:      try,
 		attempts: max(3, 2*len(servers)),
@@ -371,7 +368,7 @@ func (x *exchange) startTCP(q *question) {
 	}
 	q.tcp = true
 	x.tcpCount++
-	server, due := x.r.servers[q.attempt%len(x.r.servers)], q.due
+	server, due := x.r.addrs[q.attempt%len(x.r.addrs)], q.due
 	go func() {
 		q.tcpAns, q.tcpErr = askTCP(server, query, due, q) // read by the loop after the handover
 		select {
@@ -395,16 +392,12 @@ func (x *exchange) tcpAnswer() *question {
 
 // askTCP sends q's query (length included) to server over TCP and reads
 // the answer, all before deadline. It only reads q's question and ID.
-func askTCP(server string, query []byte, deadline time.Time, q *question) (*reply, error) {
-	d := net.Dialer{Deadline: deadline}
-	c, err := d.Dial("tcp", server)
+func askTCP(server netip.AddrPort, query []byte, deadline time.Time, q *question) (*reply, error) {
+	c, err := dialTCP(server, deadline)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if err := c.SetDeadline(deadline); err != nil {
-		return nil, err
-	}
 	if _, err := c.Write(query); err != nil {
 		return nil, err
 	}
@@ -435,10 +428,7 @@ func minTime(a, b time.Time) time.Time {
 
 func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
-}
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 var errTimeout = errors.New("timeout")
 

@@ -405,7 +405,7 @@ func TestNameIs(t *testing.T) {
 }
 
 // tcpServer answers one TCP query on loopback with what answer makes of it.
-func tcpServer(t *testing.T, answer func(query []byte) []byte) string {
+func tcpServer(t *testing.T, answer func(query []byte) []byte) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -425,7 +425,7 @@ func tcpServer(t *testing.T, answer func(query []byte) []byte) string {
 		}
 		_, _ = c.Write(answer(b[2:n]))
 	}()
-	return l.Addr().String()
+	return l.Addr().(*net.TCPAddr).AddrPort()
 }
 
 func TestAskTCP(t *testing.T) {
@@ -476,8 +476,9 @@ func TestAskTCP(t *testing.T) {
 		})
 	}
 	// Nothing listening: refused at once; a silent server: the deadline.
-	if _, err := askTCP(deadServer(t), []byte{0, 1, 0}, time.Now().Add(2*time.Second), new(question)); err == nil {
-		t.Error("no error from a dead server")
+	dead := netip.MustParseAddrPort(deadServer(t))
+	if _, err := askTCP(dead, []byte{0, 1, 0}, time.Now().Add(2*time.Second), new(question)); !isRefused(err) {
+		t.Errorf("dead server: %v", err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -485,7 +486,8 @@ func TestAskTCP(t *testing.T) {
 	}
 	defer l.Close()
 	start := time.Now()
-	if _, err := askTCP(l.Addr().String(), []byte{0, 1, 0}, start.Add(200*time.Millisecond), new(question)); !isTimeout(err) {
+	silent := l.Addr().(*net.TCPAddr).AddrPort()
+	if _, err := askTCP(silent, []byte{0, 1, 0}, start.Add(200*time.Millisecond), new(question)); !isTimeout(err) {
 		t.Errorf("silent server: %v", err)
 	} else if d := time.Since(start); d > time.Second {
 		t.Errorf("silent server: timeout after %v", d)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -198,15 +197,11 @@ func dnsServers(specs []string) ([]string, error) {
 	}
 	out := make([]string, 0, len(specs))
 	for _, s := range specs {
-		if a, err := netip.ParseAddr(s); err == nil {
-			s = net.JoinHostPort(a.String(), "53")
-		}
-		host, port, err := net.SplitHostPort(s)
+		a, err := netip.ParseAddr(s)
 		if err == nil {
-			_, err = netip.ParseAddr(host)
-		}
-		if err == nil {
-			_, err = strconv.ParseUint(port, 10, 16)
+			s = netip.AddrPortFrom(a, 53).String()
+		} else {
+			_, err = netip.ParseAddrPort(s)
 		}
 		if err != nil {
 			return nil, UsageErr("--dns-server takes a numeric HOST:PORT, e.g. 127.0.0.1:53 or [::1]:53",
