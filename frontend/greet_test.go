@@ -1,3 +1,5 @@
+//go:build !mxfront_lean
+
 package frontend
 
 import (

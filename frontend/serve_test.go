@@ -1,3 +1,5 @@
+//go:build !mxfront_lean
+
 package frontend
 
 import (
@@ -8,7 +10,6 @@ import (
 	"github.com/mxfront/mxfront/internal/testpeer"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -324,13 +325,6 @@ func TestServeShutdownClientNotReading(t *testing.T) {
 	if took := time.Since(t0); took > 10*time.Second {
 		t.Errorf("stopped after %v", took)
 	}
-}
-
-// panicStore is a greylist store with a bug: every read panics.
-type panicStore struct{ greylist.Store }
-
-func (panicStore) Get(context.Context, netip.Prefix) (greylist.Record, error) {
-	panic("bug in a check")
 }
 
 // A bug in one connection's checks (here a store that panics) does not

@@ -165,3 +165,10 @@ func TestChainSurvivesPanic(t *testing.T) {
 		t.Fatalf("a Go panic reached fd 2:\n%s", errOut.String())
 	}
 }
+
+// panicStore is a greylist store with a bug: every read panics.
+type panicStore struct{ greylist.Store }
+
+func (panicStore) Get(context.Context, netip.Prefix) (greylist.Record, error) {
+	panic("bug in a check")
+}
