@@ -2,13 +2,13 @@ package dnsbl
 
 import (
 	"context"
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // The tests that exercise the network again, with every Check waiting in

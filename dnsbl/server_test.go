@@ -1,7 +1,6 @@
 package dnsbl
 
 import (
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"net"
 	"strings"
 	"sync"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // rule is how the test server answers the names it covers.

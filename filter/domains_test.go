@@ -3,7 +3,6 @@ package filter
 import (
 	"bytes"
 	"context"
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"log/slog"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // zoneEntry is how the test DNS server answers for one name.

@@ -45,7 +45,7 @@ func (p *Policy) dnsLists(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 	r := d.Checker.Check(ctx, ip)
 	for _, e := range r.Errors() {
 		// Loud: a failing list silently stops protecting the server.
-		p.logger().Warn("DNS list failed", "ip", ip.String(), "zone", e.Zone, "query", e.Query,
+		p.Log.Warn("DNS list failed", "ip", ip.String(), "zone", e.Zone, "query", e.Query,
 			"cause", e.Cause.String(), "error", e.Error())
 	}
 	exports := []Export{

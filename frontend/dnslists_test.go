@@ -3,7 +3,6 @@ package frontend
 import (
 	"bytes"
 	"context"
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"net"
 	"net/netip"
 	"slices"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/mxfront/mxfront/dnsbl"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // listAnswer is how the test server answers one name.

@@ -105,7 +105,7 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 // greylistFailed passes the client: greylisting is not worth refusing mail
 // for, but the operator must hear of it.
 func (p *Policy) greylistFailed(ip netip.Addr, v *Verdict, err error) bool {
-	p.logger().Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
+	p.Log.Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
 	v.Exports = append(v.Exports, Export{exportGreylist, stateError})
 	if p.DryRun {
 		v.Details = append(v.Details, "greylist: error (the client would pass): "+err.Error())
@@ -169,7 +169,7 @@ func (p *Policy) forgetGreylisted(ctx context.Context, ip netip.Addr, v Verdict)
 		return
 	}
 	if err := p.Greylist.Policy.Forget(ctx, ip); err != nil {
-		p.logger().Error("greylist: cannot forget a bogus client", "ip", ip.String(), "error", err.Error())
+		p.Log.Error("greylist: cannot forget a bogus client", "ip", ip.String(), "error", err.Error())
 	}
 }
 

@@ -1,7 +1,11 @@
 package frontend
 
 import (
+	"errors"
+	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -83,4 +87,42 @@ func FuzzNetList(f *testing.F) {
 			t.Fatalf("reason not sanitised: %q", got.Reason)
 		}
 	})
+}
+
+// Where an entry was read is told for the entry a lookup finds: a file's
+// name and line, or the flag; the HELO patterns say theirs too.
+func TestListSourcesFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	deny := filepath.Join(dir, "deny")
+	if err := os.WriteFile(deny, []byte("# x\n\n192.0.2.0/24 go away\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := &NetList{}
+	if err := l.ReadFile(deny); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Add("198.51.100.7", "", "--deny"); err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]string{"192.0.2.9": deny + ":3", "198.51.100.7": "--deny"} {
+		if got, _ := l.Lookup(netip.MustParseAddr(ip)); got.Source != want {
+			t.Errorf("%s: source %q, want %q", ip, got.Source, want)
+		}
+	}
+	helo := filepath.Join(dir, "helo")
+	if err := os.WriteFile(helo, []byte("\n*.dyn.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pats := &HELOPatterns{}
+	if err := pats.ReadFile(helo); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := pats.Match("a.dyn.example"); !ok || p.Source != helo+":2" {
+		t.Errorf("HELO pattern: %+v %v, want source %s:2", p, ok, helo)
+	}
+	// A missing file is an error that names it, as os.Open's did.
+	err := (&NetList{}).ReadFile(filepath.Join(dir, "missing"))
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "open "+dir+"/missing") {
+		t.Errorf("missing file: %v", err)
+	}
 }

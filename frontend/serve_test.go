@@ -6,8 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/mxfront/mxfront/greylist"
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"io"
 	"net"
 	"os"
@@ -15,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // childScript is PROGRAM in these tests: it greets with what it was told

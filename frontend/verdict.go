@@ -131,8 +131,6 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 	return v
 }
 
-func (p *Policy) logger() *Logger { return p.Log }
-
 // refuse builds a refusal with the permanent code given, made temporary by
 // --temp.
 func (p *Policy) refuse(code int, enhanced, text, reason string) Verdict {

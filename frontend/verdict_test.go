@@ -2,14 +2,14 @@ package frontend
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
+	"testing"
 
 	"github.com/mxfront/mxfront/greylist"
 	"golang.org/x/sys/unix"
-	"net/netip"
-	"testing"
 )
 
 func list(t *testing.T, nets ...string) *NetList {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/mxfront/mxfront/internal/config"
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"io"
 	"net"
 	"net/netip"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/testpeer"
 	"github.com/urfave/cli/v2"
 )
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/mxfront/mxfront/internal/config"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/internal/config"
 )
 
 func TestGreylistFlagsFastParserAgrees(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/mxfront/mxfront/internal/config"
 	"io"
 	"reflect"
 	"slices"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxfront/mxfront/internal/config"
 	"github.com/urfave/cli/v2"
 )
 

@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
-	"github.com/mxfront/mxfront/internal/config"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/internal/config"
 )
 
 // SIGHUP's work: every list file is read again into a new policy and

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"fmt"
 	"os"
 	"strings"
 
@@ -113,10 +112,19 @@ func netList(o Options, name string) (*frontend.NetList, error) {
 			return nil, UsageErr("NET is an IP address or a CIDR network, e.g. 192.0.2.0/24 or 2001:db8::/32", "%v", err)
 		}
 	}
-	for _, f := range files {
-		if err := l.ReadFile(f); err != nil {
-			return nil, UsageErr(fmt.Sprintf("each line of --%s-file is \"NET [reason text]\"; # starts a comment", name), "--%s-file: %v", name, err)
-		}
+	if err := readNetFiles(l, files, name+"-file", "\"NET [reason text]\"; # starts a comment"); err != nil {
+		return nil, err
 	}
 	return l, nil
+}
+
+// readNetFiles adds the networks of files, given with --flag, to l; a bad
+// line is a usage error saying what a line of such a file holds (form).
+func readNetFiles(l *frontend.NetList, files []string, flag, form string) error {
+	for _, f := range files {
+		if err := l.ReadFile(f); err != nil {
+			return UsageErr("each line of --"+flag+" is "+form, "--%s: %v", flag, err)
+		}
+	}
+	return nil
 }

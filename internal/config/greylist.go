@@ -142,10 +142,8 @@ func skipList(o Options) (*frontend.NetList, error) {
 		return nil, nil
 	}
 	l := &frontend.NetList{}
-	for _, f := range files {
-		if err := l.ReadFile(f); err != nil {
-			return nil, UsageErr("each line of --greylist-skip-file is \"NET [comment]\", as in --allow-file", "--greylist-skip-file: %v", err)
-		}
+	if err := readNetFiles(l, files, "greylist-skip-file", "\"NET [comment]\", as in --allow-file"); err != nil {
+		return nil, err
 	}
 	return l, nil
 }

@@ -1,12 +1,12 @@
 package filter_test
 
 import (
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"net"
 	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // startDNS serves MX and A records for a few names on 127.0.0.1:PORT over

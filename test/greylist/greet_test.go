@@ -1,11 +1,12 @@
 package greylist_test
 
 import (
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 const greetDelay = time.Second

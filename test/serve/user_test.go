@@ -1,13 +1,14 @@
 package serve_test
 
 import (
-	"github.com/mxfront/mxfront/internal/testpeer"
 	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // --user and --group: started as root, mxfront runs PROGRAM as the user

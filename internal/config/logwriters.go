@@ -1,10 +1,10 @@
 package config
 
 import (
-	"errors"
+	"fmt"
 	"os"
 	"strconv"
-	"sync"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,10 +32,11 @@ func severity(l frontend.Level) int {
 
 // syslogWriter sends lines to the local syslog daemon in the form
 // log/syslog uses for a local socket: <PRI>Mmm dd hh:mm:ss TAG[PID]: MSG.
+// Its send, like journalWriter's, is called by one frontend.Logger, which
+// sends one line at a time.
 type syslogWriter struct {
 	facility int
 	tag      string
-	mu       sync.Mutex
 	fd       int
 }
 
@@ -58,7 +59,7 @@ func (w *syslogWriter) connect() error {
 		syscall.Close(w.fd)
 		w.fd = -1
 	}
-	var last error
+	var first error // /dev/log's, the one that matters on Linux
 	for _, path := range syslogPaths {
 		for _, typ := range []int{syscall.SOCK_DGRAM, syscall.SOCK_STREAM} {
 			fd, err := syscall.Socket(syscall.AF_UNIX, typ|syscall.SOCK_CLOEXEC, 0)
@@ -70,15 +71,15 @@ func (w *syslogWriter) connect() error {
 				return nil
 			}
 			syscall.Close(fd)
-			last = &os.PathError{Op: "connect", Path: path, Err: err}
+			if first == nil {
+				first = &os.PathError{Op: "connect", Path: path, Err: err}
+			}
 		}
 	}
-	return errors.Join(errors.New("unix syslog delivery error"), last)
+	return fmt.Errorf("no syslog daemon (%s): %w", strings.Join(syslogPaths, ", "), first)
 }
 
 func (w *syslogWriter) send(l frontend.Level, line string) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	b := make([]byte, 0, len(line)+64)
 	b = append(b, '<')
 	b = strconv.AppendInt(b, int64(w.facility<<3|severity(l)), 10)

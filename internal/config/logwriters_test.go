@@ -85,7 +85,7 @@ func TestSyslogMissing(t *testing.T) {
 	old := syslogPaths
 	syslogPaths = []string{filepath.Join(t.TempDir(), "log")}
 	t.Cleanup(func() { syslogPaths = old })
-	if _, err := NewLogger("syslog"); err == nil || !strings.Contains(err.Error(), "--log syslog") {
+	if _, err := NewLogger("syslog"); err == nil || !strings.Contains(err.Error(), "--log syslog: no syslog daemon") {
 		t.Fatalf("no syslog daemon: %v", err)
 	}
 	if l, err := NewLogger("syslog-or-none"); err != nil || l.Enabled() {
