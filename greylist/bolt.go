@@ -464,14 +464,18 @@ func (b *Bolt) held() (*bolt.DB, error) {
 }
 
 // open opens the file, read-only under a shared lock or for writing under
-// the exclusive one. Read-only, a missing or empty file is errNoFile.
+// the exclusive one, waiting at most LockTimeout in all. Read-only, a
+// missing or empty file is errNoFile.
 //
 // The file is checked to still be the one at path once the lock is had: a
 // Compact may have renamed a new file over it while this process waited,
-// and writing to the old one would lose the write.
+// and writing to the old one would lose the write. Compact holds the old
+// file's shared lock until after the rename, so a writer that has the
+// exclusive lock of the file at path keeps it there until it lets go.
 func (b *Bolt) open(readOnly bool) (*bolt.DB, error) {
-	for range 3 {
-		db, f, err := b.openOnce(readOnly)
+	deadline := time.Now().Add(b.o.LockTimeout)
+	for {
+		db, f, err := b.openOnce(readOnly, deadline)
 		if err != nil {
 			if readOnly && errors.Is(err, fs.ErrNotExist) {
 				err = errNoFile
@@ -493,24 +497,25 @@ func (b *Bolt) open(readOnly bool) (*bolt.DB, error) {
 		if readOnly && err2 != nil {
 			return nil, errNoFile
 		}
+		// Replaced: open the new file, within what is left of the wait.
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("replaced while waiting for its lock: %w", bolterrors.ErrTimeout)
+		}
 	}
-	return nil, errors.New("the file was replaced three times while opening it")
 }
 
-func (b *Bolt) openOnce(readOnly bool) (db *bolt.DB, f *os.File, err error) {
+func (b *Bolt) openOnce(readOnly bool, deadline time.Time) (db *bolt.DB, f *os.File, err error) {
 	opts := &bolt.Options{
-		Timeout:      b.o.LockTimeout,
+		// Our own lock is had first, so bbolt's succeeds at once; never
+		// zero, which is bbolt's "wait for ever".
+		Timeout:      max(time.Until(deadline), time.Millisecond),
 		ReadOnly:     readOnly,
 		NoStatistics: true,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			// Not os.OpenFile: it would set up Go's network poller
-			// (epoll, an eventfd) for a file it cannot poll, work a
-			// chain-mode process would do only for this.
-			fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, uint32(perm))
+			file, err := openFile(name, flag, perm)
 			if err != nil {
-				return nil, &os.PathError{Op: "open", Path: name, Err: err}
+				return nil, err
 			}
-			file := os.NewFile(uintptr(fd), name)
 			if readOnly {
 				// bbolt would try to initialise an empty file.
 				if fi, err := file.Stat(); err == nil && fi.Size() == 0 {
@@ -521,7 +526,7 @@ func (b *Bolt) openOnce(readOnly bool) (db *bolt.DB, f *os.File, err error) {
 			// bbolt's own wait polls every 50ms, so a waiter loses the
 			// lock to others for long; take it here, polling briskly, and
 			// bbolt's flock of the same open file then succeeds at once.
-			if err := lock(file, !readOnly, b.o.LockTimeout); err != nil {
+			if err := lock(file, !readOnly, deadline); err != nil {
 				file.Close()
 				return nil, err
 			}
@@ -547,13 +552,23 @@ func (b *Bolt) openOnce(readOnly bool) (db *bolt.DB, f *os.File, err error) {
 	return db, f, err
 }
 
-// lock takes the file's shared or exclusive lock, waiting at most timeout.
-func lock(f *os.File, exclusive bool, timeout time.Duration) error {
+// openFile opens a file without os.OpenFile, which would set up Go's
+// network poller (epoll, an eventfd) for a file it cannot poll: work a
+// chain-mode process would do only for this.
+func openFile(name string, flag int, perm os.FileMode) (*os.File, error) {
+	fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, uint32(perm))
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// lock takes the file's shared or exclusive lock, waiting until deadline.
+func lock(f *os.File, exclusive bool, deadline time.Time) error {
 	how := syscall.LOCK_SH | syscall.LOCK_NB
 	if exclusive {
 		how = syscall.LOCK_EX | syscall.LOCK_NB
 	}
-	deadline := time.Now().Add(timeout)
 	pause := 100 * time.Microsecond
 	for {
 		err := syscall.Flock(int(f.Fd()), how)
@@ -587,6 +602,8 @@ func (b *Bolt) fail(op string, err error) error {
 	switch {
 	case errors.Is(err, ErrClosed):
 		return err
+	case errors.Is(err, errCompacting):
+		return fmt.Errorf("greylist: %s: %s: %w within %v: %v", b.path, op, ErrLocked, b.o.LockTimeout, err)
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return fmt.Errorf("greylist: %s: %s: %w within %v", b.path, op, ErrLocked, b.o.LockTimeout)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
@@ -604,18 +621,45 @@ type Compacted struct {
 }
 
 // Compact rewrites the database into a new file, its pages filled, and
-// renames it over the old one, keeping the old file's owner and mode.
+// renames it over the old one, keeping the old file's owner and mode. A
+// symbolic link at the path is followed: the file it names is replaced and
+// the link stays.
 //
-// It is safe while other processes use the file: it holds the shared lock
-// on the old file while copying and renaming, so readers go on, and a writer
-// waiting for the lock sees the file replaced when it gets it and opens the
-// new one. Writers that wait longer than their LockTimeout fail (and pass
-// their client), so compact at a quiet time: it takes about as long as
-// reading the whole database. It needs room for a second copy beside the
-// file. A KeepOpen store compacts the file it holds and reopens it; another
-// process cannot compact a file that a KeepOpen store holds (ErrLocked).
+// It is safe while other processes read, write, expire and compact the
+// file, so that no write reported done is lost:
+//   - Compactions take turns: each holds the exclusive lock of the file's
+//     directory from before it opens the file until after its rename. Two
+//     at once would copy the same file, and the second rename would drop
+//     what was written to the first one's copy meanwhile.
+//   - It copies and renames under the old file's shared lock, so no write
+//     reaches the old file once the copy has begun; a writer waiting for
+//     that lock sees the file replaced when it gets it and opens the new
+//     one (see open). Readers go on meanwhile.
+//
+// Writers that wait longer than their LockTimeout fail (and pass their
+// client), so compact at a quiet time: it takes about as long as reading
+// the whole database. A compaction that finds another under way waits for
+// it up to LockTimeout, then fails with ErrLocked. It needs room for a
+// second copy beside the file. A KeepOpen store compacts the file it holds
+// and reopens it; another process cannot compact a file that a KeepOpen
+// store holds (ErrLocked).
 func (b *Bolt) Compact(ctx context.Context) (Compacted, error) {
 	var c Compacted
+	if b.isClosed() {
+		return c, ErrClosed
+	}
+	path, err := filepath.EvalSymlinks(b.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil // nothing recorded yet
+	}
+	if err != nil {
+		return c, b.fail("compact", err)
+	}
+	turn, err := lockDir(filepath.Dir(path), time.Now().Add(b.o.LockTimeout))
+	if err != nil {
+		return c, b.fail("compact", err)
+	}
+	defer turn.Close() // the next compaction's turn
 	if b.o.KeepOpen {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -623,7 +667,7 @@ func (b *Bolt) Compact(ctx context.Context) (Compacted, error) {
 		if err != nil {
 			return c, b.fail("compact", err)
 		}
-		c, err = b.compact(ctx, src)
+		c, err = b.compact(ctx, src, path)
 		// The held file has been replaced, or not: reopen in either case so
 		// that the store writes to the file at path.
 		cerr := src.Close()
@@ -636,9 +680,6 @@ func (b *Bolt) Compact(ctx context.Context) (Compacted, error) {
 		}
 		return c, nil
 	}
-	if b.isClosed() {
-		return c, ErrClosed
-	}
 	src, err := b.open(true)
 	if errors.Is(err, errNoFile) {
 		return c, nil
@@ -646,22 +687,44 @@ func (b *Bolt) Compact(ctx context.Context) (Compacted, error) {
 	if err != nil {
 		return c, b.fail("compact", err)
 	}
-	c, err = b.compact(ctx, src)
+	c, err = b.compact(ctx, src, path)
 	if err = errors.Join(err, src.Close()); err != nil {
 		return c, b.fail("compact", err)
 	}
 	return c, nil
 }
 
+// errCompacting is a compaction that waited in vain for another to end.
+var errCompacting = errors.New("another compaction of a file in the same directory is under way")
+
+// lockDir takes the exclusive lock of directory dir, waiting until
+// deadline; closing the file it returns lets go. A directory rather than a
+// lock file: there is nothing to create, own or clean up, and whoever may
+// compact (create and rename a file in dir) may open dir.
+func lockDir(dir string, deadline time.Time) (*os.File, error) {
+	f, err := openFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := lock(f, true, deadline); err != nil {
+		f.Close()
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			err = errCompacting
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
 // compact copies src, which the caller holds locked, into a new file and
-// renames that over b.path.
-func (b *Bolt) compact(ctx context.Context, src *bolt.DB) (c Compacted, err error) {
-	fi, err := os.Stat(b.path)
+// renames that over path, the file src was opened from.
+func (b *Bolt) compact(ctx context.Context, src *bolt.DB, path string) (c Compacted, err error) {
+	fi, err := os.Stat(path)
 	if err != nil {
 		return c, err
 	}
 	c.Before = fi.Size()
-	dir, base := filepath.Split(b.path)
+	dir, base := filepath.Split(path)
 	tmp, err := os.CreateTemp(dir, base+".compact-*")
 	if err != nil {
 		return c, err
@@ -695,7 +758,7 @@ func (b *Bolt) compact(ctx context.Context, src *bolt.DB) (c Compacted, err erro
 	if nfi, err := os.Stat(name); err == nil {
 		c.After = nfi.Size()
 	}
-	if err = os.Rename(name, b.path); err != nil {
+	if err = os.Rename(name, path); err != nil {
 		return c, err
 	}
 	return c, syncDir(dir)

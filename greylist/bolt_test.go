@@ -54,7 +54,8 @@ func helperAddr(i int) netip.Addr {
 }
 
 // helper runs one helper role, printing one line per decision:
-// "NETWORK-INDEX STATE" or "NETWORK-INDEX error MESSAGE".
+// "NETWORK-INDEX STATE" or "NETWORK-INDEX error MESSAGE"; or, for the
+// roles compact and expire, see maintain.
 func helper(role string) error {
 	store, err := greylist.OpenBolt(os.Getenv("GREYLIST_DB"), greylist.BoltOptions{
 		LockTimeout: time.Duration(envInt("GREYLIST_LOCK_MS")) * time.Millisecond,
@@ -93,6 +94,8 @@ func helper(role string) error {
 		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, lim); err != nil {
 			return err
 		}
+	case "compact", "expire":
+		return maintain(role, store, p)
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}
