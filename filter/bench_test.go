@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"archive/zip"
 	"bufio"
 	"context"
 	"encoding/base64"
@@ -101,7 +102,11 @@ func peakRSS(tb testing.TB, size int) float64 {
 // peakRSSOf is peakRSS for the message in path, whose reply must start
 // with want.
 func peakRSSOf(tb testing.TB, path, want string) float64 {
-	bin := mxfilterBin(tb)
+	return peakRSSOfBin(tb, mxfilterBin(tb), path, want)
+}
+
+// peakRSSOfBin is peakRSSOf for the mxfilter at bin.
+func peakRSSOfBin(tb testing.TB, bin, path, want string) float64 {
 	f, err := os.Open(path)
 	if err != nil {
 		tb.Fatal(err)
@@ -255,4 +260,118 @@ func BenchmarkCheckProcess10KB(b *testing.B) {
 		f.Close()
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// writeZipMessage writes a message holding one zip of n empty entries
+// (stored, short names), and a blocked name as the very last entry when
+// blocked: 300,000 entries make a message of about 42 MB.
+func writeZipMessage(tb testing.TB, path string, n int, blocked bool) {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprint(w, "From: a@example.org\nTo: b@example.test\nDate: Mon, 1 Jan 2024 10:00:00 +0000\nMessage-ID: <zip@example.org>\nSubject: zip\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: application/zip; name=\"many.zip\"\nContent-Transfer-Encoding: base64\n\n")
+	lw := &lineWriter{w: w}
+	enc := base64.NewEncoder(base64.StdEncoding, lw)
+	zw := zip.NewWriter(bufio.NewWriterSize(enc, 1<<20))
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("d%03d/f%07d.txt", i%1000, i)
+		if blocked && i == n-1 {
+			name = "d999/setup.exe"
+		}
+		if _, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	enc.Close()
+	fmt.Fprint(w, "\n--b--\n")
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// lineWriter breaks base64 into 76-character lines.
+type lineWriter struct {
+	w   *bufio.Writer
+	col int
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	for _, c := range p {
+		l.w.WriteByte(c)
+		if l.col++; l.col == 76 {
+			l.w.WriteByte('\n')
+			l.col = 0
+		}
+	}
+	return len(p), nil
+}
+
+// TestPeakRSSZip300k: a message holding a zip of 300,000 entries (about
+// 42 MB) is judged within 32 MiB, and the executable named by its last
+// entry is found: the directory is walked one entry at a time.
+func TestPeakRSSZip300k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds mxfilter and writes 42 MB")
+	}
+	path := filepath.Join(t.TempDir(), "zip.eml")
+	writeZipMessage(t, path, 300000, true)
+	if rss := peakRSSOf(t, path, "554 5.7.1 attachment type refused: d999/setup.exe in many.zip"); rss > 32 {
+		t.Fatalf("peak RSS %.1f MiB for a 300,000-entry zip, want <= 32", rss)
+	} else {
+		t.Logf("peak RSS %.1f MiB", rss)
+	}
+}
+
+// BenchmarkPeakRSSZip300k: peak RSS of mxfilter check on the 300,000-entry
+// zip message; with MXFILTER_BENCH_BASE=COMMIT, also that of the mxfilter
+// of COMMIT (built from git archive), measured in the same run.
+func BenchmarkPeakRSSZip300k(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "zip.eml")
+	writeZipMessage(b, path, 300000, false)
+	base := baseBinary(b)
+	var rss, baseRSS float64
+	for i := 0; i < b.N; i++ {
+		rss = peakRSSOfBin(b, mxfilterBin(b), path, "250 ")
+		if base != "" {
+			baseRSS = peakRSSOfBin(b, base, path, "250 ")
+		}
+	}
+	b.ReportMetric(rss, "peak-RSS-MiB")
+	if base != "" {
+		b.ReportMetric(baseRSS, "base-peak-RSS-MiB")
+	}
+}
+
+// baseBinary builds cmd/mxfilter as of $MXFILTER_BENCH_BASE ("" when
+// unset), for before/after figures from one run.
+func baseBinary(tb testing.TB) string {
+	commit := os.Getenv("MXFILTER_BENCH_BASE")
+	if commit == "" {
+		return ""
+	}
+	root, err := testpeer.ModuleRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	archive := exec.Command("sh", "-c", "git archive "+commit+" | tar -x -C "+dir)
+	archive.Dir = root
+	if out, err := archive.CombinedOutput(); err != nil {
+		tb.Fatalf("git archive %s: %v\n%s", commit, err, out)
+	}
+	bin := filepath.Join(dir, "mxfilter-base")
+	build := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", bin, "./cmd/mxfilter")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		tb.Fatalf("build %s: %v\n%s", commit, err, out)
+	}
+	return bin
 }

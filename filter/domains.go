@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/mail"
 	"strings"
 	"time"
 
@@ -76,13 +75,13 @@ func addressDomains(h Header, fields ...string) []string {
 			if !strings.EqualFold(f.Name, name) {
 				continue
 			}
-			list, err := addrParser.ParseList(f.Value)
+			list, _, err := parseAddressList(f.Value)
 			if err != nil {
 				continue
 			}
 			for _, a := range list {
-				if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
-					d := strings.ToLower(a.Address[i+1:])
+				if i := strings.LastIndexByte(a, '@'); i >= 0 {
+					d := strings.ToLower(strings.TrimSuffix(a[i+1:], "."))
 					if !seen[d] && !strings.HasPrefix(d, "[") {
 						seen[d] = true
 						out = append(out, d)
@@ -93,5 +92,3 @@ func addressDomains(h Header, fields ...string) []string {
 	}
 	return out
 }
-
-var addrParser = &mail.AddressParser{WordDecoder: wordDecoder}

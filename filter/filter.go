@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -29,9 +28,13 @@ const (
 var Checks = []string{CheckSize, CheckNUL, CheckHeaderChars, CheckHeaders, CheckAddresses, CheckMIME,
 	CheckAttachments, CheckDomains, CheckVirus, CheckSpam, CheckExec}
 
-// DefaultBlocked is the default --block-attachments list.
+// DefaultBlocked is the default --block-attachments list: Windows
+// programs and scripts, and the containers and shortcuts malware has
+// moved to since Office macros were blocked (disk images, OneNote,
+// PowerShell, Java, Internet shortcuts, registry files).
 var DefaultBlocked = []string{".exe", ".scr", ".pif", ".com", ".bat", ".cmd", ".vbs", ".js", ".jse",
-	".wsf", ".hta", ".cpl", ".msi", ".lnk"}
+	".wsf", ".hta", ".cpl", ".msi", ".lnk", ".iso", ".img", ".vhd", ".vhdx", ".one", ".ps1", ".jar",
+	".url", ".reg"}
 
 // Config is one mxfilter invocation's settings.
 type Config struct {
@@ -249,7 +252,9 @@ func (j *judge) structure() (*Structure, error) {
 	if j.st != nil {
 		return j.st, nil
 	}
-	st, err := Analyze(j.msg.Spool.Reader(), j.cfg.Limits)
+	lim := j.cfg.Limits
+	lim.Blocked = j.cfg.BlockAttachments
+	st, err := Analyze(j.msg.Spool.Reader(), lim)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +304,10 @@ func (j *judge) check(name string) (*finding, string, error) {
 				if !strings.EqualFold(f.Name, field) {
 					continue
 				}
-				if _, err := addrParser.ParseList(f.Value); err != nil && !emptyGroup(f.Value) {
+				_, items, err := parseAddressList(f.Value)
+				// To, Cc and Reply-To may be empty; From and Sender name
+				// someone.
+				if err != nil || items == 0 && (field == "From" || field == "Sender") {
 					return media(fmt.Sprintf("malformed address in %s header", field)), "", nil
 				}
 			}
@@ -322,12 +330,6 @@ func (j *judge) check(name string) (*finding, string, error) {
 	return nil, "", nil
 }
 
-// emptyGroup accepts "undisclosed-recipients:;" and the like, which
-// net/mail refuses.
-var emptyGroupRE = regexp.MustCompile(`^[^:<>@,;"]+:\s*;\s*$`)
-
-func emptyGroup(v string) bool { return emptyGroupRE.MatchString(strings.TrimSpace(v)) }
-
 func (j *judge) requiredHeaders(h Header) *finding {
 	for _, name := range j.cfg.RequireHeaders {
 		if strings.EqualFold(name, "Message-ID") && j.msg.Env.Sender == "" {
@@ -342,19 +344,28 @@ func (j *judge) requiredHeaders(h Header) *finding {
 
 func (j *judge) attachments(st *Structure) (*finding, string, error) {
 	for _, a := range st.Attachments {
-		ext := path.Ext(cleanName(a.Name))
-		for _, b := range j.cfg.BlockAttachments {
-			if ext == b {
-				where := ""
-				if a.InZip != "" {
-					where = " in " + Sanitize(a.InZip, 80)
-				}
-				return policy(fmt.Sprintf("attachment type refused: %s%s", Sanitize(a.Name, 80), where)), "", nil
+		if blockedName(a.Name, j.cfg.BlockAttachments) {
+			where := ""
+			if a.InZip != "" {
+				where = " in " + Sanitize(a.InZip, 160)
 			}
+			return policy(fmt.Sprintf("attachment type refused: %s%s", Sanitize(a.Name, 80), where)), "", nil
 		}
 	}
+	if st.TooDeep != "" {
+		depth := j.cfg.Limits.ArchiveDepth
+		if depth <= 0 {
+			depth = 3
+		}
+		return policy(fmt.Sprintf("archive nested deeper than %d levels: %s", depth, Sanitize(st.TooDeep, 160))), "", nil
+	}
+	if st.TooMany != "" {
+		return policy(fmt.Sprintf("more than %d archives inside archives: %s", maxInnerOpened, Sanitize(st.TooMany, 160))), "", nil
+	}
 	if len(st.ZipProblems) > 0 {
-		return nil, "unreadable zip: " + strings.Join(st.ZipProblems, "; "), nil
+		// Not a refusal (unsure means accept), but the operator hears
+		// of it: the log line is a warning.
+		return nil, "", &unsure{errors.New("unreadable zip: " + strings.Join(st.ZipProblems, "; "))}
 	}
 	return nil, "", nil
 }

@@ -1,9 +1,13 @@
 package filter
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,5 +269,73 @@ func TestEightBitDisposition(t *testing.T) {
 	st, err := Analyze(strings.NewReader("Content-Disposition:\x91filenAme=x.exe; a\n\nMZ\n"), Limits{})
 	if err != nil || len(st.Attachments) != 1 || st.Attachments[0].Name != "x.exe" {
 		t.Fatalf("%+v %v", st, err)
+	}
+}
+
+// TestParseMediaValue: parameters read as mail readers read them.
+func TestParseMediaValue(t *testing.T) {
+	for _, tc := range []struct {
+		in, typ, name, want string
+		problem             bool
+	}{
+		{`multipart/mixed; boundary="a b"`, "multipart/mixed", "boundary", "a b", false},
+		{`multipart/mixed; boundary=----=_Part_1.2/x@y`, "multipart/mixed", "boundary", "----=_Part_1.2/x@y", false},
+		{`multipart/mixed (c); boundary=abc (d)`, "multipart/mixed", "boundary", "abc", false},
+		{`multipart/mixed; boundary*=us-ascii'en'abc%2Ddef`, "multipart/mixed", "boundary", "abc-def", false},
+		{`attachment; filename*0*=koi8-r''%F3; filename*1=.exe`, "attachment", "filename", "\xf3.exe", false},
+		{`attachment; filename*1=.exe; filename*0="a"`, "attachment", "filename", "a.exe", false},
+		{`attachment; filename="a\"b.exe"`, "attachment", "filename", `a"b.exe`, false},
+		{`attachment; filename="x.exe`, "attachment", "filename", "x.exe", true},
+		{`attachment; filename`, "attachment", "filename", "", true},
+		{`filename=x.exe`, "", "filename", "x.exe", true},
+		{`attachment; filename*=utf-8''%ZZ.exe`, "attachment", "filename", "%ZZ.exe", true},
+	} {
+		m := parseMediaValue(tc.in)
+		if m.Type != tc.typ || m.first(tc.name) != tc.want || (m.Problem != "") != tc.problem {
+			t.Errorf("%q: type %q %s=%q problem %q; want %q %q problem %v", tc.in, m.Type, tc.name, m.first(tc.name), m.Problem, tc.typ, tc.want, tc.problem)
+		}
+	}
+	if got := parseMediaValue(`attachment; filename="a.txt"; filename=b.exe`).all("filename"); len(got) != 2 || got[1] != "b.exe" {
+		t.Errorf("duplicates: %q", got)
+	}
+}
+
+// TestBase64Reader: decodes as mail readers do, and names a real failure.
+func TestBase64Reader(t *testing.T) {
+	for _, tc := range []struct{ in, out, err string }{
+		{"QUJD", "ABC", ""},
+		{"QUI", "AB", ""},                // no padding
+		{"QQ", "A", ""},                  // no padding
+		{"QUI=QUI=", "ABAB", ""},         // padded chunks
+		{"QQ==\r\nQUJD\r\n", "AABC", ""}, // chunks over lines
+		{" Q U J D ", "ABC", ""},
+		{"QUJDR", "ABC", "ends with a single character"},
+		{"QUJ!", "", "illegal character '!' at byte 3"},
+		{"Q=", "", "padding after a single character at byte 1"},
+	} {
+		b, err := io.ReadAll(&base64Reader{r: strings.NewReader(tc.in)})
+		if tc.err == "" && (err != nil || string(b) != tc.out) || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: %q %v; want %q %q", tc.in, b, err, tc.out, tc.err)
+		}
+	}
+}
+
+// TestZipEntriesBounded: a zip of many entries is walked whole (a blocked
+// name at its end is found) while few names are kept.
+func TestZipEntriesBounded(t *testing.T) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i := 0; i < 5000; i++ {
+		zw.Create(fmt.Sprintf("f%05d.txt", i))
+	}
+	zw.Create("last.exe")
+	zw.Close()
+	msg := "From: a@example.org\nContent-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n" + base64.StdEncoding.EncodeToString(buf.Bytes()) + "\n"
+	st, err := Analyze(strings.NewReader(msg), Limits{TempDir: t.TempDir(), Blocked: []string{".exe"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ZipEntries != 5001 || len(st.Attachments) > 1+maxKeptEntries+maxKeptBlocked || st.Attachments[len(st.Attachments)-1].Name != "last.exe" {
+		t.Fatalf("%d entries, %d kept, last %+v", st.ZipEntries, len(st.Attachments), st.Attachments[len(st.Attachments)-1])
 	}
 }

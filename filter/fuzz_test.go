@@ -3,6 +3,8 @@ package filter
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -46,6 +48,13 @@ func FuzzAnalyze(f *testing.F) {
 	f.Add("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Transfer-Encoding: base64\nContent-Disposition: attachment; filename*=utf-8''a%2Eexe\n\nQUJD\n--b--\n")
 	f.Add("Content-Type: application/zip; name=x.zip\nContent-Transfer-Encoding: base64\n\nUEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\n")
 	f.Add(" continuation first\n\xff\x00: x\n\n")
+	// Every corpus message, the generated disguises and shapes included.
+	files, _ := filepath.Glob(filepath.Join(corpus, "*.eml"))
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil {
+			f.Add(string(b))
+		}
+	}
 	f.Add("From: a@b\nDate: x\nContent-Type: multipart/mi\rxed\x01\n\nbody\n")
 	f.Fuzz(func(t *testing.T, msg string) {
 		dir := t.TempDir()

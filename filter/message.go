@@ -1,10 +1,8 @@
 package filter
 
 import (
-	"archive/zip"
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +10,8 @@ import (
 	"mime/multipart"
 	"mime/quotedprintable"
 	"net/textproto"
-	"os"
 	"path"
+	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -47,18 +45,21 @@ func (h Header) Has(name string) bool {
 	return false
 }
 
-// Attachment is a named MIME part, or a file inside an attached zip.
+// Attachment is one name a MIME part carries (a part may carry several),
+// or a file inside an attached zip.
 type Attachment struct {
-	Name  string // the file name, decoded
-	InZip string // the name of the zip archive holding it, if any
+	Name  string // the file name, decoded; a long one keeps its two ends
+	InZip string // the archive holding it ("b.zip in a.zip"), if any
 }
 
 // Limits bound the structure the parser accepts.
 type Limits struct {
-	MaxHeader int    // bytes of one header section (default 1 MiB)
-	MaxDepth  int    // MIME nesting (default 20)
-	MaxParts  int    // MIME parts in all (default 1000)
-	TempDir   string // where attached zips are unpacked to be listed
+	MaxHeader    int      // bytes of one header section (default 1 MiB)
+	MaxDepth     int      // MIME nesting (default 20)
+	MaxParts     int      // MIME parts in all (default 1000)
+	ArchiveDepth int      // archives opened inside archives, the attached one counting 1 (default 3)
+	TempDir      string   // where attached zips are unpacked to be listed
+	Blocked      []string // extensions (".exe") looked for where not every name is kept
 }
 
 func (l Limits) withDefaults() Limits {
@@ -71,7 +72,47 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxParts <= 0 {
 		l.MaxParts = 1000
 	}
+	if l.ArchiveDepth <= 0 {
+		l.ArchiveDepth = 3
+	}
 	return l
+}
+
+func (l Limits) blocked(name string) bool { return blockedName(name, l.Blocked) }
+
+// blockedName reports whether name ends in one of the extensions, as
+// Windows reads a name: case and trailing dots and blanks do not count,
+// nor does what follows a NUL or an NTFS stream name ("x.exe:s").
+func blockedName(name string, blocked []string) bool {
+	for _, ext := range extensions(name) {
+		for _, b := range blocked {
+			if ext == b {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func extensions(name string) []string {
+	out := []string{path.Ext(cleanName(name))}
+	for _, cut := range []byte{0, ':'} {
+		if i := strings.IndexByte(name, cut); i >= 0 {
+			out = append(out, path.Ext(cleanName(name[:i])))
+		}
+	}
+	return out
+}
+
+// maxName bounds a kept file name; the cut is in the middle, so that the
+// extension stays.
+const maxName = 255
+
+func boundName(name string) string {
+	if len(name) <= maxName {
+		return name
+	}
+	return name[:maxName/2] + "..." + name[len(name)-maxName/2:]
 }
 
 // Structure is what one pass over the message found.
@@ -79,9 +120,20 @@ type Structure struct {
 	Header        Header
 	HeaderProblem string // raw control or non-UTF-8 bytes, or a broken header line
 	MIMEProblem   string // the first MIME structure or encoding problem
-	Attachments   []Attachment
-	ZipProblems   []string // zips that could not be listed (logged, not refused)
-	parts         int
+	// Attachments holds every name of every MIME part (bounded by the
+	// part count and header size) and, of the zip entries, the blocked
+	// ones (up to 16) and the first 256 others.
+	Attachments []Attachment
+	ZipEntries  int      // entries in all the archives walked
+	ZipProblems []string // archives that could not be read (logged, not refused)
+	TooDeep     string   // an archive nested deeper than Limits.ArchiveDepth
+	TooMany     string   // the first inner archive past the count opened
+	parts       int
+	keptEntries int
+	keptBlocked int
+	unparsed    int
+	innerOpened int
+	unpacked    int64 // bytes of inner archives unpacked
 }
 
 // errParse marks a malformation of the message (as opposed to an I/O
@@ -226,14 +278,14 @@ func (s *Structure) walk(h Header, body io.Reader, depth int, lim Limits) error 
 	if depth > lim.MaxDepth {
 		return malformed("MIME nesting deeper than %d", lim.MaxDepth)
 	}
-	ctype, params := contentType(h)
+	ctype, mv := contentType(h)
 	cte := strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
 	switch {
 	case strings.HasPrefix(ctype, "multipart/"):
 		if cte == "base64" || cte == "quoted-printable" {
 			return malformed("%s part with Content-Transfer-Encoding %s", ctype, cte)
 		}
-		boundary := params["boundary"]
+		boundary := mv.first("boundary")
 		if boundary == "" {
 			return malformed("%s without a boundary", ctype)
 		}
@@ -254,7 +306,7 @@ func (s *Structure) walk(h Header, body io.Reader, depth int, lim Limits) error 
 		}
 		return s.walk(inner, br, depth+1, lim)
 	}
-	return s.leaf(h, ctype, params, cte, body, lim)
+	return s.leaf(h, ctype, cte, body, lim)
 }
 
 func (s *Structure) walkMultipart(body io.Reader, boundary string, depth int, lim Limits) error {
@@ -339,10 +391,18 @@ func (g *partHeaderGuard) endLine() {
 	}
 }
 
+// mimeHeader turns a part's header into fields, in the order of their
+// names: textproto keeps them in a map, and the same message must be
+// judged the same way every time (which name of a part is reported first).
 func mimeHeader(mh textproto.MIMEHeader) Header {
 	var h Header
-	for k, vs := range mh {
-		for _, v := range vs {
+	keys := make([]string, 0, len(mh))
+	for k := range mh {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range mh[k] {
 			h = append(h, Field{Name: k, Value: v})
 		}
 	}
@@ -351,52 +411,80 @@ func mimeHeader(mh textproto.MIMEHeader) Header {
 
 // contentType returns the lower-case media type (text/plain when absent
 // or unreadable, as RFC 2045 says) and its parameters.
-func contentType(h Header) (string, map[string]string) {
-	v := h.Get("Content-Type")
-	if v == "" {
-		return "text/plain", map[string]string{}
+func contentType(h Header) (string, mediaValue) {
+	mv := parseMediaValue(h.Get("Content-Type"))
+	if mv.Type == "" {
+		mv.Type = "text/plain"
 	}
-	mt, params, err := mime.ParseMediaType(v)
-	if err != nil {
-		// Keep what can be read: the type, and a boundary if one is there.
-		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
-		params = map[string]string{}
-		if _, p, err2 := mime.ParseMediaType("x/y; " + boundaryParam(v)); err2 == nil {
-			params = p
-		}
-	}
-	return mt, params
+	return mv.Type, mv
 }
 
-func boundaryParam(v string) string {
-	for _, p := range strings.Split(v, ";") {
-		if k, _, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "boundary") {
-			return strings.TrimSpace(p)
+var wordDecoder = &mime.WordDecoder{CharsetReader: func(charset string, r io.Reader) (io.Reader, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	return strings.NewReader(decodeCharset(strings.ToLower(charset), b)), err
+}}
+
+// maxUnparsed bounds the header values searched whole for a blocked
+// extension because their parameters could not be read.
+const maxUnparsed = 16
+
+// partNames returns every file name a part carries: each filename and
+// name parameter of each Content-Disposition and Content-Type field, RFC
+// 2047 and RFC 2231 decoded. Readers disagree on which one wins, so all of
+// them are judged. When a field's parameters had to be guessed at, its raw
+// value is also searched for a blocked extension.
+func (s *Structure) partNames(h Header, lim Limits) []string {
+	var names []string
+	for _, f := range h {
+		if !strings.EqualFold(f.Name, "Content-Disposition") && !strings.EqualFold(f.Name, "Content-Type") {
+			continue
+		}
+		mv := parseMediaValue(f.Value)
+		for _, p := range mv.Params {
+			if p.Name != "filename" && p.Name != "name" {
+				continue
+			}
+			name := p.Value
+			if d, err := wordDecoder.DecodeHeader(name); err == nil {
+				name = d
+			}
+			if name = strings.Trim(name, "\"\t "); name != "" {
+				names = append(names, name)
+			}
+		}
+		if mv.Problem != "" && s.unparsed < maxUnparsed {
+			s.unparsed++
+			if n := blockedIn(f.Value, lim.Blocked); n != "" {
+				names = append(names, n)
+			}
+		}
+	}
+	return names
+}
+
+// blockedIn finds a blocked extension anywhere in a header value whose
+// parameters could not be read, ending where a name could end, and
+// returns the text before it up to the last delimiter.
+func blockedIn(v string, blocked []string) string {
+	if d, err := wordDecoder.DecodeHeader(v); err == nil {
+		v = d
+	}
+	low := asciiLower(v)
+	for _, b := range blocked {
+		for i := 0; ; {
+			j := strings.Index(low[i:], b)
+			if j < 0 {
+				break
+			}
+			end := i + j + len(b)
+			if end == len(low) || strings.IndexByte("\"';)( \t?", low[end]) >= 0 {
+				start := strings.LastIndexAny(v[:i+j], "\"'=; \t(") + 1
+				return v[start:end]
+			}
+			i = end
 		}
 	}
 	return ""
-}
-
-var wordDecoder = &mime.WordDecoder{CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil }}
-
-// fileName is the part's file name from Content-Disposition or the
-// Content-Type name parameter, RFC 2047 and RFC 2231 decoded.
-func fileName(h Header, ctParams map[string]string) string {
-	name := ""
-	if cd := h.Get("Content-Disposition"); cd != "" {
-		if _, p, err := mime.ParseMediaType(cd); err == nil {
-			name = p["filename"]
-		} else if i := strings.Index(asciiLower(cd), "filename="); i >= 0 {
-			name = strings.Trim(strings.TrimSpace(strings.SplitN(cd[i+9:], ";", 2)[0]), `"`)
-		}
-	}
-	if name == "" {
-		name = ctParams["name"]
-	}
-	if d, err := wordDecoder.DecodeHeader(name); err == nil {
-		name = d
-	}
-	return name
 }
 
 // asciiLower lower-cases A-Z only, so that an index into the result is one
@@ -411,19 +499,38 @@ func asciiLower(s string) string {
 	return string(b)
 }
 
-func (s *Structure) leaf(h Header, ctype string, params map[string]string, cte string, body io.Reader, lim Limits) error {
-	dec, err := decoder(cte, body)
-	if err != nil {
-		return err
+func (s *Structure) leaf(h Header, ctype string, cte string, body io.Reader, lim Limits) error {
+	names := s.partNames(h, lim)
+	for _, n := range names {
+		if len(s.Attachments) < 4*lim.MaxParts {
+			s.Attachments = append(s.Attachments, Attachment{Name: boundName(n)})
+		}
 	}
-	name := fileName(h, params)
-	if name != "" {
-		s.Attachments = append(s.Attachments, Attachment{Name: name})
+	br := bufio.NewReaderSize(decoder(cte, body), 512)
+	head, err := br.Peek(4)
+	if err != nil && err != io.EOF {
+		return decodeErr(cte, err)
 	}
-	if isZip(name, ctype) {
-		return s.listZip(name, dec, lim)
+	label := ""
+	for _, n := range names {
+		if isZipName(n) {
+			label = n
+			break
+		}
 	}
-	if _, err := io.Copy(io.Discard, dec); err != nil {
+	if label != "" || ctype == "application/zip" || ctype == "application/x-zip-compressed" || zipSignature(head) {
+		if label == "" && len(names) > 0 {
+			label = names[0]
+		}
+		if label == "" {
+			label = "unnamed " + ctype + " part"
+		}
+		if err := s.openArchive(boundName(label), br, 1, lim); err != nil {
+			return decodeErr(cte, err)
+		}
+		return nil
+	}
+	if _, err := io.Copy(io.Discard, br); err != nil {
 		return decodeErr(cte, err)
 	}
 	return nil
@@ -434,81 +541,62 @@ func decodeErr(cte string, err error) error {
 	if errors.As(err, &pe) {
 		return err
 	}
+	var be *base64Error
+	if errors.As(err, &be) {
+		return malformed("base64 content does not decode: %v", err)
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "multipart") {
 		return malformed("multipart: %v", err)
-	}
-	var ce base64.CorruptInputError
-	if errors.As(err, &ce) || strings.HasPrefix(err.Error(), "quotedprintable") {
-		return malformed("%s content does not decode: %v", cte, err)
 	}
 	return err
 }
 
 // decoder undoes the declared transfer encoding. An unknown encoding is
 // not a reason to refuse (unsure means accept): the bytes are read as they
-// are.
-func decoder(cte string, r io.Reader) (io.Reader, error) {
+// are. Nor is quoted-printable that does not decode: readers show it as
+// it is, and so it is read to its end as it is.
+func decoder(cte string, r io.Reader) io.Reader {
 	switch cte {
 	case "base64":
-		return base64.NewDecoder(base64.StdEncoding, &blankStripper{r: r}), nil
+		return &base64Reader{r: r}
 	case "quoted-printable":
-		return quotedprintable.NewReader(r), nil
+		return &lenientQP{qp: quotedprintable.NewReader(r), raw: r}
 	}
-	return r, nil
+	return r
 }
 
-// blankStripper drops spaces and tabs that some mailers leave in base64
-// lines (the base64 decoder itself skips CR and LF).
-type blankStripper struct{ r io.Reader }
-
-func (b *blankStripper) Read(p []byte) (int, error) {
-	for {
-		n, err := b.r.Read(p)
-		j := 0
-		for _, c := range p[:n] {
-			if c != ' ' && c != '\t' {
-				p[j] = c
-				j++
-			}
-		}
-		if j > 0 || err != nil {
-			return j, err
-		}
-	}
+// lenientQP stops decoding at quoted-printable it cannot decode (a
+// control character left unescaped) and reads the rest of the part as it
+// is.
+type lenientQP struct {
+	qp  io.Reader
+	raw io.Reader
+	bad bool
 }
 
-func isZip(name, ctype string) bool {
-	return strings.EqualFold(path.Ext(cleanName(name)), ".zip") ||
-		ctype == "application/zip" || ctype == "application/x-zip-compressed"
+func (l *lenientQP) Read(p []byte) (int, error) {
+	if l.bad {
+		return l.raw.Read(p)
+	}
+	n, err := l.qp.Read(p)
+	if err != nil && strings.HasPrefix(err.Error(), "quotedprintable:") {
+		l.bad = true
+		return n, nil
+	}
+	return n, err
+}
+
+func isZipName(name string) bool {
+	for _, ext := range extensions(name) {
+		if ext == ".zip" {
+			return true
+		}
+	}
+	return false
 }
 
 // cleanName lower-cases a file name and drops the trailing dots and blanks
 // Windows ignores ("invoice.exe. " runs as invoice.exe).
 func cleanName(name string) string {
 	return strings.ToLower(strings.TrimRight(name, ". \t"))
-}
-
-// listZip unpacks the attached zip to an unlinked temporary file (a zip's
-// directory is at its end) and records the names inside. A zip that cannot
-// be read is noted, not refused.
-func (s *Structure) listZip(name string, dec io.Reader, lim Limits) error {
-	f, err := os.CreateTemp(lim.TempDir, "mxfilter-zip-")
-	if err != nil {
-		return err
-	}
-	os.Remove(f.Name())
-	defer f.Close()
-	n, err := io.Copy(f, dec)
-	if err != nil {
-		return decodeErr("base64", err)
-	}
-	zr, err := zip.NewReader(f, n)
-	if err != nil {
-		s.ZipProblems = append(s.ZipProblems, fmt.Sprintf("%s: %v", Sanitize(name, 80), err))
-		return nil
-	}
-	for _, zf := range zr.File {
-		s.Attachments = append(s.Attachments, Attachment{Name: zf.Name, InZip: name})
-	}
-	return nil
 }

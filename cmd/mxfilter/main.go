@@ -69,12 +69,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func commonFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "require-headers", Value: "From,Date", Usage: "header fields a message must have (Message-ID is not required of bounces)"},
-		&cli.StringFlag{Name: "block-attachments", Value: strings.Join(filter.DefaultBlocked, ","), Usage: "file name extensions refused, also inside .zip"},
+		&cli.StringFlag{Name: "block-attachments", Value: strings.Join(filter.DefaultBlocked, ","), Usage: "file name extensions refused, every name of a part, also inside zips"},
 		&cli.BoolFlag{Name: "strip-nul", Usage: "remove NUL bytes on hand-over instead of refusing the message"},
 		&cli.Int64Flag{Name: "max-size", Usage: "refuse messages larger than `BYTES` (552); 0: no limit"},
 		&cli.IntFlag{Name: "max-header-size", Value: 1 << 20, Usage: "largest header section in `BYTES`"},
 		&cli.IntFlag{Name: "mime-max-depth", Value: 20, Usage: "deepest MIME nesting"},
 		&cli.IntFlag{Name: "mime-max-parts", Value: 1000, Usage: "most MIME parts"},
+		&cli.IntFlag{Name: "archive-depth", Value: 3, Usage: "archives opened inside archives (the attached one counts 1); a deeper one is refused by the attachments check"},
 		&cli.StringFlag{Name: "clamd", Usage: "scan with clamd at `ADDR` (HOST:PORT or a unix socket path)"},
 		&cli.Int64Flag{Name: "clamd-max-size", Value: 25 << 20, Usage: "messages larger than `BYTES` are not sent to clamd"},
 		&cli.StringFlag{Name: "spamd", Usage: "score with spamd at `ADDR` (HOST:PORT or a unix socket path)"},
@@ -165,7 +166,10 @@ func config(c *cli.Context) (*filter.Config, error) {
 	cfg.StripNUL = c.Bool("strip-nul")
 	cfg.MaxSize = c.Int64("max-size")
 	cfg.Limits = filter.Limits{MaxHeader: c.Int("max-header-size"), MaxDepth: c.Int("mime-max-depth"),
-		MaxParts: c.Int("mime-max-parts"), TempDir: c.String("tmpdir")}
+		MaxParts: c.Int("mime-max-parts"), ArchiveDepth: c.Int("archive-depth"), TempDir: c.String("tmpdir")}
+	if cfg.Limits.ArchiveDepth < 1 {
+		return nil, usage("--archive-depth %d: want 1 or more", cfg.Limits.ArchiveDepth)
+	}
 	cfg.Clamd = c.String("clamd")
 	cfg.ClamdMaxSize = c.Int64("clamd-max-size")
 	cfg.Spamd = c.String("spamd")
@@ -329,7 +333,8 @@ func check(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) (int, erro
 	if err != nil {
 		return exitUsage, err
 	}
-	env := filter.Envelope{Sender: os.Getenv("MAIL_FROM"), Recipients: filter.SplitRecipients(os.Getenv("RCPT_TO"))}
+	// MAIL_FROM='<>' is a bounce, as --from '<>' is.
+	env := filter.Envelope{Sender: strings.Trim(os.Getenv("MAIL_FROM"), "<>"), Recipients: filter.SplitRecipients(os.Getenv("RCPT_TO"))}
 	if c.IsSet("from") {
 		env.Sender = strings.Trim(c.String("from"), "<>")
 	}

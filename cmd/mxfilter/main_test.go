@@ -95,6 +95,21 @@ func TestCheckExitCodes(t *testing.T) {
 			t.Errorf("not a bounce: exit %d %q", code, out)
 		}
 	})
+	t.Run("bounce as MAIL_FROM='<>'", func(t *testing.T) {
+		cleanEnv(t, "<>", "bob@example.test")
+		noID := strings.Replace(cleanMsg, "Message-ID: <1@example.org>\n", "", 1)
+		if out, log, code := mxfilter(t, noID, "check", "--require-headers", "From,Date,Message-ID"); code != 0 || !strings.Contains(log, ` from="" `) {
+			t.Errorf("MAIL_FROM='<>': exit %d %q\n%s", code, out, log)
+		}
+	})
+	t.Run("unreadable zip warns", func(t *testing.T) {
+		cleanEnv(t, "alice@example.org", "bob@example.test")
+		msg := strings.Replace(cleanMsg, "Subject: hi\n", "Subject: hi\nContent-Type: application/zip; name=a.zip\n", 1)
+		out, log, code := mxfilter(t, msg, "check")
+		if code != 0 || !strings.HasPrefix(log, "time=") || !strings.Contains(log, " level=WARN ") || !strings.Contains(log, "attachments=unsure(unreadable zip: a.zip: ") {
+			t.Errorf("exit %d %q\n%s", code, out, log)
+		}
+	})
 	t.Run("relay client", func(t *testing.T) {
 		cleanEnv(t, "alice@example.org", "bob@example.test")
 		t.Setenv("RELAYCLIENT", "")
