@@ -117,7 +117,7 @@ func TestRedisDown(t *testing.T) {
 
 func TestRedisStopped(t *testing.T) {
 	srv := startRedis(t)
-	p := policy(t, open(t, srv.URL(), Options{}))
+	p := policy(t, open(t, srv.URL(), Options{Timeout: DefaultTimeout}))
 	mustDecide(t, p, "running")
 	srv.Stop()
 	mustFail(t, p, "stopped by PID", false, "")
@@ -153,7 +153,7 @@ func TestRedisNeverAnswers(t *testing.T) {
 // PID): connected clients get no answer; after SIGCONT decisions resume.
 func TestRedisFrozen(t *testing.T) {
 	srv := startRedis(t)
-	p := policy(t, open(t, srv.URL(), Options{}))
+	p := policy(t, open(t, srv.URL(), Options{Timeout: DefaultTimeout}))
 	mustDecide(t, p, "running")
 	srv.Signal(t, syscall.SIGSTOP)
 	mustFail(t, p, "SIGSTOP", true, "no answer within 200ms")
@@ -166,7 +166,7 @@ func TestRedisFrozen(t *testing.T) {
 // go on, so a new network's read is answered and its write is not.
 func TestRedisSlow(t *testing.T) {
 	srv := startRedis(t)
-	p := policy(t, open(t, srv.URL(), Options{}))
+	p := policy(t, open(t, srv.URL(), Options{Timeout: DefaultTimeout}))
 	mustDecide(t, p, "running")
 	if r, err := command(srv.Addr, "CLIENT PAUSE 600000 WRITE"); err != nil || r != "+OK" {
 		t.Fatalf("CLIENT PAUSE: %q, %v", r, err)
@@ -241,7 +241,7 @@ func TestRedisTLS(t *testing.T) {
 	mustDecide(t, policy(t, open(t, url, Options{TLS: &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"}})), "TLS with the test CA")
 	mustFail(t, policy(t, open(t, url, Options{})), "TLS without the test CA", false, "certificate")
 	// Plain RESP against the TLS port is not an answer either.
-	mustFail(t, policy(t, open(t, "redis://127.0.0.1:"+tlsPort, Options{})), "plain text to the TLS port", false, "")
+	mustFail(t, policy(t, open(t, "redis://127.0.0.1:"+tlsPort, Options{Timeout: DefaultTimeout})), "plain text to the TLS port", false, "")
 	_ = srv
 }
 

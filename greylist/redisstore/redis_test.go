@@ -39,12 +39,20 @@ func freshPrefix(t testing.TB) string {
 	return fmt.Sprintf("test:%s:%d:", name, prefixes.Add(1))
 }
 
-// open opens the store at url with o (a fresh prefix unless o has one)
-// and closes it when the test ends.
+// peerTimeout is the store's timeout in tests that are not about the
+// timeout: so generous that a slow or loaded machine never turns an answer
+// into a timeout. Tests of the timeout give Options.Timeout.
+const peerTimeout = 10 * time.Second
+
+// open opens the store at url with o (a fresh prefix unless o has one,
+// peerTimeout unless o has a timeout) and closes it when the test ends.
 func open(t testing.TB, url string, o Options) *Store {
 	t.Helper()
 	if o.Prefix == "" {
 		o.Prefix = freshPrefix(t)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = peerTimeout
 	}
 	s, err := Open(url, o)
 	if err != nil {
