@@ -1,11 +1,13 @@
 package filter
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -16,11 +18,25 @@ import (
 // mxfilter inherited: qmail-qfilter's names and chasquid's. The values come
 // from the network: each address is made printable ASCII and bounded, so
 // that a recipient holding a line end cannot pass for two in QMAILRCPTS.
-func CommandEnv(env Envelope, remoteAddr, helo string) []string {
+// QMAILRCPTS and RCPT_TO hold as many whole recipients as fit in
+// MaxRcptEnv bytes (Linux refuses to start a program given one variable
+// over 128 KiB); NUMRCPTS is always the full count, and rcptFile, when
+// given, names a file holding every recipient, one per line
+// (MXFILTER_RCPTS).
+func CommandEnv(env Envelope, remoteAddr, helo, rcptFile string) []string {
 	sender := Sanitize(env.Sender, maxAddress)
-	rcpts := make([]string, len(env.Recipients))
+	var lines, spaced strings.Builder
 	for i, r := range env.Recipients {
-		rcpts[i] = Sanitize(r, maxAddress)
+		r = Sanitize(r, maxAddress)
+		if lines.Len()+1+len(r) > MaxRcptEnv {
+			break
+		}
+		if i > 0 {
+			lines.WriteByte('\n')
+			spaced.WriteByte(' ')
+		}
+		lines.WriteString(r)
+		spaced.WriteString(r)
 	}
 	user, host := sender, ""
 	if i := strings.LastIndexByte(sender, '@'); i >= 0 {
@@ -29,10 +45,13 @@ func CommandEnv(env Envelope, remoteAddr, helo string) []string {
 	out := []string{
 		"QMAILUSER=" + user,
 		"QMAILHOST=" + host,
-		"QMAILRCPTS=" + strings.Join(rcpts, "\n"),
-		fmt.Sprintf("NUMRCPTS=%d", len(rcpts)),
+		"QMAILRCPTS=" + lines.String(),
+		fmt.Sprintf("NUMRCPTS=%d", len(env.Recipients)),
 		"MAIL_FROM=" + sender,
-		"RCPT_TO=" + strings.Join(rcpts, " "),
+		"RCPT_TO=" + spaced.String(),
+	}
+	if rcptFile != "" {
+		out = append(out, "MXFILTER_RCPTS="+rcptFile)
 	}
 	if remoteAddr != "" {
 		out = append(out, "REMOTE_ADDR="+Sanitize(remoteAddr, 64))
@@ -43,8 +62,34 @@ func CommandEnv(env Envelope, remoteAddr, helo string) []string {
 	return out
 }
 
+// MaxRcptEnv bounds QMAILRCPTS and RCPT_TO.
+const MaxRcptEnv = 64 << 10
+
 // maxAddress bounds an address handed on (RFC 5321's path is 256 octets).
 const maxAddress = 256
+
+// WriteRecipients writes every recipient, sanitised, one per line, to a new
+// file in dir (mode 0600) and returns its name; the caller removes it.
+func WriteRecipients(dir string, env Envelope) (string, error) {
+	f, err := os.CreateTemp(dir, "mxfilter-rcpts-")
+	if err != nil {
+		return "", fmt.Errorf("recipients file: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for _, r := range env.Recipients {
+		w.WriteString(Sanitize(r, maxAddress) + "\n")
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("recipients file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("recipients file: %w", err)
+	}
+	return f.Name(), nil
+}
 
 // CommandResult is what an --exec command said.
 type CommandResult struct {

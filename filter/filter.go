@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -441,7 +442,12 @@ func (j *judge) spam() (*finding, string, error) {
 var replyCode = regexp.MustCompile(`^[245]\d\d[ -]([245]\.\d{1,3}\.\d{1,3} )?`)
 
 func (j *judge) exec() (*finding, string, error) {
-	environ := append(append([]string(nil), j.msg.Environ...), CommandEnv(j.msg.Env, j.remote, j.helo)...)
+	rcpts, err := WriteRecipients(j.cfg.Limits.TempDir, j.msg.Env)
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.Remove(rcpts)
+	environ := append(append([]string(nil), j.msg.Environ...), CommandEnv(j.msg.Env, j.remote, j.helo, rcpts)...)
 	for _, command := range j.cfg.Exec {
 		res, err := RunCommand(j.ctx, command, environ, j.msg.Spool.Reader(), j.cfg.ExecTimeout)
 		if err != nil {

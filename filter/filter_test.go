@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -247,7 +248,7 @@ func TestPanicDefers(t *testing.T) {
 // TestCommandEnvSanitised: envelope values reach --exec commands printable
 // and bounded; a recipient with a line end stays one line of QMAILRCPTS.
 func TestCommandEnvSanitised(t *testing.T) {
-	env := CommandEnv(Envelope{Sender: "a\rb@x.test", Recipients: []string{"c@y.test\nevil@z.test", strings.Repeat("r", 300) + "@y.test"}}, "192.0.2.1\n", "helo\x00name")
+	env := CommandEnv(Envelope{Sender: "a\rb@x.test", Recipients: []string{"c@y.test\nevil@z.test", strings.Repeat("r", 300) + "@y.test"}}, "192.0.2.1\n", "helo\x00name", "")
 	got := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -337,5 +338,32 @@ func TestZipEntriesBounded(t *testing.T) {
 	}
 	if st.ZipEntries != 5001 || len(st.Attachments) > 1+maxKeptEntries+maxKeptBlocked || st.Attachments[len(st.Attachments)-1].Name != "last.exe" {
 		t.Fatalf("%d entries, %d kept, last %+v", st.ZipEntries, len(st.Attachments), st.Attachments[len(st.Attachments)-1])
+	}
+}
+
+// TestManyRecipients: with 8,000 recipients (QMAILRCPTS would be ~160 KB,
+// over Linux's 128 KiB for one variable) an --exec command still starts,
+// NUMRCPTS counts all, MXFILTER_RCPTS lists all, the list variables stay
+// within MaxRcptEnv; and the log line names five and counts the rest.
+func TestManyRecipients(t *testing.T) {
+	var rcpts []string
+	for i := 0; i < 8000; i++ {
+		rcpts = append(rcpts, fmt.Sprintf("user%05d@example.test", i))
+	}
+	cfg := DefaultConfig()
+	cfg.Limits.TempDir = t.TempDir()
+	cfg.Exec = []string{`[ "$NUMRCPTS" = 8000 ] && [ "$(wc -l < "$MXFILTER_RCPTS")" = 8000 ] && [ "$(tail -n 1 "$MXFILTER_RCPTS")" = user07999@example.test ] && [ ${#QMAILRCPTS} -le 65536 ] && [ ${#RCPT_TO} -le 65536 ] && [ "$(printf '%s\n' "$QMAILRCPTS" | head -n 1)" = user00000@example.test ] || { echo "env: $NUMRCPTS ${#QMAILRCPTS}"; exit 100; }`}
+	m := &Message{Spool: spool(t, cleanMsg), Env: Envelope{Sender: "a@example.org", Recipients: rcpts}, Environ: []string{"PATH=/usr/bin:/bin"}}
+	rep := cfg.Judge(context.Background(), m)
+	if rep.Verdict.Action != Accept {
+		t.Fatalf("%s (%+v)", rep.Verdict.Reply(), rep.Checks)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cfg.Limits.TempDir, "mxfilter-rcpts-*")); len(left) != 0 {
+		t.Errorf("recipients file left behind: %v", left)
+	}
+	var log bytes.Buffer
+	LogLine(slog.New(slog.NewTextHandler(&log, nil)), "check", m, rep, 0)
+	if log.Len() > 2000 || !strings.Contains(log.String(), "rcpts=user00000@example.test,user00001@example.test,user00002@example.test,user00003@example.test,user00004@example.test,...+7995 nrcpts=8000 ") {
+		t.Errorf("log line of %d bytes: %.400s", log.Len(), log.String())
 	}
 }

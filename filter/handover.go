@@ -139,6 +139,11 @@ func (n *nulStripper) Read(p []byte) (int, error) {
 	}
 }
 
+// LogRcpts is how many recipients the log line names; the rest are
+// counted (nrcpts is the total), so that 150,000 recipients do not make a
+// 3 MB line.
+const LogRcpts = 5
+
 // LogLine writes the one line per message: who, what, each check's result and
 // time, and the verdict; extra attributes (key, value, ...) come last.
 func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.Duration, extra ...any) {
@@ -150,9 +155,13 @@ func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.
 	for _, c := range rep.Checks {
 		checks = append(checks, fmt.Sprintf("%s=%s/%dms", c.Name, c.Result, c.Duration.Milliseconds()))
 	}
-	rcpts := make([]string, len(m.Env.Recipients))
+	var rcpts []string
 	for i, r := range m.Env.Recipients {
-		rcpts[i] = Sanitize(r, 256)
+		if i == LogRcpts {
+			rcpts = append(rcpts, fmt.Sprintf("...+%d", len(m.Env.Recipients)-LogRcpts))
+			break
+		}
+		rcpts = append(rcpts, Sanitize(r, 256))
 	}
 	var size int64
 	if m.Spool != nil {
@@ -163,6 +172,7 @@ func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.
 		"mode", mode,
 		"from", Sanitize(m.Env.Sender, 256),
 		"rcpts", strings.Join(rcpts, ","),
+		"nrcpts", len(m.Env.Recipients),
 		"size", size,
 		"checks", strings.Join(checks, " "),
 		"verdict", rep.Verdict.Action.String(),
