@@ -334,8 +334,11 @@ func (c *Checker) zoneError(zone, query string, addrs []netip.Addr, err error, b
 		return &Error{Zone: zone, Query: query, Cause: cause, Detail: detail}
 	}
 	var rc rcodeError
+	var bad *badAnswer
 	switch {
 	case err == nil:
+	case errors.As(err, &bad):
+		return fail(Unreadable, bad.detail)
 	case errors.Is(err, errTimeout):
 		return fail(Timeout, "timeout after "+budget.Round(time.Millisecond).String())
 	case errors.As(err, &rc) && rc.rcode == rcodeServerFailure:

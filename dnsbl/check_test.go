@@ -269,6 +269,61 @@ func TestErrorsAreNotListings(t *testing.T) {
 	}
 }
 
+// An answer that cannot be read or used is a failed lookup of its zone,
+// never "not listed", even when it carries the listing: the zone is not
+// listed, its Error says what was wrong (Unreadable), it counts as a
+// failure, and the Result has Failed (so --dns-fail tempfail defers). An
+// unusable datagram is not believed at once (it may be forged): the
+// question waits for a better one, and ends with the datagram's fault
+// when none comes. Each zone answers 127.0.0.2 in its broken way.
+func TestUnreadableAnswersAreErrors(t *testing.T) {
+	listing := []string{"127.0.0.2"}
+	tests := []struct {
+		name   string
+		rule   rule
+		detail string // the Error's Detail holds this
+	}{
+		{"TC over UDP and TCP", rule{a: listing, truncate: true, tcpTC: true}, "answer truncated (TC) over TCP too"},
+		{"TC over UDP, TCP closed", rule{a: listing, truncate: true, tcpClose: true}, "closed without an answer"},
+		{"TC over UDP, malformed over TCP", rule{a: listing, truncate: true, cut: 1}, "tcp 127.0.0.1:"},
+		{"malformed", rule{a: listing, cut: 1}, "DNS message: record 2: header cut short"},
+		{"class CH", rule{a: listing, class: dns.ClassCHAOS}, "A record of class 3, not IN"},
+		{"another owner", rule{a: listing, owner: "x.bad.test."}, "A record for x.bad.test., not for 2.0.0.127.bad.test."},
+		{"TXT for A", rule{a: listing, wrongType: true}, "TXT record in the answer to a question of type 1"},
+		{"NXDOMAIN with records", rule{a: listing, nxRecords: true}, "NXDOMAIN answer with 1 A and 0 TXT records"},
+		{"another question", rule{a: listing, qname: "2.0.0.127.other.test.", owner: "2.0.0.127.other.test."},
+			"an answer to another question: 2.0.0.127.other.test. type 1 class 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, map[string]rule{
+				"2.0.0.127.bad.test": tt.rule,
+				"2.0.0.127.ok.test":  {a: listing},
+			})
+			c := newChecker(t, Config{Zones: zones(t, "bad.test*5", "ok.test"), Servers: []string{srv.Addr},
+				Timeout: 2 * time.Second})
+			r := check(t, c, listedIP)
+			bad, ok := r.Zones[0], r.Zones[1]
+			if bad.Listed || bad.Err == nil || !r.Failed() {
+				t.Fatalf("listed %v, error %v, failed %v; want an error", bad.Listed, bad.Err, r.Failed())
+			}
+			if bad.Err.Cause != Unreadable || !strings.Contains(bad.Err.Detail, tt.detail) {
+				t.Errorf("error %v (%v), want %v with %q", bad.Err, bad.Err.Cause, Unreadable, tt.detail)
+			}
+			if !strings.HasPrefix(bad.Err.Error(), "dnsbl: bad.test: query 2.0.0.127.bad.test: ") {
+				t.Errorf("error %q", bad.Err)
+			}
+			if !ok.Listed || ok.Err != nil || r.Score != 1 || r.Outcome(1, -1) != Blocked {
+				t.Errorf("the good zone: listed %v err %v score %d", ok.Listed, ok.Err, r.Score)
+			}
+			if st := c.Stats(); st[0].Failures != 1 || st[0].Listings != 0 || st[1].Failures != 0 {
+				t.Errorf("Stats %+v", st)
+			}
+		})
+	}
+}
+
 func TestDeadlineSharedAcrossZones(t *testing.T) {
 	srv := startServer(t, map[string]rule{
 		"s1.test": {silent: true},
@@ -353,14 +408,23 @@ func TestTruncatedAnswersRetriedOverTCP(t *testing.T) {
 	srv := startServer(t, map[string]rule{
 		"2.0.0.127.tc.test":   {a: []string{"127.0.0.3"}, truncate: true},
 		"2.0.0.127.long.test": {a: []string{"127.0.0.2"}, txt: long, txts: 3},
+		// 300 A records, 4.8 kB, sent over UDP whatever was offered:
+		// they do not fit the buffer, which cuts them.
+		"2.0.0.127.big.test": {a: slices.Repeat([]string{"127.0.0.4"}, 300), wholeUDP: true},
 	})
-	c := newChecker(t, Config{Zones: zones(t, "tc.test", "long.test*2"), Servers: []string{srv.Addr}})
+	c := newChecker(t, Config{Zones: zones(t, "tc.test", "long.test*2", "big.test"), Servers: []string{srv.Addr}})
 	r := check(t, c, listedIP)
-	if !r.Zones[0].Listed || !r.Zones[1].Listed || r.Failed() {
-		t.Fatalf("listed %v %v, errors %v", r.Zones[0].Listed, r.Zones[1].Listed, r.Errors())
+	if !r.Zones[0].Listed || !r.Zones[1].Listed || !r.Zones[2].Listed || r.Failed() {
+		t.Fatalf("listed %v %v %v, errors %v", r.Zones[0].Listed, r.Zones[1].Listed, r.Zones[2].Listed, r.Errors())
 	}
-	if srv.queries("udp", "A", "2.0.0.127.tc.test.") < 1 || srv.queries("tcp", "A", "2.0.0.127.tc.test.") < 1 {
-		t.Errorf("tc.test: not asked over UDP then TCP: %v", srv.log)
+	for _, zone := range []string{"tc.test", "big.test"} {
+		name := "2.0.0.127." + zone + "."
+		if srv.queries("udp", "A", name) < 1 || srv.queries("tcp", "A", name) < 1 {
+			t.Errorf("%s: not asked over UDP then TCP: %v", zone, srv.log)
+		}
+	}
+	if n := len(r.Zones[2].Answers); n != 300 {
+		t.Errorf("big.test: %d answers over TCP, want 300", n)
 	}
 	// 2.3 kB of TXT do not fit 1232 bytes: TCP, then bounded.
 	if srv.queries("tcp", "TXT", "2.0.0.127.long.test.") < 1 {

@@ -6,9 +6,12 @@
 //
 // An error is never a listing. A zone that times out, answers SERVFAIL or
 // REFUSED, answers with an error code (127.255.255.0/24, "you query through
-// a public resolver") or with an address outside 127.0.0.0/8 counts as not
-// listed; its Error travels in the Result so the caller can log it and, when
-// the operator asks for it, defer the client instead of passing it.
+// a public resolver") or with an address outside 127.0.0.0/8, or whose
+// answer cannot be read (truncated over TCP too, malformed, not an answer
+// to the question asked) counts as not listed; its Error travels in the
+// Result so the caller can log it and, when the operator asks for it, defer
+// the client instead of passing it. Nor is an unreadable answer ever
+// "not listed" without an Error.
 //
 // The package never prints, never reads /etc/resolv.conf on its own, and
 // does no work at init: mxfront runs one process per connection, so nothing

@@ -21,6 +21,11 @@ const (
 	// Broken: anything else (a network error, another DNS error code, an
 	// invalid client address).
 	Broken
+	// Unreadable: a server answered, and the answer could not be used:
+	// truncated over TCP too, cut short by a closed connection,
+	// malformed, for another question, records of another class or
+	// name, NXDOMAIN holding records.
+	Unreadable
 )
 
 func (c Cause) String() string {
@@ -35,6 +40,8 @@ func (c Cause) String() string {
 		return "error code"
 	case BadAnswer:
 		return "bad answer"
+	case Unreadable:
+		return "unreadable answer"
 	}
 	return "broken"
 }

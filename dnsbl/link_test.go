@@ -25,6 +25,7 @@ func TestPollLink(t *testing.T) {
 	}{
 		{"listed", TestListedAndNotListed},
 		{"errors", TestErrorsAreNotListings},
+		{"unreadable", TestUnreadableAnswersAreErrors},
 		{"deadline", TestDeadlineSharedAcrossZones},
 		{"many zones", TestOneDeadlineForManyZones},
 		{"parallel", TestZonesInParallel},

@@ -113,6 +113,7 @@ type question struct {
 	ans       records
 	err       error
 	lastRcode error
+	lastBad   *badAnswer // an answer that could not be used
 	lastErr   error
 }
 
@@ -240,9 +241,21 @@ func (x *exchange) datagram(srv int, b []byte) *question {
 	if q == nil {
 		return nil // late, or not ours
 	}
+	if len(b) >= maxUDP {
+		// It filled the buffer and may have been cut: read it as
+		// truncated (only its question), and ask over TCP.
+		b[2] |= flagTC >> 8
+	}
 	var r reply
-	if unpack(b, &r) != nil || !answers(q, &r) {
-		return nil // not an answer to q: keep waiting
+	err := unpack(b, &r)
+	if err == nil {
+		err = mismatch(q, &r)
+	}
+	if err != nil {
+		// Not an answer to q, maybe not even from the server: keep
+		// waiting, and tell of it if nothing better comes.
+		q.lastBad = &badAnswer{fmt.Sprintf("udp %s: %v", x.r.addrs[srv], err)}
+		return nil
 	}
 	if r.truncated {
 		x.startTCP(q)
@@ -254,10 +267,18 @@ func (x *exchange) datagram(srv int, b []byte) *question {
 	return nil
 }
 
-// answers reports whether r is a response to q's question. The ID is
-// checked by the caller.
-func answers(q *question, r *reply) bool {
-	return r.response && r.qtype == q.qtype && nameIs(r.qname, q.name)
+// mismatch tells how r fails to be a response to q's question; nil when
+// it is one. The ID is checked by the caller.
+func mismatch(q *question, r *reply) error {
+	switch {
+	case !r.response:
+		return errors.New("a query, not an answer")
+	case r.opcode != 0:
+		return fmt.Errorf("an answer of OPCODE %d, not QUERY", r.opcode)
+	case r.qtype != q.qtype || r.qclass != classINET || !nameIs(r.qname, q.name):
+		return fmt.Errorf("an answer to another question: %s type %d class %d", nameText(r.qname, 0), r.qtype, r.qclass)
+	}
+	return nil
 }
 
 // find returns the question in flight to server srv (any when -1) with id.
@@ -277,6 +298,9 @@ func (x *exchange) answered(q *question, r *reply, err error) bool {
 	switch {
 	case err != nil:
 		x.failed(q, err, now)
+	case r.rcode == rcodeNameError && (len(r.addrs) > 0 || r.txts > 0):
+		// "No such name", and yet records of it: which to believe?
+		x.failed(q, &badAnswer{fmt.Sprintf("NXDOMAIN answer with %d A and %d TXT records", len(r.addrs), r.txts)}, now)
 	case r.rcode == rcodeSuccess || r.rcode == rcodeNameError:
 		q.answered, q.ans = true, r.records
 		return true
@@ -295,7 +319,11 @@ func (x *exchange) answered(q *question, r *reply, err error) bool {
 // at once: pause before the next attempt rather than spin through them
 // faster than a server could answer.
 func (x *exchange) failed(q *question, err error, now time.Time) {
-	q.lastErr = err
+	if bad, ok := err.(*badAnswer); ok {
+		q.lastBad = bad
+	} else {
+		q.lastErr = err
+	}
 	if isTimeout(err) {
 		x.nextAttempt(q, now)
 		return
@@ -333,12 +361,14 @@ func (x *exchange) transmit(q *question, now, due time.Time) {
 	}
 }
 
-// failure is why q could not be answered: a DNS error code is more telling
-// than a timeout.
+// failure is why q could not be answered: a DNS error code, or an answer
+// that could not be used, is more telling than a timeout.
 func (q *question) failure(late bool) error {
 	switch {
 	case q.lastRcode != nil:
 		return q.lastRcode
+	case q.lastBad != nil:
+		return q.lastBad
 	case late || q.lastErr == nil || isTimeout(q.lastErr):
 		return errTimeout
 	}
@@ -392,6 +422,9 @@ func (x *exchange) tcpAnswer() *question {
 
 // askTCP sends q's query (length included) to server over TCP and reads
 // the answer, all before deadline. It only reads q's question and ID.
+// An answer that came and cannot be used is a *badAnswer: cut short by
+// the server's close, malformed, for another question, or truncated (TC)
+// again, which leaves nowhere else to ask.
 func askTCP(server netip.AddrPort, query []byte, deadline time.Time, q *question) (*reply, error) {
 	c, err := dialTCP(server, deadline)
 	if err != nil {
@@ -401,20 +434,35 @@ func askTCP(server netip.AddrPort, query []byte, deadline time.Time, q *question
 	if _, err := c.Write(query); err != nil {
 		return nil, err
 	}
+	bad := func(format string, args ...any) error {
+		return &badAnswer{fmt.Sprintf("tcp %s: ", server) + fmt.Sprintf(format, args...)}
+	}
 	var n [2]byte
 	if _, err := io.ReadFull(c, n[:]); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, bad("closed without an answer")
+		}
 		return nil, fmt.Errorf("tcp %s: reading the answer's length: %w", server, err)
 	}
 	b := make([]byte, u16(n[:]))
-	if _, err := io.ReadFull(c, b); err != nil {
+	if k, err := io.ReadFull(c, b); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, bad("closed after %d of the answer's %d octets", k, len(b))
+		}
 		return nil, fmt.Errorf("tcp %s: reading an answer of %d octets: %w", server, len(b), err)
 	}
 	r := new(reply)
 	if err := unpack(b, r); err != nil {
-		return nil, fmt.Errorf("tcp %s: %w", server, err)
+		return nil, bad("%v", err)
 	}
-	if r.id != q.id || !answers(q, r) {
-		return nil, fmt.Errorf("tcp %s: answer to another question", server)
+	if r.id != q.id {
+		return nil, bad("an answer with another ID")
+	}
+	if err := mismatch(q, r); err != nil {
+		return nil, bad("%v", err)
+	}
+	if r.truncated {
+		return nil, bad("answer truncated (TC) over TCP too")
 	}
 	return r, nil
 }
@@ -433,5 +481,10 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 var errTimeout = errors.New("timeout")
 
 type rcodeError struct{ rcode int }
+
+// badAnswer is an answer that came and could not be used; it says why.
+type badAnswer struct{ detail string }
+
+func (e *badAnswer) Error() string { return e.detail }
 
 func (e rcodeError) Error() string { return rcodeName(e.rcode) }

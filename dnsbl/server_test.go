@@ -23,6 +23,17 @@ type rule struct {
 	soa      bool          // put a SOA (negative TTL = ttl) in negative answers
 	silent   bool          // never answer
 	formerr  bool          // answer FORMERR to queries with EDNS0
+
+	// Broken answers.
+	wholeUDP  bool   // answer UDP in full, whatever the size offered
+	tcpTC     bool   // with truncate: set TC over TCP too (the records in)
+	tcpClose  bool   // with truncate: close TCP connections without answering
+	class     uint16 // the records' class (default IN)
+	owner     string // the records' owner (default the name asked)
+	wrongType bool   // answer an A question with TXT records of a's texts
+	nxRecords bool   // answer NXDOMAIN, with the records
+	qname     string // the question in the answer: another name
+	cut       int    // octets cut off the end of the packed answer
 }
 
 // listServer is an in-process DNS server on 127.0.0.1, UDP and TCP on the
@@ -122,13 +133,24 @@ func (s *listServer) serve(w dns.ResponseWriter, q *dns.Msg) {
 		ttl = 300
 	}
 	hdr := func(t uint16) dns.RR_Header {
-		return dns.RR_Header{Name: qs.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+		h := dns.RR_Header{Name: qs.Name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+		if r.class != 0 {
+			h.Class = r.class
+		}
+		if r.owner != "" {
+			h.Name = r.owner
+		}
+		return h
 	}
 	switch {
 	case !covered:
 		m.Rcode = dns.RcodeNameError
 	case r.rcode != 0:
 		m.Rcode = r.rcode
+	case qs.Qtype == dns.TypeA && r.wrongType:
+		for _, a := range r.a {
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: []string{a}})
+		}
 	case qs.Qtype == dns.TypeA:
 		for _, a := range r.a {
 			m.Answer = append(m.Answer, &dns.A{Hdr: hdr(dns.TypeA), A: net.ParseIP(a)})
@@ -138,12 +160,25 @@ func (s *listServer) serve(w dns.ResponseWriter, q *dns.Msg) {
 			m.Answer = append(m.Answer, &dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: r.txt})
 		}
 	}
+	if r.nxRecords {
+		m.Rcode = dns.RcodeNameError
+	}
 	if len(m.Answer) == 0 && r.soa {
 		m.Ns = append(m.Ns, &dns.SOA{Hdr: hdr(dns.TypeSOA), Ns: "ns.test.", Mbox: "hostmaster.test.",
 			Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: ttl})
 		m.Ns[0].Header().Name = "test."
 	}
-	if proto == "udp" {
+	if r.qname != "" {
+		m.Question[0].Name = r.qname
+	}
+	switch {
+	case proto == "tcp" && r.truncate && r.tcpClose:
+		_ = w.Close()
+		return
+	case proto == "tcp" && r.truncate && r.tcpTC:
+		m.Truncated = true
+	}
+	if proto == "udp" && !r.wholeUDP {
 		if r.truncate {
 			m.Answer, m.Truncated = nil, true
 		} else {
@@ -153,6 +188,14 @@ func (s *listServer) serve(w dns.ResponseWriter, q *dns.Msg) {
 			}
 			m.Truncate(size)
 		}
+	}
+	if r.cut > 0 {
+		b, err := m.Pack()
+		if err != nil {
+			panic(err)
+		}
+		_, _ = w.Write(b[:len(b)-r.cut])
+		return
 	}
 	_ = w.WriteMsg(m)
 }

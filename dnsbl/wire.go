@@ -28,6 +28,11 @@ import (
 //     pointers anywhere);
 //   - the data of other records is skipped by its length, not checked
 //     (miekg/dns checks the types it knows);
+//   - an A, TXT or CNAME record of the answer section must be of class IN
+//     and belong to the name asked, or to the name a CNAME before it
+//     points to, and an A or TXT record must be of the type asked
+//     (miekg/dns does not look); other types there (DNAME, RRSIG) are
+//     skipped;
 //   - a truncated response's records are not read at all, so its RCODE
 //     lacks an OPT record's extended bits: nothing but its question is
 //     used before it is asked again over TCP.
@@ -35,6 +40,7 @@ import (
 // Types, class and answer codes (RCODE) used.
 const (
 	typeA     = 1
+	typeCNAME = 5
 	typeSOA   = 6
 	typeTXT   = 16
 	typeOPT   = 41
@@ -58,6 +64,7 @@ const (
 	maxQuery = headerLen + maxName + 4 + 11
 
 	flagQR = 1 << 15
+	opcode = 0xf << 11 // the flags' OPCODE bits; 0 is QUERY
 	flagTC = 1 << 9
 	flagRD = 1 << 8
 )
@@ -140,9 +147,11 @@ type reply struct {
 	id        uint16
 	response  bool   // QR: a response, not a query
 	truncated bool   // TC: ask again over TCP
+	opcode    int    // OPCODE: 0 for a response to a query
 	rcode     int    // RCODE, with an OPT record's extended bits
 	qname     []byte // the question's name in wire format, within the message
 	qtype     uint16
+	qclass    uint16
 	records
 }
 
@@ -163,10 +172,12 @@ type records struct {
 	soa                bool
 }
 
-// rr is what dnsbl reads of a resource record's header (not its class:
-// see answer), and where its data is.
+// rr is what dnsbl reads of a resource record's header, and where its
+// owner's name and its data are.
 type rr struct {
+	owner      int // the name: msg[owner:]
 	rrtype     uint16
+	class      uint16
 	ttl        uint32
 	start, end int // the data: msg[start:end]
 }
@@ -183,6 +194,7 @@ func unpack(msg []byte, r *reply) error {
 	}
 	flags := u16(msg[2:])
 	r.id, r.response, r.truncated, r.rcode = u16(msg), flags&flagQR != 0, flags&flagTC != 0, int(flags&0xf)
+	r.opcode = int(flags&opcode) >> 11
 	if n := u16(msg[4:]); n != 1 {
 		return fmt.Errorf("DNS message with %d questions", n)
 	}
@@ -195,19 +207,20 @@ func unpack(msg []byte, r *reply) error {
 	if len(msg)-off < 4 {
 		return errTruncatedQuestion
 	}
-	r.qname, r.qtype = msg[headerLen:off], u16(msg[off:])
+	r.qname, r.qtype, r.qclass = msg[headerLen:off], u16(msg[off:]), u16(msg[off+2:])
 	off += 4
 	if r.truncated {
 		return nil
 	}
 	an, ns, ar := int(u16(msg[6:])), int(u16(msg[8:])), int(u16(msg[10:]))
 	extended := 0
+	owner := headerLen // the name the answer's records belong to
 	for i := 0; i < an+ns+ar; i++ {
 		var h rr
 		if h, off, err = readRR(msg, off); err == nil {
 			switch {
 			case i < an:
-				err = r.answer(msg, h)
+				err = r.answer(msg, h, r.qtype, &owner)
 			case i < an+ns:
 				err = r.authority(msg, h)
 			case h.rrtype == typeOPT:
@@ -227,6 +240,7 @@ func unpack(msg []byte, r *reply) error {
 
 // readRR reads the record at msg[off:] and returns the offset past it.
 func readRR(msg []byte, off int) (rr, int, error) {
+	owner := off
 	off, err := nameEnd(msg, off)
 	if err != nil {
 		return rr{}, 0, err
@@ -234,7 +248,7 @@ func readRR(msg []byte, off int) (rr, int, error) {
 	if len(msg)-off < 10 {
 		return rr{}, 0, fmt.Errorf("header cut short at offset %d", off)
 	}
-	h := rr{rrtype: u16(msg[off:]), ttl: u32(msg[off+4:]), start: off + 10}
+	h := rr{owner: owner, rrtype: u16(msg[off:]), class: u16(msg[off+2:]), ttl: u32(msg[off+4:]), start: off + 10}
 	h.end = h.start + int(u16(msg[off+8:]))
 	if h.end > len(msg) {
 		return rr{}, 0, fmt.Errorf("type %d: %d octets of data past the end", h.rrtype, h.end-len(msg))
@@ -242,56 +256,92 @@ func readRR(msg []byte, off int) (rr, int, error) {
 	return h, h.end, nil
 }
 
-// answer takes a record of the answer section. Owner name and class are
-// not looked at: the question is the client's, and its answer is all
-// the server sends.
-func (r *records) answer(msg []byte, h rr) error {
+// answer takes a record of the answer section of a response to a question
+// of type qtype. The A, TXT and CNAME records must answer the question:
+// class IN, and the name asked (*owner), or the name a CNAME points to,
+// which becomes *owner. Other types are skipped.
+func (r *records) answer(msg []byte, h rr, qtype uint16, owner *int) error {
 	if r.answers == 0 || h.ttl < r.ttl {
 		r.ttl = h.ttl
 	}
 	r.answers++
 	data := msg[h.start:h.end]
+	var what string
 	switch h.rrtype {
 	case typeA:
+		what = "A"
 		if len(data) != 4 {
 			return fmt.Errorf("A record of %d octets", len(data))
 		}
-		r.addrs = append(r.addrs, netip.AddrFrom4([4]byte(data)))
 	case typeTXT:
-		if r.txts == 0 || h.ttl < r.txtTTL {
-			r.txtTTL = h.ttl
+		what = "TXT"
+		if err := checkTXT(data); err != nil {
+			return err
 		}
-		if r.txts > 0 {
-			r.txt = append(r.txt, ' ')
+	case typeCNAME:
+		what = "CNAME"
+		end, err := nameEnd(msg[:h.end], h.start)
+		if err != nil {
+			return fmt.Errorf("CNAME record: %w", err)
 		}
-		r.txts++
-		var err error
-		r.txt, err = appendTXT(r.txt, data)
-		return err
+		if end != h.end {
+			return fmt.Errorf("CNAME record: %d octets after the name", h.end-end)
+		}
+	default:
+		return nil
+	}
+	switch {
+	case h.class != classINET:
+		return fmt.Errorf("%s record of class %d, not IN", what, h.class)
+	case !sameName(msg, h.owner, *owner):
+		return fmt.Errorf("%s record for %s, not for %s", what, nameText(msg, h.owner), nameText(msg, *owner))
+	case h.rrtype == typeCNAME:
+		*owner = h.start
+		return nil
+	case h.rrtype != qtype:
+		return fmt.Errorf("%s record in the answer to a question of type %d", what, qtype)
+	}
+	if h.rrtype == typeA {
+		r.addrs = append(r.addrs, netip.AddrFrom4([4]byte(data)))
+		return nil
+	}
+	if r.txts == 0 || h.ttl < r.txtTTL {
+		r.txtTTL = h.ttl
+	}
+	if r.txts > 0 {
+		r.txt = append(r.txt, ' ')
+	}
+	r.txts++
+	r.txt = appendTXT(r.txt, data)
+	return nil
+}
+
+// checkTXT checks that a TXT record's data is one or more strings that
+// fill it.
+func checkTXT(data []byte) error {
+	if len(data) == 0 {
+		return errors.New("TXT record without a string")
+	}
+	for len(data) > 0 {
+		n := int(data[0])
+		if 1+n > len(data) {
+			return fmt.Errorf("TXT string of %d octets in %d", n, len(data)-1)
+		}
+		data = data[1+n:]
 	}
 	return nil
 }
 
-// appendTXT appends the strings of a TXT record's data to dst, and checks
-// that they fill it. Once dst is longer than maxTXT, further strings are
-// checked but not appended.
-func appendTXT(dst, data []byte) ([]byte, error) {
-	if len(data) == 0 {
-		return dst, errors.New("TXT record without a string")
-	}
-	full := false
-	for len(data) > 0 {
+// appendTXT appends the strings of a TXT record's data, checked by
+// checkTXT, to dst: the first string, and the others while dst is no longer
+// than maxTXT.
+func appendTXT(dst, data []byte) []byte {
+	for first := true; len(data) > 0 && (first || len(dst) <= maxTXT); first = false {
 		n := int(data[0])
-		if 1+n > len(data) {
-			return dst, fmt.Errorf("TXT string of %d octets in %d", n, len(data)-1)
-		}
-		if !full {
-			dst = append(dst, data[1:1+n]...)
-			full = len(dst) > maxTXT
-		}
+		dst = append(dst, data[1:1+n]...)
 		data = data[1+n:]
 	}
-	return dst, nil
+	return dst
 }
 
 // authority takes a record of the authority section: a SOA is read (its
@@ -396,6 +446,67 @@ func nameIs(wire []byte, name string) bool {
 		wire, name = wire[n:], name[n+1:]
 	}
 	return false
+}
+
+// sameName reports whether the names at msg[a:] and msg[b:], both checked
+// by nameEnd, are the same, ignoring ASCII case. Their pointers point
+// backwards (nameEnd sees to it), so the walk ends.
+func sameName(msg []byte, a, b int) bool {
+	for {
+		a, b = labels(msg, a), labels(msg, b)
+		if a == b {
+			return true
+		}
+		n := int(msg[a])
+		if n != int(msg[b]) {
+			return false
+		}
+		if n == 0 {
+			return true
+		}
+		for i := 1; i <= n; i++ {
+			if lower(msg[a+i]) != lower(msg[b+i]) {
+				return false
+			}
+		}
+		a, b = a+1+n, b+1+n
+	}
+}
+
+// labels returns where the labels of the name at msg[off:] go on, past
+// the pointers there.
+func labels(msg []byte, off int) int {
+	for msg[off]&0xc0 == 0xc0 {
+		off = int(msg[off]&0x3f)<<8 | int(msg[off+1])
+	}
+	return off
+}
+
+// nameText is the name at msg[off:], checked by nameEnd, as text for an
+// error: dotted, with octets other than letters, digits, '-' and '_' as
+// \DDD escapes.
+func nameText(msg []byte, off int) string {
+	var b []byte
+	for {
+		off = labels(msg, off)
+		n := int(msg[off])
+		if n == 0 {
+			break
+		}
+		for _, c := range msg[off+1 : off+1+n] {
+			if 'a' <= lower(c) && lower(c) <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
+				b = append(b, c)
+			} else {
+				b = append(b, '\\', '0'+c/100, '0'+c/10%10, '0'+c%10)
+			}
+		}
+		b = append(b, '.')
+		off += 1 + n
+	}
+	if len(b) == 0 {
+		return "."
+	}
+	return string(b)
 }
 
 func lower(c byte) byte {

@@ -201,11 +201,22 @@ func TestUnpack(t *testing.T) {
 			"2.0.0.127.bl.test. 300 IN A 127.0.0.2", "2.0.0.127.bl.test. 400 IN A 127.0.0.3"}, []string{soa}),
 			want{answers: 2, addrs: []netip.Addr{a("127.0.0.2"), a("127.0.0.3")}, ttl: 300,
 				soaTTL: 600, soaMinimum: 30}},
-		// The smallest TTL of the answer counts, CNAME included, and
-		// A records count whatever their owner.
+		// The smallest TTL of the answer counts, CNAME included; an A
+		// record belongs to the name a CNAME before it points to.
 		{"CNAME then A", miekgReply(t, typeA, 0, true, []string{
 			"2.0.0.127.bl.test. 30 IN CNAME x.bl.test.", "x.bl.test. 300 IN A 127.0.0.4"}, nil),
 			want{answers: 2, addrs: []netip.Addr{a("127.0.0.4")}, ttl: 30}},
+		{"CNAME chain, uncompressed", miekgReply(t, typeA, 0, false, []string{
+			"2.0.0.127.bl.test. 30 IN CNAME x.bl.test.", "X.BL.test. 40 IN CNAME y.other.test.",
+			"y.other.test. 300 IN A 127.0.0.5"}, nil),
+			want{answers: 3, addrs: []netip.Addr{a("127.0.0.5")}, ttl: 30}},
+		// A DNAME is not read; the CNAME it makes is.
+		{"DNAME", miekgReply(t, typeA, 0, true, []string{
+			"bl.test. 300 IN DNAME other.test.", "2.0.0.127.bl.test. 0 IN CNAME 2.0.0.127.other.test.",
+			"2.0.0.127.other.test. 300 IN A 127.0.0.2"}, nil),
+			want{answers: 3, addrs: []netip.Addr{a("127.0.0.2")}, ttl: 0}},
+		{"owner in another case", miekgReply(t, typeA, 0, false, []string{"2.0.0.127.BL.TEST. 300 IN A 127.0.0.2"}, nil),
+			want{answers: 1, addrs: []netip.Addr{a("127.0.0.2")}, ttl: 300}},
 		{"TXT", miekgReply(t, typeTXT, 0, true, []string{
 			`2.0.0.127.bl.test. 300 IN TXT "Listed" " at" ""  " \"x\"\\ \000\255"`,
 			`2.0.0.127.bl.test. 100 IN TXT "second"`}, nil),
@@ -347,6 +358,31 @@ func TestUnpackMalformed(t *testing.T) {
 			record([]byte{0}, typeSOA, 1, wireName("ns", "test")[:4]), record([]byte{0}, 99, 1, make([]byte, 30)))},
 		{"SOA name pointing forward", "not back", slices.Concat(hdr(0, 1, 0), q, record([]byte{0}, typeSOA, 1,
 			slices.Concat([]byte{0xc0, 50}, []byte{0}, make([]byte, 20))))},
+		// The records read must answer the question.
+		{"A for another name", "record 1: A record for x.bl.test., not for 2.0.0.127.bl.test.",
+			miekgReply(t, typeA, 0, true, []string{"x.bl.test. 300 IN A 127.0.0.2"}, nil)},
+		{"A for another name after a good one", "record 2: A record for 3.0.0.127.bl.test.",
+			miekgReply(t, typeA, 0, true, []string{"2.0.0.127.bl.test. 300 IN A 127.0.0.2", "3.0.0.127.bl.test. 300 IN A 127.0.0.3"}, nil)},
+		{"A of class CH", "A record of class 3, not IN",
+			miekgReply(t, typeA, 0, true, []string{"2.0.0.127.bl.test. 300 CH A 127.0.0.2"}, nil)},
+		{"TXT of class NONE", "TXT record of class 254, not IN",
+			miekgReply(t, typeTXT, 0, true, []string{`2.0.0.127.bl.test. 300 NONE TXT "x"`}, nil)},
+		{"TXT for an A question", "TXT record in the answer to a question of type 1",
+			miekgReply(t, typeA, 0, true, []string{`2.0.0.127.bl.test. 300 IN TXT "127.0.0.2"`}, nil)},
+		{"A for a TXT question", "A record in the answer to a question of type 16",
+			miekgReply(t, typeTXT, 0, true, []string{"2.0.0.127.bl.test. 300 IN A 127.0.0.2"}, nil)},
+		{"CNAME of another name", "CNAME record for x.bl.test., not for 2.0.0.127.bl.test.",
+			miekgReply(t, typeA, 0, true, []string{"x.bl.test. 300 IN CNAME 2.0.0.127.bl.test.", "2.0.0.127.bl.test. 300 IN A 127.0.0.2"}, nil)},
+		{"A before its CNAME", "A record for x.bl.test., not for 2.0.0.127.bl.test.",
+			miekgReply(t, typeA, 0, true, []string{"x.bl.test. 300 IN A 127.0.0.2", "2.0.0.127.bl.test. 300 IN CNAME x.bl.test."}, nil)},
+		{"A of the name asked after a CNAME", "A record for 2.0.0.127.bl.test., not for x.bl.test.",
+			miekgReply(t, typeA, 0, true, []string{"2.0.0.127.bl.test. 300 IN CNAME x.bl.test.", "2.0.0.127.bl.test. 300 IN A 127.0.0.2"}, nil)},
+		{"CNAME data past its name", "CNAME record: 1 octets after the name", slices.Concat(hdr(1, 0, 0), q,
+			record([]byte{ptrQName, 12}, typeCNAME, 1, append(wireName("x"), 0)))},
+		{"CNAME name past its data", "CNAME record: name at offset", slices.Concat(hdr(1, 0, 1), q,
+			record([]byte{ptrQName, 12}, typeCNAME, 1, wireName("x")[:2]), record([]byte{0}, 99, 1, make([]byte, 10)))},
+		{"CNAME pointing forward", "CNAME record: name at offset", slices.Concat(hdr(1, 0, 0), q,
+			record([]byte{ptrQName, 12}, typeCNAME, 1, []byte{0xc0, 90}))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -371,6 +407,53 @@ func TestUnpackAllocations(t *testing.T) {
 		var r reply
 		if n := testing.AllocsPerRun(100, func() { _ = unpack(tt.msg, &r) }); n > tt.max {
 			t.Errorf("%s: %v allocations", tt.name, n)
+		}
+	}
+}
+
+func TestNameText(t *testing.T) {
+	msg := slices.Concat(header(1, flagsAnswer, 1, 0, 0, 0), questionOf(qname, typeA),
+		wireName("a.b", "C-d_e", "x y\x00\xff"), []byte{1, 'z', ptrQName, 12}, []byte{0})
+	for _, tt := range []struct {
+		off  int
+		want string
+	}{
+		{12, "2.0.0.127.bl.test."},
+		{blTest, "bl.test."},
+		{firstRR, `a\046b.C-d_e.x\032y\000\255.`},
+		{firstRR + 17, "z.2.0.0.127.bl.test."},
+		{firstRR + 21, "."},
+	} {
+		if got := nameText(msg, tt.off); got != tt.want {
+			t.Errorf("nameText at %d = %q, want %q", tt.off, got, tt.want)
+		}
+	}
+}
+
+func TestSameName(t *testing.T) {
+	// bl.test. and BL.TEST., and z.<pointer to qname> and Z.2.0.0.127.bl.test.
+	msg := slices.Concat(header(1, flagsAnswer, 1, 0, 0, 0), questionOf(qname, typeA),
+		wireName("BL", "TEST"), []byte{1, 'z', ptrQName, 12}, wireName("Z", "2", "0", "0", "127", "bl", "test"),
+		[]byte{ptrQName, firstRR + 9}, wireName("bl", "tesu"))
+	upper, z, zWhole, ptr, tesu := firstRR, firstRR+9, firstRR+13, firstRR+34, firstRR+36
+	for _, tt := range []struct {
+		a, b int
+		want bool
+	}{
+		{12, 12, true},
+		{blTest, upper, true},
+		{z, zWhole, true},
+		{ptr, z, true},
+		{ptr, zWhole, true},
+		{12, z, false},
+		{blTest, tesu, false},
+		{upper, 12, false},
+	} {
+		if got := sameName(msg, tt.a, tt.b); got != tt.want {
+			t.Errorf("sameName(%s, %s) = %v", nameText(msg, tt.a), nameText(msg, tt.b), got)
+		}
+		if got := sameName(msg, tt.b, tt.a); got != tt.want {
+			t.Errorf("sameName(%s, %s) = %v", nameText(msg, tt.b), nameText(msg, tt.a), got)
 		}
 	}
 }
@@ -434,26 +517,44 @@ func TestAskTCP(t *testing.T) {
 		return slices.Concat(be16(id), be16(flagsAnswer), header(0, 0, 1, 1, 0, 0)[4:], query[12:12+len(qname)+4],
 			record([]byte{ptrQName, 12}, typeA, 9, []byte{127, 0, 0, 2}))
 	}
+	// Every error but the network's is a *badAnswer: an answer that came
+	// and cannot be used.
 	tests := []struct {
 		name   string
 		answer func(q []byte) []byte
 		err    string
 	}{
 		{"good", func(q []byte) []byte { return frame(answer(q, u16(q))) }, ""},
-		{"another ID", func(q []byte) []byte { return frame(answer(q, u16(q)+1)) }, "another question"},
+		{"another ID", func(q []byte) []byte { return frame(answer(q, u16(q)+1)) }, "an answer with another ID"},
 		{"another name", func(q []byte) []byte {
 			a := answer(q, u16(q))
 			a[12+1] = '3'
 			return frame(a)
-		}, "another question"},
+		}, "an answer to another question: 3.0.0.127.bl.test. type 1 class 1"},
+		{"another class", func(q []byte) []byte {
+			a := answer(q, u16(q))
+			a[12+len(qname)+3] = 3 // CH
+			return frame(a)
+		}, "an answer to another question: 2.0.0.127.bl.test. type 1 class 3"},
 		{"a query", func(q []byte) []byte {
 			a := answer(q, u16(q))
 			a[2] &^= flagQR >> 8
 			return frame(a)
-		}, "another question"},
-		{"cut short", func(q []byte) []byte { return frame(answer(q, u16(q)))[:30] }, "reading an answer of"},
+		}, "a query, not an answer"},
+		{"another opcode", func(q []byte) []byte {
+			a := answer(q, u16(q))
+			a[2] |= 2 << 3 // STATUS
+			return frame(a)
+		}, "OPCODE 2"},
+		{"truncated again", func(q []byte) []byte {
+			a := answer(q, u16(q))
+			a[2] |= flagTC >> 8
+			return frame(a)
+		}, "answer truncated (TC) over TCP too"},
+		{"cut short", func(q []byte) []byte { return frame(answer(q, u16(q)))[:30] }, "closed after 28 of the answer's 51 octets"},
 		{"malformed", func(q []byte) []byte { return frame(answer(q, u16(q))[:40]) }, "DNS message"},
-		{"no answer", func(q []byte) []byte { return nil }, "length"},
+		{"no answer", func(q []byte) []byte { return nil }, "closed without an answer"},
+		{"half a length", func(q []byte) []byte { return []byte{0} }, "closed without an answer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -465,13 +566,14 @@ func TestAskTCP(t *testing.T) {
 			query[0], query[1] = byte((len(query)-2)>>8), byte(len(query)-2)
 			server := tcpServer(t, tt.answer)
 			r, err := askTCP(server, query, time.Now().Add(2*time.Second), q)
+			_, bad := err.(*badAnswer)
 			switch {
 			case tt.err == "" && err != nil:
 				t.Fatal(err)
 			case tt.err == "" && !slices.Equal(r.addrs, []netip.Addr{netip.MustParseAddr("127.0.0.2")}):
 				t.Errorf("addrs %v", r.addrs)
-			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-				t.Errorf("error %v, want one with %q", err, tt.err)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err) || !bad):
+				t.Errorf("error %#v, want a *badAnswer with %q", err, tt.err)
 			}
 		})
 	}
