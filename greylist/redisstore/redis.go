@@ -168,8 +168,9 @@ func (s *Store) client(pass string) *redis.Client {
 			MasterName: t.Master, SentinelAddrs: t.Addrs,
 			Username: t.User, Password: pass, DB: t.DB,
 			Dialer: o.dialer, TLSConfig: tc,
-			// RESP2: no HELLO round trip on each new connection, which
-			// a chain-mode process pays once per client.
+			// RESP2, the plainest replies. Either way a new connection
+			// costs one round trip (HELLO, carrying the password) before
+			// the first command: a chain-mode process pays it per client.
 			Protocol:    2,
 			DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
 			PoolTimeout: o.Timeout, ContextTimeoutEnabled: true,
@@ -543,19 +544,17 @@ func (s *Store) fail(op, network string, err error) error {
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("greylist: %v: %s: no answer within %v: %w", s.target, what, s.o.Timeout, joinDeadline(err))
+		return fmt.Errorf("greylist: %v: %s: no answer within %v: %w", s.target, what, s.o.Timeout, timeoutError{err})
 	}
 	return fmt.Errorf("greylist: %v: %s: %w", s.target, what, err)
 }
 
-// joinDeadline makes a network timeout also match context.DeadlineExceeded,
+// timeoutError makes a network timeout match context.DeadlineExceeded too,
 // so that a caller tells a timeout from a refusal with errors.Is alone.
-func joinDeadline(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return errors.Join(err, context.DeadlineExceeded)
-}
+type timeoutError struct{ err error }
+
+func (e timeoutError) Error() string   { return e.err.Error() }
+func (e timeoutError) Unwrap() []error { return []error{e.err, context.DeadlineExceeded} }
 
 // encodeValue is a record's stored value, "" for the zero Record. Times are
 // checked as package greylist checks them: to the second, 1970 to 2106.

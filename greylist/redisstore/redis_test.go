@@ -156,6 +156,51 @@ func TestKeysAndTTLs(t *testing.T) {
 	}
 }
 
+// TestRenewal: a known network's decisions read only, until its last pass
+// is an hour old; then one writes it, and its TTL is the lifetime again.
+func TestRenewal(t *testing.T) {
+	srv := sharedRedis(t)
+	s := open(t, srv.URL(), Options{})
+	c := raw(t, srv)
+	now := base
+	p, err := greylist.NewPolicy(s, greylist.Config{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := netip.MustParsePrefix("192.0.2.0/24")
+	key := s.Prefix() + n.String()
+	if err := p.Allow(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	shorten := func() {
+		if err := c.PExpire(ctx, key, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shorten()
+	ip := netip.MustParseAddr("192.0.2.77")
+	now = base.Add(59 * time.Minute)
+	if o, err := p.Decide(ctx, ip); err != nil || o.State != greylist.Known {
+		t.Fatalf("within the hour: %v, %v", o.State, err)
+	}
+	if v, _ := c.Get(ctx, key).Result(); v != "1750000000 1750000000" {
+		t.Errorf("within the hour the record was written: %q", v)
+	}
+	if ttl, _ := c.PTTL(ctx, key).Result(); ttl > time.Minute {
+		t.Errorf("within the hour the TTL was renewed: %v", ttl)
+	}
+	now = base.Add(61 * time.Minute)
+	if o, err := p.Decide(ctx, ip); err != nil || o.State != greylist.Known {
+		t.Fatalf("after the hour: %v, %v", o.State, err)
+	}
+	if v, _ := c.Get(ctx, key).Result(); v != "1750000000 1750003660" {
+		t.Errorf("after the hour the record is %q, want the pass renewed", v)
+	}
+	if ttl, _ := c.PTTL(ctx, key).Result(); ttl < greylist.DefaultLifetime/2 {
+		t.Errorf("after the hour the TTL is %v, want the lifetime", ttl)
+	}
+}
+
 // TestRecordsExpireInRedis: a record whose TTL ran out is gone, without any
 // Expire call. The TTL is tiny; the test only waits, generously, for Redis.
 func TestRecordsExpireInRedis(t *testing.T) {
