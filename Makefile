@@ -1,16 +1,14 @@
 # mxfront — see README.md. Everything here works on a fresh machine with Go;
 # `make test` installs the end-to-end peers (Debian packages) when run as root.
 GO      ?= go
-# Static binaries without urfave/cli's doc generators: chain mode starts a
-# process per connection, and dynamic linking alone costs it milliseconds.
-# (-race in `make test` needs cgo, so it is set per build command.)
+# Static binaries: chain mode starts a process per connection, and dynamic
+# linking alone costs it milliseconds. (-race in `make test` needs cgo, so
+# it is set per build command.) No build tags: `go build ./cmd/...` and
+# `go install` make the same tools. mxfront (chain mode) is lean because
+# of what cmd/mxfront imports, which a test checks.
 STATIC  := CGO_ENABLED=0
 GOFLAGS_BUILD ?= -trimpath
-TAGS    := urfave_cli_no_docs
-# The chain-mode executable is built without serve mode (frontend's serve
-# files carry //go:build !mxfront_lean): serve needs package net, and
-# merely linking net costs every chain-mode start its initialisation.
-LEAN_TAGS := $(TAGS),mxfront_lean
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 # mxfront runs chain mode itself and execs mxfront-cli (serve, check,
@@ -19,7 +17,7 @@ LIBEXECDIR ?= $(PREFIX)/libexec/mxfront
 # -s -w: no symbol table or DWARF (stack traces keep their function names);
 # measured ~0.2-0.4 ms less per chain-mode start. goexec, the benchmark's
 # floor, is built the same way.
-LDFLAGS := -s -w -X main.libexecDir=$(LIBEXECDIR)
+LDFLAGS := -s -w -X main.libexecDir=$(LIBEXECDIR) -X github.com/mxfront/mxfront/cmd/internal/run.version=$(VERSION)
 BIN     := bin
 MANPAGES := man/mxfront.8 man/mxfilter.8
 RUNDIR  := $(CURDIR)/run
@@ -29,13 +27,12 @@ RUNDIR  := $(CURDIR)/run
 all: build
 
 build:
-	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ \
-		./cmd/mxfront-cli ./cmd/mxfilter ./testdata/goexec
-	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -tags '$(LEAN_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/mxfront
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o $(BIN)/ \
+		./cmd/mxfront ./cmd/mxfront-cli ./cmd/mxfilter ./testdata/goexec
 
 # The demo SMTP sink that `make run` and the benchmarks put behind mxfront.
 $(BIN)/mxsink: $(wildcard testdata/mxsink/*.go)
-	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -tags '$(TAGS)' -o $@ ./testdata/mxsink
+	$(STATIC) $(GO) build $(GOFLAGS_BUILD) -o $@ ./testdata/mxsink
 
 # Quick start: mxfront serve on loopback in front of the demo sink. See README.
 run: build $(BIN)/mxsink

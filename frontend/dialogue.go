@@ -3,17 +3,18 @@ package frontend
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
-// Conn is the client's connection as the dialogue needs it. *os.File (for a
-// pollable fd), net.Conn and Pipes satisfy it.
-type Conn interface {
+// DialogueConn is the client's connection as the dialogue needs it.
+// *os.File (for a pollable fd), net.Conn and Pipes satisfy it.
+type DialogueConn interface {
 	io.Reader
 	io.Writer
 	SetReadDeadline(time.Time) error
@@ -77,6 +78,7 @@ type connInfo struct {
 	// was sent during the greeting delay; the dialogue ends that reply with
 	// its last line and never refuses at the greeting.
 	greeted bool
+	obs     Observer // told of every reply; nil: none
 }
 
 // maxLoggedRcpts bounds Transcript.Rcpts; NRcpts counts them all.
@@ -86,9 +88,10 @@ const maxLoggedRcpts = 10
 type dialogue struct {
 	cfg      DialogueConfig
 	v        Verdict
-	conn     Conn
+	conn     DialogueConn
 	r        *bufio.Reader
 	w        *bufio.Writer
+	buf      []byte // a reply being rendered
 	deadline time.Time
 	t        Transcript
 	helo     bool
@@ -98,15 +101,11 @@ type dialogue struct {
 	heloVerdict Verdict
 }
 
-// Dialogue speaks the refusal dialogue with the client and returns what it
-// tried. It never accepts a message: the verdict answers every RCPT (or the
-// greeting), DATA is refused, and every bound ends in 421 and a return.
-func Dialogue(conn Conn, v Verdict, cfg DialogueConfig) Transcript {
-	return speak(conn, v, cfg, connInfo{})
-}
-
-// speak is Dialogue on a connection known by ci.
-func speak(conn Conn, v Verdict, cfg DialogueConfig, ci connInfo) Transcript {
+// speak speaks the refusal dialogue with the client on conn, known by ci,
+// and returns what it tried. It never accepts a message: the verdict
+// answers every RCPT (or the greeting), DATA is refused, and every bound
+// ends in 421 and a return.
+func speak(conn DialogueConn, v Verdict, cfg DialogueConfig, ci connInfo) Transcript {
 	cfg = withDefaults(cfg)
 	d := &dialogue{cfg: cfg, v: v, conn: conn, ci: ci,
 		r:        bufio.NewReaderSize(conn, 1024),
@@ -148,15 +147,15 @@ func (d *dialogue) run() {
 	switch {
 	case atGreeting && d.v.Temporary():
 		// RFC 5321 3.1: a 421 greeting closes at once.
-		d.reply(421, "%s %s %s", d.v.Enhanced, d.cfg.Hostname, d.v.Text)
+		d.send(closing(d.cfg.Hostname, d.v.Reply.Status, d.v.Reply.Text))
 		d.t.End = "greeting"
 		d.flush()
 		return
 	case atGreeting:
 		// A 554 greeting: wait for QUIT, 503 to anything else (RFC 5321 3.1).
-		d.reply(554, "%s %s %s", d.v.Enhanced, d.cfg.Hostname, d.v.Text)
+		d.send(Reply{554, d.v.Reply.Status, d.cfg.Hostname + " " + d.v.Reply.Text})
 	default:
-		d.reply(220, "%s ESMTP", d.cfg.Hostname)
+		d.send(greeting(d.cfg.Hostname))
 	}
 	for {
 		line, err := d.readLine()
@@ -166,15 +165,15 @@ func (d *dialogue) run() {
 		}
 		d.t.Commands++
 		if d.t.Commands > d.cfg.MaxCommands {
-			d.closeWith("4.7.0", "Error: too many commands", "commands")
+			d.closeWith(StatusSecurity, "Error: too many commands", "commands")
 			return
 		}
 		switch err {
 		case errTooLong:
-			d.reply(500, "5.5.2 Error: line too long")
+			d.send(Reply{500, StatusSyntax, "Error: line too long"})
 			d.t.Errors++
 		case errNUL:
-			d.reply(500, "5.5.2 Error: NUL character in command")
+			d.send(Reply{500, StatusSyntax, "Error: NUL character in command"})
 			d.t.Errors++
 		default:
 			if !d.command(line, atGreeting) {
@@ -182,7 +181,7 @@ func (d *dialogue) run() {
 			}
 		}
 		if d.t.Errors >= d.cfg.MaxErrors {
-			d.closeWith("4.7.0", "Error: too many errors", "errors")
+			d.closeWith(StatusSecurity, "Error: too many errors", "errors")
 			return
 		}
 	}
@@ -245,7 +244,7 @@ func (d *dialogue) end(err error) {
 	switch {
 	case d.t.End != "":
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		d.closeWith("4.4.2", "Error: timeout exceeded", "timeout")
+		d.closeWith(Status{4, 4, 2}, "Error: timeout exceeded", "timeout")
 	case errors.Is(err, io.EOF):
 		d.t.End = "eof"
 	default:
@@ -259,7 +258,7 @@ func (d *dialogue) command(line string, atGreeting bool) bool {
 	verb = strings.ToUpper(verb)
 	if atGreeting && verb != "QUIT" && verb != "NOOP" {
 		// After a 554 greeting nothing but QUIT is in sequence.
-		d.reply(503, "5.5.1 Error: %s", d.v.Text)
+		d.send(Reply{503, StatusProtocol, "Error: " + d.v.Reply.Text})
 		d.t.Errors++
 		return true
 	}
@@ -273,31 +272,31 @@ func (d *dialogue) command(line string, atGreeting bool) bool {
 	case "DATA", "BDAT":
 		switch {
 		case !d.mail:
-			d.reply(503, "5.5.1 Error: need MAIL command")
+			d.send(Reply{503, StatusProtocol, "Error: need MAIL command"})
 		case d.t.NRcpts == 0:
-			d.reply(503, "5.5.1 Error: need RCPT command")
+			d.send(Reply{503, StatusProtocol, "Error: need RCPT command"})
 		default:
-			d.reply(554, "5.5.1 Error: no valid recipients")
+			d.send(Reply{554, StatusProtocol, "Error: no valid recipients"})
 		}
 	case "RSET":
 		d.mail = false
-		d.reply(250, "2.0.0 Ok")
+		d.send(Reply{250, StatusOK, "Ok"})
 	case "NOOP":
-		d.reply(250, "2.0.0 Ok")
+		d.send(Reply{250, StatusOK, "Ok"})
 	case "QUIT":
-		d.reply(221, "2.0.0 Bye")
+		d.send(Reply{221, StatusOK, "Bye"})
 		d.t.End = "quit"
 		d.flush()
 		return false
 	case "VRFY", "EXPN", "HELP", "ETRN", "TURN", "STARTTLS", "AUTH", "SEND", "SOML", "SAML":
-		d.reply(502, "5.5.1 Error: command not implemented")
+		d.send(Reply{502, StatusProtocol, "Error: command not implemented"})
 	default:
 		if nonSMTP(line) {
 			// An HTTP request or a proxy probe: no point in talking on.
-			d.closeWith("4.7.0", "Error: this is an SMTP server", "non-smtp")
+			d.closeWith(StatusSecurity, "Error: this is an SMTP server", "non-smtp")
 			return false
 		}
-		d.reply(500, "5.5.2 Error: command not recognized")
+		d.send(Reply{500, StatusSyntax, "Error: command not recognized"})
 		d.t.Errors++
 	}
 	return true
@@ -305,12 +304,12 @@ func (d *dialogue) command(line string, atGreeting bool) bool {
 
 func (d *dialogue) hello(verb, arg string) bool {
 	if arg == "" || strings.ContainsAny(arg, " \t") && verb == "HELO" {
-		d.reply(501, "5.5.4 Syntax: %s hostname", verb)
+		d.send(Reply{501, StatusArgs, "Syntax: " + verb + " hostname"})
 		d.t.Errors++
 		return true
 	}
 	name, _, _ := strings.Cut(arg, " ")
-	d.t.HELO = Sanitize(name, maxField)
+	d.t.HELO = sanitize.Text(name, sanitize.MaxField)
 	d.helo, d.mail = true, false
 	if d.t.HELOBogus == "" {
 		if why, public := d.cfg.HELO.bogus(name, d.cfg.Hostname, d.ci.local); why != "" {
@@ -324,10 +323,10 @@ func (d *dialogue) hello(verb, arg string) bool {
 		}
 	}
 	if verb == "HELO" {
-		d.reply(250, "%s", d.cfg.Hostname)
+		d.send(Reply{Code: 250, Text: d.cfg.Hostname})
 		return true
 	}
-	d.w.WriteString("250-" + d.cfg.Hostname + "\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n")
+	d.send(Reply{Code: 250, Text: d.cfg.Hostname + "\nPIPELINING\nENHANCEDSTATUSCODES\n8BITMIME"})
 	return true
 }
 
@@ -335,18 +334,18 @@ func (d *dialogue) mailFrom(arg string) {
 	path, ok := pathArg(arg, "FROM:")
 	switch {
 	case !d.helo:
-		d.reply(503, "5.5.1 Error: send HELO/EHLO first")
+		d.send(Reply{503, StatusProtocol, "Error: send HELO/EHLO first"})
 	case d.mail:
-		d.reply(503, "5.5.1 Error: nested MAIL command")
+		d.send(Reply{503, StatusProtocol, "Error: nested MAIL command"})
 	case !ok:
-		d.reply(501, "5.5.4 Syntax: MAIL FROM:<address>")
+		d.send(Reply{501, StatusArgs, "Syntax: MAIL FROM:<address>"})
 		d.t.Errors++
 	default:
 		d.mail = true
 		if d.t.MailFrom == "" {
-			d.t.MailFrom = Sanitize(path, maxField)
+			d.t.MailFrom = sanitize.Text(path, sanitize.MaxField)
 		}
-		d.reply(250, "2.1.0 Ok")
+		d.send(Reply{250, Status{2, 1, 0}, "Ok"})
 	}
 }
 
@@ -354,19 +353,19 @@ func (d *dialogue) rcptTo(arg string) {
 	path, ok := pathArg(arg, "TO:")
 	switch {
 	case !d.mail:
-		d.reply(503, "5.5.1 Error: need MAIL command")
+		d.send(Reply{503, StatusProtocol, "Error: need MAIL command"})
 	case !ok || path == "":
-		d.reply(501, "5.5.4 Syntax: RCPT TO:<address>")
+		d.send(Reply{501, StatusArgs, "Syntax: RCPT TO:<address>"})
 		d.t.Errors++
 	case d.t.NRcpts >= d.cfg.MaxRecipients:
-		d.reply(452, "4.5.3 Error: too many recipients")
+		d.send(Reply{452, Status{4, 5, 3}, "Error: too many recipients"})
 		d.t.Errors++
 	default:
 		d.t.NRcpts++
 		if len(d.t.Rcpts) < maxLoggedRcpts {
-			d.t.Rcpts = append(d.t.Rcpts, Sanitize(path, maxField))
+			d.t.Rcpts = append(d.t.Rcpts, sanitize.Text(path, sanitize.MaxField))
 		}
-		d.reply(d.v.Code, "%s %s", d.v.Enhanced, d.v.Text)
+		d.send(d.v.Reply)
 	}
 }
 
@@ -385,7 +384,7 @@ func pathArg(arg, keyword string) (string, bool) {
 		return "", false
 	}
 	path := rest[1:end]
-	if strings.ContainsAny(path, " <\t") || len(path) > maxField {
+	if strings.ContainsAny(path, " <\t") || len(path) > sanitize.MaxField {
 		return "", false
 	}
 	if after := rest[end+1:]; after != "" && after[0] != ' ' {
@@ -407,16 +406,19 @@ func nonSMTP(line string) bool {
 }
 
 // closeWith sends 421 and ends the dialogue.
-func (d *dialogue) closeWith(enhanced, text, why string) {
-	d.reply(421, "%s %s %s", enhanced, d.cfg.Hostname, text)
+func (d *dialogue) closeWith(st Status, text, why string) {
+	d.send(closing(d.cfg.Hostname, st, text))
 	d.flush()
 	d.t.End = why
 }
 
-func (d *dialogue) reply(code int, format string, args ...any) {
-	fmt.Fprintf(d.w, "%d ", code)
-	fmt.Fprintf(d.w, format, args...)
-	d.w.WriteString("\r\n")
+// send buffers one reply; readLine flushes before it waits.
+func (d *dialogue) send(r Reply) {
+	d.buf = r.AppendWire(d.buf[:0], false)
+	d.w.Write(d.buf)
+	if d.ci.obs != nil {
+		d.ci.obs.Replied(r)
+	}
 }
 
 func (d *dialogue) flush() error {

@@ -29,8 +29,8 @@ func (s *script) SetReadDeadline(time.Time) error  { return nil }
 func (s *script) SetWriteDeadline(time.Time) error { return nil }
 
 var (
-	deny     = Verdict{Action: Refuse, Code: 554, Enhanced: "5.7.1", Text: "Client host [192.0.2.7] is on our local deny list"}
-	tempDeny = Verdict{Action: Refuse, Code: 451, Enhanced: "4.7.1", Text: "Try again later"}
+	deny     = Verdict{Action: Refuse, By: ByDenyList, Reply: Reply{554, StatusPolicy, "Client host [192.0.2.7] is on our local deny list"}}
+	tempDeny = Verdict{Action: Refuse, By: ByDenyList, Reply: Reply{451, Status{4, 7, 1}, "Try again later"}}
 )
 
 func TestDialogueGolden(t *testing.T) {
@@ -159,7 +159,7 @@ func TestDialogueTimeout(t *testing.T) {
 	defer client.Close()
 	done := make(chan Transcript, 1)
 	go func() {
-		done <- Dialogue(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: 50 * time.Millisecond})
+		done <- speak(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: 50 * time.Millisecond}, connInfo{})
 		server.Close()
 	}()
 	out, _ := io.ReadAll(client)
@@ -176,8 +176,8 @@ func TestDialogueSessionTimeout(t *testing.T) {
 	defer client.Close()
 	done := make(chan Transcript, 1)
 	go func() {
-		done <- Dialogue(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: time.Second,
-			SessionTimeout: 200 * time.Millisecond, MaxCommands: 1000})
+		done <- speak(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: time.Second,
+			SessionTimeout: 200 * time.Millisecond, MaxCommands: 1000}, connInfo{})
 		server.Close()
 	}()
 	go func() {
@@ -202,7 +202,7 @@ func TestDialogueClientNeverReads(t *testing.T) {
 	defer client.Close()
 	done := make(chan Transcript, 1)
 	go func() {
-		done <- Dialogue(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: 100 * time.Millisecond})
+		done <- speak(server, deny, DialogueConfig{Hostname: "mx", CommandTimeout: 100 * time.Millisecond}, connInfo{})
 		server.Close()
 	}()
 	go client.Write(bytes.Repeat([]byte("NOOP\r\n"), 5000))
@@ -226,7 +226,7 @@ func FuzzDialogue(f *testing.F) {
 	f.Add([]byte("DATA\r\n.\r\nQUIT\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s := &script{in: bytes.NewReader(in)}
-		tr := Dialogue(s, deny, DialogueConfig{Hostname: "mx"})
+		tr := speak(s, deny, DialogueConfig{Hostname: "mx"}, connInfo{})
 		out := s.out.String()
 		// Never a message taken, never a success to DATA, never a bare LF.
 		if strings.Contains(out, "\r\n354 ") || strings.HasPrefix(out, "354") {

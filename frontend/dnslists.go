@@ -48,41 +48,31 @@ func (p *Policy) dnsLists(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 		p.Log.Warn("DNS list failed", "ip", ip.String(), "zone", e.Zone, "query", e.Query,
 			"cause", e.Cause.String(), "error", e.Error())
 	}
-	exports := []Export{
-		{Name: "DNSBL", Value: strings.Join(r.BlockedBy(), " ")},
-		{Name: "DNSWL", Value: strings.Join(r.AllowedBy(), " ")},
-		{Name: "SCORE", Value: strconv.Itoa(r.Score)},
-	}
-	var details []string
+	v.DNS = r
 	if p.DryRun {
-		details = d.details(r)
+		v.Details = append(v.Details, d.details(r)...)
 	}
 	final := func(nv Verdict) bool {
-		nv.Exports = append(append(v.Exports, nv.Exports...), exports...)
-		nv.Details = append(append(v.Details, nv.Details...), details...)
+		nv.DNS, nv.Details = r, v.Details
 		*v = nv
 		return true
 	}
 	if zone := d.antiListed(r); zone != "" {
-		return final(Verdict{Action: Trusted, Reasons: []string{
+		return final(Verdict{Action: Trusted, By: ByDNSLists, Reasons: []string{
 			fmt.Sprintf("DNS lists: anti-listed by %s (-a); score %d", zone, r.Score)}})
 	}
 	switch r.Outcome(d.Threshold, d.AllowThreshold) {
 	case dnsbl.Blocked:
-		code, enh := d.blockCode(r)
-		return final(p.refuse(code, enh, r.Text, fmt.Sprintf("DNS lists: listed by %s; score %d >= %d%s",
+		return final(p.refuse(ByDNSLists, d.blockReply(r), fmt.Sprintf("DNS lists: listed by %s; score %d >= %d%s",
 			strings.Join(r.BlockedBy(), " "), r.Score, d.Threshold, failedNote(r))))
 	case dnsbl.Trusted:
-		return final(Verdict{Action: Trusted, Reasons: []string{fmt.Sprintf("DNS lists: allowed by %s; score %d <= %d",
+		return final(Verdict{Action: Trusted, By: ByDNSLists, Reasons: []string{fmt.Sprintf("DNS lists: allowed by %s; score %d <= %d",
 			strings.Join(r.AllowedBy(), " "), r.Score, d.AllowThreshold)}})
 	}
 	if r.Failed() && d.FailTemp {
-		nv := p.refuse(451, "4.4.3", "Temporary DNS list lookup failure, try again later",
-			"DNS lists: "+failedList(r)+" could not be asked; --dns-fail tempfail")
-		return final(nv)
+		return final(p.refuse(ByDNSLists, Reply{451, Status{4, 4, 3}, "Temporary DNS list lookup failure, try again later"},
+			"DNS lists: "+failedList(r)+" could not be asked; --dns-fail tempfail"))
 	}
-	v.Exports = append(v.Exports, exports...)
-	v.Details = append(v.Details, details...)
 	if listed := append(r.BlockedBy(), r.AllowedBy()...); len(listed) > 0 {
 		v.Reasons = append(v.Reasons, fmt.Sprintf("DNS lists: listed by %s; score %d below %d%s",
 			strings.Join(listed, " "), r.Score, d.Threshold, failedNote(r)))
@@ -92,16 +82,16 @@ func (p *Policy) dnsLists(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 	return false
 }
 
-// blockCode is the code of a DNS list refusal: 554 5.7.1, or rblsmtpd's
-// codes when the reply comes from a -r zone.
-func (d *DNSLists) blockCode(r *dnsbl.Result) (int, string) {
-	if !d.RBL[r.TextZone] {
-		return 554, "5.7.1"
+// blockReply is the reply of a DNS list refusal: 554 5.7.1 with the
+// list's text, or rblsmtpd's codes when the text comes from a -r zone.
+func (d *DNSLists) blockReply(r *dnsbl.Result) Reply {
+	switch {
+	case !d.RBL[r.TextZone]:
+		return Reply{554, StatusPolicy, r.Text}
+	case d.RBLPermanent && !r.Failed():
+		return Reply{553, StatusPolicy, r.Text}
 	}
-	if d.RBLPermanent && !r.Failed() {
-		return 553, "5.7.1"
-	}
-	return 451, "4.7.1"
+	return Reply{451, Status{4, 7, 1}, r.Text}
 }
 
 // antiListed returns the first -a zone that lists the client, or "".

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/mxfront/mxfront/dnsbl"
+	"github.com/mxfront/mxfront/internal/logline"
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
@@ -142,7 +143,7 @@ func TestDecideDNSLists(t *testing.T) {
 		replies   map[string]string
 		// What Decide must return.
 		action  Action
-		reply   string // Verdict.Reply() of a refusal
+		reply   string // Verdict.Reply of a refusal
 		reason  string // in Reasons
 		exports map[string]string
 		warns   int // DNS list failures logged
@@ -205,27 +206,27 @@ func TestDecideDNSLists(t *testing.T) {
 				t.Fatal(err)
 			}
 			var logbuf bytes.Buffer
-			p := &Policy{Temp: tt.temp, Greylist: &Greylisting{}, Log: WriterLogger(&logbuf),
+			p := &Policy{Temp: tt.temp, Greylist: &Greylisting{}, Log: logline.WriterLogger(&logbuf),
 				DNS: &DNSLists{Checker: c, Threshold: tt.threshold, AllowThreshold: tt.allowTh, FailTemp: tt.failTemp,
 					RBL: set(tt.rbl), RBLPermanent: tt.permanent, AntiRBL: set(tt.anti)}}
 			v := p.Decide(context.Background(), Client{Remote: netip.AddrPortFrom(netip.MustParseAddr(tt.ip), 25)})
 			if v.Action != tt.action {
 				t.Fatalf("action %v, want %v (reasons %q)", v.Action, tt.action, v.Reasons)
 			}
-			if strings.ContainsAny(v.Reply()+v.Reason(), "\r\n") {
-				t.Errorf("CR or LF in %q / %q", v.Reply(), v.Reason())
+			if strings.ContainsAny(v.Reply.String()+v.Reason(), "\r\n") {
+				t.Errorf("CR or LF in %q / %q", v.Reply, v.Reason())
 			}
-			if v.Action == Refuse && v.Reply() != tt.reply {
-				t.Errorf("reply %q, want %q", v.Reply(), tt.reply)
+			if v.Action == Refuse && v.Reply.String() != tt.reply {
+				t.Errorf("reply %q, want %q", v.Reply, tt.reply)
 			}
-			if v.Action != Refuse && v.Code != 0 {
-				t.Errorf("a %v verdict carries code %d", v.Action, v.Code)
+			if v.Action != Refuse && v.Reply.Code != 0 {
+				t.Errorf("a %v verdict carries code %d", v.Action, v.Reply.Code)
 			}
 			if tt.reason != "" && !strings.Contains(v.Reason(), tt.reason) {
 				t.Errorf("reasons %q lack %q", v.Reasons, tt.reason)
 			}
 			got := map[string]string{}
-			for _, e := range v.Exports {
+			for _, e := range v.Exports() {
 				if _, dup := got[e.Name]; dup {
 					t.Errorf("export %s twice", e.Name)
 				}
@@ -291,7 +292,7 @@ func TestDecideDNSListsPrecedence(t *testing.T) {
 	}
 	// Without a Checker nothing is asked and nothing exported.
 	p = &Policy{DNS: &DNSLists{}}
-	if v := p.Decide(context.Background(), Client{Remote: listed}); v.Action != Pass || len(v.Exports) != 0 {
+	if v := p.Decide(context.Background(), Client{Remote: listed}); v.Action != Pass || len(v.Exports()) != 0 {
 		t.Errorf("no checker: %+v", v)
 	}
 }

@@ -4,10 +4,28 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
-// Export is one MXFRONT_* variable a check hands to PROGRAM.
+// Export is one MXFRONT_* variable a check hands to PROGRAM (Name without
+// the prefix); the same names and values are fields of the pass line.
 type Export struct{ Name, Value string }
+
+// Exports renders the checks' results of v as MXFRONT_* variables, in a
+// fixed order: the DNS lists' (when asked), then the greylist's.
+func (v Verdict) Exports() []Export {
+	var out []Export
+	if r := v.DNS; r != nil {
+		out = append(out, Export{"DNSBL", strings.Join(r.BlockedBy(), " ")},
+			Export{"DNSWL", strings.Join(r.AllowedBy(), " ")},
+			Export{"SCORE", strconv.Itoa(r.Score)})
+	}
+	if g := v.Greylist.String(); g != "" {
+		out = append(out, Export{"GREYLIST", g})
+	}
+	return out
+}
 
 // Environ builds PROGRAM's environment from mxfront's own (base): systemd's
 // LISTEN_* variables are dropped (the socket is on fds 0 and 1 now), the
@@ -30,7 +48,7 @@ func Environ(base []string, remote, local netip.AddrPort, localHost string, v Ve
 	}
 	add := func(name, value string) {
 		if !set[name] {
-			env = append(env, name+"="+Sanitize(value, maxField))
+			env = append(env, name+"="+sanitize.Text(value, sanitize.MaxField))
 			set[name] = true
 		}
 	}
@@ -64,10 +82,10 @@ func Environ(base []string, remote, local netip.AddrPort, localHost string, v Ve
 	}
 	env = append(env, "MXFRONT_VERDICT="+v.Action.String())
 	if r := v.Reason(); r != "" {
-		env = append(env, "MXFRONT_REASON="+Sanitize(r, 1024))
+		env = append(env, "MXFRONT_REASON="+sanitize.Text(r, 1024))
 	}
-	for _, e := range v.Exports {
-		env = append(env, "MXFRONT_"+e.Name+"="+Sanitize(e.Value, 1024))
+	for _, e := range v.Exports() {
+		env = append(env, "MXFRONT_"+e.Name+"="+sanitize.Text(e.Value, 1024))
 	}
 	return env
 }

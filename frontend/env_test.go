@@ -5,11 +5,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mxfront/mxfront/dnsbl"
 )
 
 func TestEnviron(t *testing.T) {
 	v := Verdict{Action: Trusted, Reasons: []string{"allow list 192.0.2.0/24 (f:1): bad\x00text"},
-		Exports: []Export{{"SCORE", "3"}}}
+		DNS: &dnsbl.Result{Score: 3}}
 	tests := []struct {
 		name         string
 		base         []string

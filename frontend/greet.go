@@ -30,16 +30,16 @@ func (t Talk) String() string {
 	return [...]string{"silent", "early", "hung up"}[min(int(t), 2)]
 }
 
-// greetLine is the first line of the multi-line greeting.
-func greetLine(hostname string) string {
-	return "220-" + orLocalhost(hostname) + " ESMTP\r\n"
-}
+// greeting is the greeting, "220 NAME ESMTP"; the greeting delay writes it
+// as a first line, "220-NAME ESMTP" (AppendWire with more).
+func greeting(host string) Reply { return Reply{Code: 220, Text: orLocalhost(host) + " ESMTP"} }
 
-// GreetFD writes the first greeting line on writeFD and watches readFD for
-// d (chain mode: the fds are those of the connection, blocking or not). It
-// returns as soon as the client talks or hangs up, or when d is over.
-func GreetFD(readFD, writeFD int, hostname string, d time.Duration) (Talk, error) {
-	if err := writeAll(writeFD, []byte(greetLine(hostname))); err != nil {
+// GreetFD writes first as the first line of a multi-line greeting on
+// writeFD and watches readFD for d (chain mode: the fds are those of the
+// connection, blocking or not). It returns as soon as the client talks or
+// hangs up, or when d is over.
+func GreetFD(readFD, writeFD int, first Reply, d time.Duration) (Talk, error) {
+	if err := writeAll(writeFD, first.AppendWire(nil, true)); err != nil {
 		return HungUp, fmt.Errorf("greeting: %v", err)
 	}
 	deadline := time.Now().Add(d)
@@ -58,15 +58,15 @@ func GreetFD(readFD, writeFD int, hostname string, d time.Duration) (Talk, error
 		if err != nil {
 			return HungUp, fmt.Errorf("greeting delay: poll: %v", err)
 		}
-		if t, ok := peek(readFD); ok {
+		if t, ok := Peek(readFD); ok {
 			return t, nil
 		}
 	}
 }
 
-// peek tells, without consuming a byte, whether the client has sent
+// Peek tells, without consuming a byte, whether the client has sent
 // something or hung up; ok is false when there is nothing to tell yet.
-func peek(fd int) (t Talk, ok bool) {
+func Peek(fd int) (t Talk, ok bool) {
 	var b [1]byte
 	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	switch {
@@ -136,10 +136,10 @@ func (c DialogueConfig) greetDelayFor(v Verdict) bool {
 	case Trusted:
 		return false
 	case Refuse:
-		return greylistedVerdict(v) && c.RefuseAt != AtGreeting
+		return v.Greylisted() && c.RefuseAt != AtGreeting
 	}
-	switch greylistState(v) {
-	case stateRetry, statePassed:
+	switch v.Greylist.State {
+	case GreylistRetry, GreylistPassed:
 		return false
 	}
 	return true
@@ -150,6 +150,6 @@ func (c DialogueConfig) greetDelayFor(v Verdict) bool {
 func earlyTalker(v Verdict, after, delay time.Duration) Verdict {
 	reasons := append(append([]string(nil), v.Reasons...),
 		fmt.Sprintf("early talker: spoke %v into the greeting delay of %v", after.Round(time.Millisecond), delay))
-	return Verdict{Action: Refuse, Code: 554, Enhanced: "5.5.1",
-		Text: "Error: protocol violation: you spoke before the greeting ended", Reasons: reasons}
+	return Verdict{Action: Refuse, By: ByEarlyTalker, DNS: v.DNS, Greylist: v.Greylist, Reasons: reasons,
+		Reply: Reply{554, StatusProtocol, "Error: protocol violation: you spoke before the greeting ended"}}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,43 +26,68 @@ type Greylisting struct {
 	Now func() time.Time
 }
 
-// The states exported in MXFRONT_GREYLIST, followed by the network's age.
+// GreylistState is what greylisting made of a client.
+type GreylistState uint8
+
 const (
-	stateRetry   = "retry"   // retried after the delay: passes now, for the first time
-	statePassed  = "passed"  // passed before, within the lifetime
-	stateSkipped = "skipped" // on --greylist-skip-file: never greylisted
-	stateError   = "error"   // the database failed: passed (and logged)
+	GreylistNone    GreylistState = iota // not asked: greylisting is off, or an earlier check decided
+	GreylistSkipped                      // on --greylist-skip-file: never greylisted
+	GreylistError                        // the store failed: passed (and logged)
+	GreylistRetry                        // retried after the delay: passes now, for the first time
+	GreylistPassed                       // passed before, within the lifetime
+	GreylistRefused                      // greylisted: Store says why (new, early, restarted, lapsed)
 )
 
-// The exports of a greylisted verdict. They never reach PROGRAM (a refused
-// client gets none); LogRefusal turns them into fields of its line.
-const (
-	exportGreylist = "GREYLIST"
-	exportNetwork  = "GREYLIST_NETWORK"
-	exportRetryIn  = "GREYLIST_RETRY_IN"
-)
+// GreylistResult is greylisting's part of a verdict.
+type GreylistResult struct {
+	State   GreylistState
+	Store   greylist.State // the store's own word, for a refused client
+	Age     time.Duration  // since the network was first seen
+	Network netip.Prefix   // the network judged (a refused client)
+	RetryIn time.Duration  // before a retry can pass (a refused client)
+}
 
-// greylist decides on ip's network and updates v; true means v is final.
-func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) bool {
+// String is MXFRONT_GREYLIST's value: the state word, then the network's
+// age in whole seconds ("retry 312", "passed 86400", "skipped"); "" when
+// greylisting was not asked.
+func (g GreylistResult) String() string {
+	switch g.State {
+	case GreylistSkipped:
+		return "skipped"
+	case GreylistError:
+		return "error"
+	case GreylistRetry:
+		return "retry " + age(g.Age)
+	case GreylistPassed:
+		return "passed " + age(g.Age)
+	case GreylistRefused:
+		return g.Store.String() + " " + age(g.Age)
+	}
+	return ""
+}
+
+// greylist decides on ip's network and updates v.
+func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 	g := p.Greylist
 	if g == nil || g.Policy == nil {
-		return false
+		return
 	}
 	if l, ok := g.Skip.Lookup(ip); ok {
-		v.Exports = append(v.Exports, Export{exportGreylist, stateSkipped})
+		v.Greylist = GreylistResult{State: GreylistSkipped}
 		if p.DryRun {
 			v.Details = append(v.Details, "greylist: skipped: "+describe("skip list", l))
 		}
-		return false
+		return
 	}
 	n, err := g.Policy.Network(ip)
 	if err != nil {
-		return p.greylistFailed(ip, v, err)
+		p.greylistFailed(ip, v, err)
+		return
 	}
 	now := g.now()
 	if first, ok := g.Known.get(n, now); ok && !p.DryRun {
-		v.Exports = append(v.Exports, Export{exportGreylist, statePassed + " " + age(now.Sub(first))})
-		return false
+		v.Greylist = GreylistResult{State: GreylistPassed, Age: now.Sub(first)}
+		return
 	}
 	var o greylist.Outcome
 	if p.DryRun {
@@ -72,45 +96,42 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 		o, err = g.Policy.Decide(ctx, ip)
 	}
 	if err != nil {
-		return p.greylistFailed(ip, v, err)
+		p.greylistFailed(ip, v, err)
+		return
 	}
 	if p.DryRun {
 		v.Details = append(v.Details, outcomeDetail(o))
 	}
 	switch o.State {
 	case greylist.Passed:
-		v.Exports = append(v.Exports, Export{exportGreylist, stateRetry + " " + age(o.Age)})
+		v.Greylist = GreylistResult{State: GreylistRetry, Age: o.Age}
 	case greylist.Known:
-		v.Exports = append(v.Exports, Export{exportGreylist, statePassed + " " + age(o.Age)})
+		v.Greylist = GreylistResult{State: GreylistPassed, Age: o.Age}
 	}
 	if !o.Greylisted() {
 		g.Known.put(n, o.FirstSeen, now)
-		return false
+		return
 	}
 	retry := o.RetryIn.Round(time.Second)
 	if retry < time.Second {
 		retry = time.Second
 	}
 	at := now.Add(retry).UTC().Format("15:04:05")
-	*v = Verdict{Action: Refuse, Code: 451, Enhanced: "4.7.1",
-		Text: fmt.Sprintf("Greylisted: please try again in %v, after %s UTC", retry, at),
+	*v = Verdict{Action: Refuse, By: ByGreylist, DNS: v.DNS, Details: v.Details,
+		Reply: Reply{451, Status{4, 7, 1}, fmt.Sprintf("Greylisted: please try again in %v, after %s UTC", retry, at)},
 		Reasons: append(v.Reasons, fmt.Sprintf("greylisted: network %v %s, first seen %v ago, retry in %v",
 			o.Network, o.State, o.Age.Round(time.Second), retry)),
-		Exports: []Export{{exportGreylist, o.State.String() + " " + age(o.Age)},
-			{exportNetwork, o.Network.String()}, {exportRetryIn, retry.String()}},
-		Details: v.Details}
-	return true
+		Greylist: GreylistResult{State: GreylistRefused, Store: o.State, Age: o.Age, Network: o.Network, RetryIn: retry}}
 }
 
 // greylistFailed passes the client: greylisting is not worth refusing mail
 // for, but the operator must hear of it.
-func (p *Policy) greylistFailed(ip netip.Addr, v *Verdict, err error) bool {
+func (p *Policy) greylistFailed(ip netip.Addr, v *Verdict, err error) {
 	p.Log.Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
-	v.Exports = append(v.Exports, Export{exportGreylist, stateError})
+	v.Greylist = GreylistResult{State: GreylistError}
 	if p.DryRun {
 		v.Details = append(v.Details, "greylist: error (the client would pass): "+err.Error())
 	}
-	return false
 }
 
 func outcomeDetail(o greylist.Outcome) string {
@@ -135,37 +156,11 @@ func (g *Greylisting) now() time.Time {
 	return g.Now()
 }
 
-// greylistState returns the state word of v's MXFRONT_GREYLIST, or "".
-func greylistState(v Verdict) string {
-	for _, e := range v.Exports {
-		if e.Name == exportGreylist {
-			s, _, _ := strings.Cut(e.Value, " ")
-			return s
-		}
-	}
-	return ""
-}
-
-// greylistedVerdict reports whether v is greylisting's refusal.
-func greylistedVerdict(v Verdict) bool {
-	return v.Action == Refuse && greylistState(v) != ""
-}
-
-// exportValue returns the value of v's export name, or "".
-func exportValue(v Verdict, name string) string {
-	for _, e := range v.Exports {
-		if e.Name == name {
-			return e.Value
-		}
-	}
-	return ""
-}
-
 // forgetGreylisted drops the greylist record of a greylisted client that
 // showed itself bogus (an early talker, a bogus HELO with --helo-check
 // refuse), so that retrying never earns it a pass. Errors are logged.
 func (p *Policy) forgetGreylisted(ctx context.Context, ip netip.Addr, v Verdict) {
-	if p.DryRun || p.Greylist == nil || p.Greylist.Policy == nil || !greylistedVerdict(v) {
+	if p.DryRun || p.Greylist == nil || p.Greylist.Policy == nil || !v.Greylisted() {
 		return
 	}
 	if err := p.Greylist.Policy.Forget(ctx, ip); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/logline"
 )
 
 // clock is a settable clock for the greylist: no test sleeps.
@@ -66,7 +67,7 @@ func newGreyFixture(t testing.TB, skip *NetList, cache *PassCache) *greyFixture 
 	}
 	var log bytes.Buffer
 	p := &Policy{Greylist: &Greylisting{Policy: gp, Skip: skip, Known: cache, Now: c.now},
-		Log: WriterLogger(&log)}
+		Log: logline.WriterLogger(&log)}
 	return &greyFixture{clock: c, store: st, gp: gp, p: p, log: &log}
 }
 
@@ -113,19 +114,19 @@ func TestGreylistLife(t *testing.T) {
 			t.Errorf("%s: details %q written outside mxfront check", s.name, v.Details)
 		}
 		if s.action == Refuse {
-			if v.Reply() != s.reply {
-				t.Errorf("%s: reply %q, want %q", s.name, v.Reply(), s.reply)
+			if v.Reply.String() != s.reply {
+				t.Errorf("%s: reply %q, want %q", s.name, v.Reply, s.reply)
 			}
-			if !greylistedVerdict(v) || exportValue(v, exportNetwork) == "" || exportValue(v, exportRetryIn) == "" {
-				t.Errorf("%s: not marked greylisted: %+v", s.name, v.Exports)
+			if !v.Greylisted() || !v.Greylist.Network.IsValid() || v.Greylist.RetryIn <= 0 {
+				t.Errorf("%s: not marked greylisted: %+v", s.name, v.Greylist)
 			}
 			continue
 		}
-		if got := exportValue(v, exportGreylist); got != s.export {
+		if got := v.Greylist.String(); got != s.export {
 			t.Errorf("%s: MXFRONT_GREYLIST=%q, want %q", s.name, got, s.export)
 		}
-		if len(v.Exports) != 1 {
-			t.Errorf("%s: PROGRAM would get %v; only GREYLIST is for it", s.name, v.Exports)
+		if e := v.Exports(); len(e) != 1 || e[0].Name != "GREYLIST" {
+			t.Errorf("%s: PROGRAM would get %v; only GREYLIST is for it", s.name, e)
 		}
 	}
 	if n, _ := f.store.Stats(context.Background()); n.Records != 3 {
@@ -152,7 +153,7 @@ func TestGreylistStoreFailurePasses(t *testing.T) {
 	f := newGreyFixture(t, nil, nil)
 	f.store.fail.Store(true)
 	v := f.decide("192.0.2.7")
-	if v.Action != Pass || exportValue(v, exportGreylist) != stateError {
+	if v.Action != Pass || v.Greylist.State != GreylistError {
 		t.Fatalf("%+v", v)
 	}
 	if !strings.Contains(f.log.String(), "level=ERROR") || !strings.Contains(f.log.String(), "lock not had") {
@@ -183,7 +184,7 @@ func TestForgetGreylisted(t *testing.T) {
 	v := f.decide("192.0.2.7")
 	f.p.forgetGreylisted(ctx, ip, v)
 	f.clock.add(6 * time.Minute)
-	if v := f.decide("192.0.2.7"); v.Action != Refuse || greylistState(v) != "new" {
+	if v := f.decide("192.0.2.7"); v.Action != Refuse || v.Greylist.Store != greylist.New {
 		t.Fatalf("after forget, the retry: %+v", v)
 	}
 	f.clock.add(6 * time.Minute)
@@ -211,7 +212,7 @@ func TestPassCache(t *testing.T) {
 	for i := range 10 {
 		f.clock.add(time.Second)
 		v := f.decide(fmt.Sprintf("192.0.2.%d", 10+i))
-		if v.Action != Pass || !strings.HasPrefix(exportValue(v, exportGreylist), "passed ") {
+		if v.Action != Pass || !strings.HasPrefix(v.Greylist.String(), "passed ") {
 			t.Fatalf("%+v", v)
 		}
 	}
@@ -301,8 +302,8 @@ func benchServe(b *testing.B, newShare float64, cache bool) {
 				ip = netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), byte(rand.IntN(256))})
 			}
 			v := p.Decide(ctx, Client{Remote: netip.AddrPortFrom(ip, 4000)})
-			if greylistState(v) == stateError {
-				b.Errorf("store error: %v", v.Exports)
+			if v.Greylist.State == GreylistError {
+				b.Errorf("store error: %v", v.Greylist)
 				return
 			}
 			if v.Action == Refuse {

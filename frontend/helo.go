@@ -7,6 +7,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
 // HELOMode is what the refusal dialogue does with a bogus HELO/EHLO name.
@@ -28,7 +30,7 @@ func ParseHELOMode(s string) (HELOMode, error) {
 	case "refuse":
 		return HELORefuse, nil
 	}
-	return HELOOff, fmt.Errorf("bad --helo-check %q: want off, log or refuse", Sanitize(s, 32))
+	return HELOOff, fmt.Errorf("bad --helo-check %q: want off, log or refuse", sanitize.Text(s, 32))
 }
 
 func (m HELOMode) String() string {
@@ -186,9 +188,9 @@ func (h *HELOPatterns) read(r io.Reader, name string) error {
 	return readList(r, name, func(line int, pat, reason string) error {
 		pat = strings.ToLower(pat)
 		if _, err := path.Match(pat, ""); err != nil || strings.Contains(pat, "/") {
-			return fmt.Errorf("bad pattern %q", Sanitize(pat, 64))
+			return fmt.Errorf("bad pattern %q", sanitize.Text(pat, 64))
 		}
-		h.pats = append(h.pats, HELOPattern{Pattern: pat, Reason: Sanitize(reason, maxReason), Source: name + ":" + strconv.Itoa(line)})
+		h.pats = append(h.pats, HELOPattern{Pattern: pat, Reason: sanitize.Text(reason, sanitize.MaxReason), Source: name + ":" + strconv.Itoa(line)})
 		return nil
 	})
 }
@@ -219,9 +221,8 @@ func (h *HELOPatterns) Match(name string) (HELOPattern, bool) {
 // --helo-check is refuse: permanent, whatever the verdict was (a
 // greylisted client gets 5xx now, and its record is forgotten).
 func heloRefusal(v Verdict, name, why, public string) Verdict {
-	name = Sanitize(name, maxField)
+	name = sanitize.Text(name, sanitize.MaxField)
 	reasons := append(append([]string(nil), v.Reasons...), "bogus HELO "+name+": it "+why)
-	return Verdict{Action: Refuse, Code: 554, Enhanced: "5.7.1",
-		Text:    Sanitize("HELO/EHLO name "+name+" rejected: it "+public, maxReason),
-		Reasons: reasons}
+	return Verdict{Action: Refuse, By: ByHELO, DNS: v.DNS, Greylist: v.Greylist, Reasons: reasons,
+		Reply: Reply{554, StatusPolicy, sanitize.Text("HELO/EHLO name "+name+" rejected: it "+public, sanitize.MaxReason)}}
 }

@@ -100,7 +100,7 @@ func FuzzHELOBogus(f *testing.F) {
 		}
 		if why != "" {
 			v := heloRefusal(Verdict{}, name, why, why)
-			if v.Code != 554 || strings.ContainsAny(v.Text, "\r\n") {
+			if v.Reply.Code != 554 || strings.ContainsAny(v.Reply.Text, "\r\n") {
 				t.Fatalf("%q: refusal %+v", name, v)
 			}
 		}

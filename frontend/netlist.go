@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
 // NetList is a set of networks, each with an optional reason, read from
@@ -86,7 +88,7 @@ func (l *NetList) Add(spec, reason, source string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %v", source, err)
 	}
-	e.reason = Sanitize(reason, maxReason)
+	e.reason = sanitize.Text(reason, sanitize.MaxReason)
 	e.file = source
 	l.entries = append(l.entries, e)
 	l.sort()
@@ -120,7 +122,7 @@ func (l *NetList) read(r io.Reader, name string) error {
 		if err != nil {
 			return err
 		}
-		e.reason = Sanitize(strings.TrimSpace(reason), maxReason)
+		e.reason = sanitize.Text(strings.TrimSpace(reason), sanitize.MaxReason)
 		e.file, e.line = name, line
 		l.entries = append(l.entries, e)
 		return nil

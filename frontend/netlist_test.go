@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
 const sampleList = `# a deny file
@@ -83,7 +85,7 @@ func FuzzNetList(f *testing.F) {
 			return
 		}
 		got, ok := l.Lookup(a)
-		if ok && (strings.ContainsAny(got.Reason, "\r\n\x00") || len(got.Reason) > maxReason) {
+		if ok && (strings.ContainsAny(got.Reason, "\r\n\x00") || len(got.Reason) > sanitize.MaxReason) {
 			t.Fatalf("reason not sanitised: %q", got.Reason)
 		}
 	})

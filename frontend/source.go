@@ -2,40 +2,23 @@ package frontend
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/sanitize"
 	"golang.org/x/sys/unix"
-)
-
-// Origin says where chain mode found its connection.
-type Origin string
-
-const (
-	FromStdin   Origin = "fd0"     // inetd, xinetd, tcpserver, systemd StandardInput=socket
-	FromSystemd Origin = "systemd" // LISTEN_FDS=1: the socket is fd 3
-	FromPipes   Origin = "pipes"   // fd 0 and 1 are not a socket: addresses from TCP* variables
 )
 
 // Connection is the client's connection in chain mode.
 type Connection struct {
-	Origin  Origin
 	ReadFD  int // the socket, or the pipe mxfront reads
 	WriteFD int // the socket, or the pipe mxfront writes
 	Remote  netip.AddrPort
 	Local   netip.AddrPort
 }
-
-// UsageError is a configuration or invocation error (exit 100) with a hint.
-type UsageError struct {
-	Err  error
-	Hint string
-}
-
-func (e *UsageError) Error() string { return e.Err.Error() }
 
 // FindConnection finds the client's connection for chain mode: systemd's
 // LISTEN_FDS=1 (fd 3), else fd 0 if it is a connected socket, else pipes
@@ -44,47 +27,42 @@ func FindConnection(getenv func(string) string) (Connection, error) {
 	if pid, _ := strconv.Atoi(getenv("LISTEN_PID")); pid == os.Getpid() {
 		n, _ := strconv.Atoi(getenv("LISTEN_FDS"))
 		if n != 1 {
-			return Connection{}, &UsageError{
-				Err:  fmt.Errorf("systemd passed %d sockets (LISTEN_FDS=%s); chain mode takes one connection", n, getenv("LISTEN_FDS")),
-				Hint: "use Accept=yes in the .socket unit, or run `mxfront serve` for Accept=no",
-			}
+			return Connection{}, fail.Usage("use Accept=yes in the .socket unit, or run `mxfront serve` for Accept=no",
+				"systemd passed %d sockets (LISTEN_FDS=%s); chain mode takes one connection", n, sanitize.Text(getenv("LISTEN_FDS"), 64))
 		}
-		return socketConnection(3, FromSystemd)
+		return socketConnection(3)
 	}
 	if isSocket(0) {
-		return socketConnection(0, FromStdin)
+		return socketConnection(0)
 	}
 	if ip := getenv("TCPREMOTEIP"); ip != "" {
-		c := Connection{Origin: FromPipes, ReadFD: 0, WriteFD: 1}
+		// Pipes (a launcher that is not a TCP one): fd 0 and 1.
+		c := Connection{ReadFD: 0, WriteFD: 1}
 		remote, err := envAddrPort(ip, getenv("TCPREMOTEPORT"))
 		if err != nil {
-			return c, &UsageError{Err: fmt.Errorf("TCPREMOTEIP=%q: %v", Sanitize(ip, 64), err),
-				Hint: "TCPREMOTEIP must be the client's IP address"}
+			return c, fail.Usage("TCPREMOTEIP must be the client's IP address", "TCPREMOTEIP=%q: %v", sanitize.Text(ip, 64), err)
 		}
 		c.Remote = remote
 		c.Local, _ = envAddrPort(getenv("TCPLOCALIP"), getenv("TCPLOCALPORT"))
 		return c, nil
 	}
-	return Connection{}, &UsageError{
-		Err:  errors.New("no connection: fd 0 is not a socket, LISTEN_FDS is not set, TCPREMOTEIP is not set"),
-		Hint: "run mxfront from tcpserver, inetd/xinetd (nowait) or a systemd Accept=yes socket; `mxfront serve` listens itself",
-	}
+	return Connection{}, fail.Usage("run mxfront from tcpserver, inetd/xinetd (nowait) or a systemd Accept=yes socket; `mxfront serve` listens itself",
+		"no connection: fd 0 is not a socket, LISTEN_FDS is not set, TCPREMOTEIP is not set")
 }
 
-func socketConnection(fd int, origin Origin) (Connection, error) {
-	c := Connection{Origin: origin, ReadFD: fd, WriteFD: fd}
+func socketConnection(fd int) (Connection, error) {
+	c := Connection{ReadFD: fd, WriteFD: fd}
 	peer, err := unix.Getpeername(fd)
 	if err != nil {
-		hint := "is the socket a listening one? use nowait (inetd), Accept=yes (systemd), or `mxfront serve`"
-		return c, &UsageError{Err: fmt.Errorf("fd %d: getpeername: %v", fd, err), Hint: hint}
+		return c, fail.Usage("is the socket a listening one? use nowait (inetd), Accept=yes (systemd), or `mxfront serve`",
+			"fd %d: getpeername: %v", fd, err)
 	}
 	c.Remote = sockaddrAddrPort(peer)
 	if local, err := unix.Getsockname(fd); err == nil {
 		c.Local = sockaddrAddrPort(local)
 	}
 	if !c.Remote.IsValid() {
-		return c, &UsageError{Err: fmt.Errorf("fd %d is not a TCP connection", fd),
-			Hint: "mxfront wants a TCP connection (IPv4 or IPv6)"}
+		return c, fail.Usage("mxfront wants a TCP connection (IPv4 or IPv6)", "fd %d is not a TCP connection", fd)
 	}
 	return c, nil
 }
@@ -92,13 +70,6 @@ func socketConnection(fd int, origin Origin) (Connection, error) {
 func isSocket(fd int) bool {
 	_, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	return err == nil
-}
-
-// IsInetSocket reports whether fd is an IPv4 or IPv6 socket: under inetd,
-// fd 2 is the client's connection and must never receive log lines.
-func IsInetSocket(fd int) bool {
-	d, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-	return err == nil && (d == unix.AF_INET || d == unix.AF_INET6)
 }
 
 func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
@@ -122,7 +93,7 @@ func envAddrPort(ip, port string) (netip.AddrPort, error) {
 
 // DialogueConn opens the connection for the refusal dialogue: the fds are
 // made non-blocking so that deadlines work. Hand-over sets them back.
-func (c Connection) DialogueConn() (Conn, error) {
+func (c Connection) DialogueConn() (DialogueConn, error) {
 	if err := unix.SetNonblock(c.ReadFD, true); err != nil {
 		return nil, err
 	}
@@ -143,7 +114,7 @@ func (c Connection) restoreBlocking() {
 	_ = unix.SetNonblock(c.WriteFD, false)
 }
 
-// Pipes joins a read and a write file into one Conn.
+// Pipes joins a read and a write file into one DialogueConn.
 type Pipes struct{ R, W *os.File }
 
 func (p Pipes) Read(b []byte) (int, error)        { return p.R.Read(b) }

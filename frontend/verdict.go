@@ -1,10 +1,13 @@
-// Package frontend is one connection's life in mxfront: where the socket and
-// its addresses come from, the checks in their order, the verdict, the
-// refusal dialogue and the environment handed to the real SMTP server.
+// Package frontend is one connection's life in mxfront, written once for
+// every mode: the checks in their order and the verdict they reach (pure
+// functions of a Client and a Policy), the refusal dialogue, the
+// environment handed to the real SMTP server, and the life that runs a
+// connection from its verdict to its end over a Conn and a Handover, the
+// two things chain mode, serve mode and a relay do differently.
 //
-// It never calls os.Exit and never imports cmd; the checks are pure
-// functions of a Client and a Policy, so chain mode, serve mode and
-// `mxfront check` reach the same verdict for the same client.
+// It never calls os.Exit, never prints, and never imports net: chain mode
+// starts a process per connection and links it. Serve mode, which listens,
+// is frontend/serve; the PROXY protocol is frontend/proxy.
 package frontend
 
 import (
@@ -12,6 +15,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/mxfront/mxfront/dnsbl"
+	"github.com/mxfront/mxfront/internal/logline"
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
 // Action is what becomes of a connection.
@@ -38,16 +45,43 @@ func (a Action) String() string {
 	return "unknown"
 }
 
+// Check names the check that reached a verdict (for metrics, and for the
+// life's rules: a greylisted client is treated apart).
+type Check uint8
+
+const (
+	ByNone        Check = iota // no check decided: a pass
+	ByRelayClient              // RELAYCLIENT is set
+	ByRBLSMTPD                 // RBLSMTPD is set
+	ByAllowList
+	ByDenyList
+	ByDNSLists
+	ByGreylist
+	ByEarlyTalker
+	ByHELO
+)
+
+func (c Check) String() string {
+	names := [...]string{"none", "relayclient", "rblsmtpd", "allow-list", "deny-list", "dns-lists", "greylist", "early-talker", "helo"}
+	if int(c) < len(names) {
+		return names[c]
+	}
+	return "unknown"
+}
+
 // Verdict is the decision on one client, computed before the client has
-// sent a byte, and rendered by the dialogue or handed to PROGRAM.
+// sent a byte, and rendered by the dialogue, the log line and PROGRAM's
+// environment; nothing reads it back out of a string.
 type Verdict struct {
-	Action   Action
-	Code     int    // reply code of a refusal: 451, 553, 554
-	Enhanced string // RFC 3463 code of a refusal: "5.7.1"
-	Text     string // reply text of a refusal, sanitised
-	Reasons  []string
-	// Exports are MXFRONT_* variables for PROGRAM (name without prefix).
-	Exports []Export
+	Action Action
+	By     Check // the check that trusted or refused the client
+	Reply  Reply // a refusal's reply, sanitised
+	// Reasons say why, for the log and MXFRONT_REASON.
+	Reasons []string
+	// DNS is the DNS lists' answer; nil when no list was asked.
+	DNS *dnsbl.Result
+	// Greylist is what greylisting made of the client.
+	Greylist GreylistResult
 	// Details are lines for `mxfront check`: what each check asked and
 	// heard (a DNS list's query, answer and time, a greylist record).
 	// Only a DryRun Policy writes them: chain mode would pay for the
@@ -56,15 +90,13 @@ type Verdict struct {
 }
 
 // Temporary reports whether the refusal is a 4xx one.
-func (v Verdict) Temporary() bool { return v.Code/100 == 4 }
-
-// Reply renders the refusal as one reply line (no CRLF).
-func (v Verdict) Reply() string {
-	return fmt.Sprintf("%d %s %s", v.Code, v.Enhanced, v.Text)
-}
+func (v Verdict) Temporary() bool { return v.Reply.Temporary() }
 
 // Reason joins every reason for a log field or an environment variable.
 func (v Verdict) Reason() string { return strings.Join(v.Reasons, "; ") }
+
+// Greylisted reports whether v is greylisting's refusal.
+func (v Verdict) Greylisted() bool { return v.Action == Refuse && v.By == ByGreylist }
 
 // Client is what is known of a connecting client before it speaks.
 type Client struct {
@@ -89,7 +121,7 @@ type Policy struct {
 	// DryRun decides without writing anything (mxfront check).
 	DryRun bool
 	// Log receives the errors of checks that failed open; nil: discarded.
-	Log *Logger
+	Log *logline.Logger
 }
 
 // Decide runs the connect-time checks in DESIGN.md's order and returns the
@@ -98,13 +130,13 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 	ip := c.Remote.Addr().Unmap()
 	// 1. Trusted.
 	if c.RelayClient {
-		return Verdict{Action: Trusted, Reasons: []string{"RELAYCLIENT is set"}}
+		return Verdict{Action: Trusted, By: ByRelayClient, Reasons: []string{"RELAYCLIENT is set"}}
 	}
 	if c.HasRBLSMTPD && c.RBLSMTPD == "" {
-		return Verdict{Action: Trusted, Reasons: []string{"RBLSMTPD is set and empty"}}
+		return Verdict{Action: Trusted, By: ByRBLSMTPD, Reasons: []string{"RBLSMTPD is set and empty"}}
 	}
 	if l, ok := p.Allow.Lookup(ip); ok {
-		return Verdict{Action: Trusted, Reasons: []string{describe("allow list", l)}}
+		return Verdict{Action: Trusted, By: ByAllowList, Reasons: []string{describe("allow list", l)}}
 	}
 	// 2. Denied.
 	if c.HasRBLSMTPD {
@@ -115,44 +147,42 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 		if text == "" {
 			text = fmt.Sprintf("Client host [%s] is on our local deny list", ip)
 		}
-		return p.refuse(554, "5.7.1", text, describe("deny list", l))
+		return p.refuse(ByDenyList, Reply{554, StatusPolicy, text}, describe("deny list", l))
 	}
 	v := Verdict{Action: Pass}
 	// 3. DNS lists: may refuse, or trust (skipping the later checks).
 	if p.dnsLists(ctx, ip, &v) {
 		return v
 	}
-	// 4. The early talker is caught in the connection's life (greet
-	// delay), not here: it needs the socket.
+	// 4. The early talker is caught in the connection's life (the
+	// greeting delay), not here: it needs the socket.
 	// 5. Greylisting.
-	if p.greylist(ctx, ip, &v) {
-		return v
-	}
+	p.greylist(ctx, ip, &v)
 	return v
 }
 
-// refuse builds a refusal with the permanent code given, made temporary by
-// --temp.
-func (p *Policy) refuse(code int, enhanced, text, reason string) Verdict {
-	if p.Temp && code/100 == 5 {
-		code, enhanced = 451, "4"+enhanced[1:]
+// refuse builds a refusal by check with the reply given (its text
+// sanitised), made temporary by --temp.
+func (p *Policy) refuse(by Check, r Reply, reason string) Verdict {
+	if p.Temp {
+		r = r.Temp()
 	}
-	return Verdict{Action: Refuse, Code: code, Enhanced: enhanced, Text: Sanitize(text, maxReason), Reasons: []string{reason}}
+	r.Text = sanitize.Text(r.Text, sanitize.MaxReason)
+	return Verdict{Action: Refuse, By: by, Reply: r, Reasons: []string{reason}}
 }
 
 // rblsmtpdVerdict follows rblsmtpd: a leading '-' makes the refusal
 // permanent (553), otherwise it is temporary (451); the rest is the text.
 func rblsmtpdVerdict(s string) Verdict {
-	code, enhanced := 451, "4.7.1"
+	r := Reply{451, Status{4, 7, 1}, ""}
 	if strings.HasPrefix(s, "-") {
-		code, enhanced, s = 553, "5.7.1", s[1:]
+		r, s = Reply{553, StatusPolicy, ""}, s[1:]
 	}
-	text := Sanitize(strings.TrimSpace(s), maxReason)
-	if text == "" {
-		text = "refused by RBLSMTPD"
+	r.Text = sanitize.Text(strings.TrimSpace(s), sanitize.MaxReason)
+	if r.Text == "" {
+		r.Text = "refused by RBLSMTPD"
 	}
-	return Verdict{Action: Refuse, Code: code, Enhanced: enhanced, Text: text,
-		Reasons: []string{"RBLSMTPD: " + text}}
+	return Verdict{Action: Refuse, By: ByRBLSMTPD, Reply: r, Reasons: []string{"RBLSMTPD: " + r.Text}}
 }
 
 func describe(list string, l Listing) string {

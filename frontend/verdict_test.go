@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/logline"
+	"github.com/mxfront/mxfront/internal/sanitize"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,8 +67,8 @@ func TestDecidePrecedence(t *testing.T) {
 			c := Client{Remote: netip.AddrPortFrom(netip.MustParseAddr(tt.ip), 25), RelayClient: tt.relay,
 				RBLSMTPD: tt.rbl, HasRBLSMTPD: tt.hasRBL}
 			v := p.Decide(context.Background(), c)
-			if v.Action != tt.wantAction || v.Code != tt.wantCode || v.Enhanced != tt.wantEnh ||
-				(tt.wantText != "" && v.Text != tt.wantText) || len(v.Reasons) != tt.wantReasons {
+			if v.Action != tt.wantAction || v.Reply.Code != tt.wantCode || v.Reply.Status.String() != tt.wantEnh ||
+				(tt.wantText != "" && v.Reply.Text != tt.wantText) || len(v.Reasons) != tt.wantReasons {
 				t.Errorf("Decide(%s) = %+v; want action %v code %d %s text %q, %d reasons",
 					tt.ip, v, tt.wantAction, tt.wantCode, tt.wantEnh, tt.wantText, tt.wantReasons)
 			}
@@ -94,8 +96,8 @@ func TestSanitize(t *testing.T) {
 		{"abcdef", 3, "abc"},
 		{"\x7f\x1b[31m", 10, "??[31m"},
 	} {
-		if got := Sanitize(tt.in, tt.max); got != tt.want {
-			t.Errorf("Sanitize(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		if got := sanitize.Text(tt.in, tt.max); got != tt.want {
+			t.Errorf("sanitize.Text(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
 		}
 	}
 }
@@ -105,10 +107,8 @@ func TestSanitize(t *testing.T) {
 // open file, which others share.
 func TestDialogueRestoresBlocking(t *testing.T) {
 	if os.Getenv("MXFRONT_PIPE_HELPER") == "1" {
-		ch := &Chain{Policy: &Policy{Deny: list(t, "192.0.2.0/24")}, Dialogue: DialogueConfig{Hostname: "mx"},
-			Argv: []string{"/bin/true"}, Log: &Logger{}, LookupEnv: os.LookupEnv}
-		code, err := ch.Run(context.Background())
-		if code != ExitOK || err != nil {
+		l := &Life{Policy: &Policy{Deny: list(t, "192.0.2.0/24")}, Dialogue: DialogueConfig{Hostname: "mx"}, Log: &logline.Logger{}}
+		if err := l.RunChain(context.Background(), []string{"/bin/true"}, os.LookupEnv, nil); err != nil {
 			os.Exit(3)
 		}
 		for _, fd := range []int{0, 1} {
@@ -142,10 +142,9 @@ func TestChainSurvivesPanic(t *testing.T) {
 			os.Exit(3)
 		}
 		var log strings.Builder
-		ch := &Chain{Policy: &Policy{Greylist: &Greylisting{Policy: gp}}, Dialogue: DialogueConfig{Hostname: "mx"},
-			Argv: []string{"/bin/true"}, Log: WriterLogger(&log), LookupEnv: os.LookupEnv}
-		code, err := ch.Run(context.Background())
-		if code != ExitTemp || err == nil || !strings.Contains(log.String(), "bug in a check") {
+		l := &Life{Policy: &Policy{Greylist: &Greylisting{Policy: gp}}, Dialogue: DialogueConfig{Hostname: "mx"}, Log: logline.WriterLogger(&log)}
+		err = l.RunChain(context.Background(), []string{"/bin/true"}, os.LookupEnv, nil)
+		if err == nil || !strings.Contains(err.Error(), "internal error") || !strings.Contains(log.String(), "bug in a check") {
 			os.Exit(4)
 		}
 		os.Exit(0)

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/sanitize"
 	"github.com/urfave/cli/v2"
 )
 
@@ -32,11 +35,11 @@ func checkAction(c *cli.Context) error {
 		return checkLists(c)
 	}
 	if c.NArg() != 1 {
-		return config.UsageErr("e.g. mxfront check --deny-file /etc/mxfront/deny 192.0.2.7", "check takes one IP address")
+		return fail.Usage("e.g. mxfront check --deny-file /etc/mxfront/deny 192.0.2.7", "check takes one IP address")
 	}
 	ip, err := netip.ParseAddr(c.Args().First())
 	if err != nil {
-		return config.UsageErr("give an IPv4 or IPv6 address", "bad IP %q", frontend.Sanitize(c.Args().First(), 64))
+		return fail.Usage("give an IPv4 or IPv6 address", "bad IP %q", sanitize.Text(c.Args().First(), 64))
 	}
 	cfg, err := config.Load(cliOptions{c}, config.Check)
 	if err != nil {
@@ -46,11 +49,11 @@ func checkAction(c *cli.Context) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "ip: %s\n", ip.Unmap())
 	if h := c.String("helo"); h != "" {
-		fmt.Fprintf(w, "helo: %s\n", heloJudgement(cfg, frontend.Sanitize(h, 255), v))
+		fmt.Fprintf(w, "helo: %s\n", heloJudgement(cfg, sanitize.Text(h, 255), v))
 	}
 	fmt.Fprintf(w, "verdict: %s\n", v.Action)
 	if v.Action == frontend.Refuse {
-		fmt.Fprintf(w, "reply: %s\n", v.Reply())
+		fmt.Fprintf(w, "reply: %s\n", v.Reply)
 	}
 	for _, d := range v.Details {
 		fmt.Fprintln(w, d)
@@ -62,7 +65,7 @@ func checkAction(c *cli.Context) error {
 		fmt.Fprintln(w, "reason: no check refused it")
 	}
 	if v.Action == frontend.Refuse {
-		return &config.ExitError{Code: 1}
+		return &run.ExitError{Code: 1}
 	}
 	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/dnsbl"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/fail"
 	"github.com/urfave/cli/v2"
 )
 
@@ -13,14 +15,14 @@ import (
 // its RFC 5782 test points; exit 0 only when all are ok.
 func checkLists(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return config.UsageErr("mxfront check --lists --dnsbl ZONE ... takes no IP", "--lists takes no IP address")
+		return fail.Usage("mxfront check --lists --dnsbl ZONE ... takes no IP", "--lists takes no IP address")
 	}
 	cfg, err := config.Load(cliOptions{c}, config.Check)
 	if err != nil {
 		return err
 	}
 	if cfg.Policy.DNS == nil {
-		return config.UsageErr("configure lists with --dnsbl/--dnswl", "no DNS lists configured")
+		return fail.Usage("configure lists with --dnsbl/--dnswl", "no DNS lists configured")
 	}
 	ctx := c.Context
 	if ctx == nil {
@@ -40,7 +42,7 @@ func checkLists(c *cli.Context) error {
 	}
 	if bad > 0 {
 		fmt.Fprintf(w, "lists: %d not ok\n", bad)
-		return &config.ExitError{Code: 1}
+		return &run.ExitError{Code: 1}
 	}
 	fmt.Fprintln(w, "lists: all ok")
 	return nil

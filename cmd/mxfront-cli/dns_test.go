@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/internal/config"
 	"github.com/mxfront/mxfront/internal/testpeer"
@@ -169,8 +169,7 @@ func TestLoadDNS(t *testing.T) {
 			{srv, "--dnsbl", "bl.example", "--dns-timeout", "0s"},
 		} {
 			_, err := loadWith(t, config.Chain, args...)
-			var ee *config.ExitError
-			if !errors.As(err, &ee) || ee.Code != frontend.ExitUsage || ee.Hint == "" {
+			if code, _, hint := run.Describe(err); code != run.ExitUsage || hint == "" {
 				t.Errorf("%q: error %v, want a usage error with a hint", args, err)
 			}
 		}
@@ -224,27 +223,27 @@ func TestLoadDNSCacheByMode(t *testing.T) {
 func TestCheckLists(t *testing.T) {
 	good := oneAnswer(t, "127.0.0.2")
 	refusing := oneAnswer(t, "127.255.255.254")
-	run := func(args ...string) (string, int) {
+	check := func(args ...string) (string, int) {
 		var out bytes.Buffer
 		app := checkApp()
 		app.Writer, app.ErrWriter = &out, &out
 		app.ExitErrHandler = func(*cli.Context, error) {}
 		err := app.RunContext(context.Background(), append([]string{"check"}, permute(args, checkFlags())...))
-		code := config.Exit(err, &out)
+		code := run.Report(err, &out)
 		return out.String(), code
 	}
-	out, code := run("--lists", "--dns-server", good, "--dnsbl", "bl.example", "--dnswl", "wl.example")
+	out, code := check("--lists", "--dns-server", good, "--dnsbl", "bl.example", "--dnswl", "wl.example")
 	if code != 0 || !strings.Contains(out, "bl.example: ok (") || !strings.Contains(out, "wl.example: ok (") || !strings.Contains(out, "lists: all ok") {
 		t.Errorf("healthy lists: exit %d\n%s", code, out)
 	}
-	out, code = run("--lists", "--dns-server", refusing, "--dnsbl", "bl.example")
+	out, code = check("--lists", "--dns-server", refusing, "--dnsbl", "bl.example")
 	if code != 1 || !strings.Contains(out, "bl.example: refusing (") || !strings.Contains(out, "lists: 1 not ok") {
 		t.Errorf("refusing list: exit %d\n%s", code, out)
 	}
-	if out, code = run("--lists"); code != frontend.ExitUsage || !strings.Contains(out, "no DNS lists configured") {
+	if out, code = check("--lists"); code != run.ExitUsage || !strings.Contains(out, "no DNS lists configured") {
 		t.Errorf("no lists: exit %d\n%s", code, out)
 	}
-	if out, code = run("--lists", "--dns-server", good, "--dnsbl", "bl.example", "192.0.2.1"); code != frontend.ExitUsage {
+	if out, code = check("--lists", "--dns-server", good, "--dnsbl", "bl.example", "192.0.2.1"); code != run.ExitUsage {
 		t.Errorf("--lists with an IP: exit %d\n%s", code, out)
 	}
 }

@@ -8,9 +8,11 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/greylist"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/sanitize"
 	"github.com/urfave/cli/v2"
 )
 
@@ -79,9 +81,9 @@ func greylistApp() *cli.App {
 		Commands:    cmds,
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
-				return config.UsageErr("e.g. mxfront greylist list --greylist-db /var/lib/mxfront/greylist.db", "no command given")
+				return fail.Usage("e.g. mxfront greylist list --greylist-db /var/lib/mxfront/greylist.db", "no command given")
 			}
-			return config.UsageErr("run 'mxfront greylist --help' for the commands", "unknown command %q", frontend.Sanitize(c.Args().First(), 64))
+			return fail.Usage("run 'mxfront greylist --help' for the commands", "unknown command %q", sanitize.Text(c.Args().First(), 64))
 		},
 	}
 }
@@ -98,9 +100,9 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 		Action: func(c *cli.Context) error {
 			if c.NArg() != gc.nargs {
 				if gc.nargs == 0 {
-					return config.UsageErr("run 'mxfront greylist "+gc.name+" --help'", "%s takes no arguments", gc.name)
+					return fail.Usage("run 'mxfront greylist "+gc.name+" --help'", "%s takes no arguments", gc.name)
 				}
-				return config.UsageErr("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%s takes one NET", gc.name)
+				return fail.Usage("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%s takes one NET", gc.name)
 			}
 			p, s, err := config.OpenGreylist(cliOptions{c}, adminLockWait)
 			if err != nil {
@@ -115,7 +117,7 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 	app.DisableSliceFlagSeparator = true
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-		return config.UsageErr("run '"+app.HelpName+" --help' for the flags", "%v", err)
+		return fail.Usage("run '"+app.HelpName+" --help' for the flags", "%v", err)
 	}
 	args := permute(parent.Args().Slice(), flags)
 	return app.RunContext(parent.Context, append([]string{app.HelpName}, args...))
@@ -123,7 +125,7 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 
 // dbErr is a failure of the database: exit 111, as for any temporary error.
 func dbErr(err error) error {
-	return &config.ExitError{Code: frontend.ExitTemp, Err: err,
+	return &run.ExitError{Code: run.ExitTemp, Err: err,
 		Hint: "the database may be locked by a long operation, damaged or unwritable; mxfront passes clients meanwhile"}
 }
 
@@ -176,7 +178,7 @@ func listJSON(ctx context.Context, w io.Writer, p *greylist.Policy) error {
 func parseNET(c *cli.Context, p *greylist.Policy) (netip.Prefix, error) {
 	n, err := p.ParseNetwork(c.Args().First())
 	if err != nil {
-		return n, config.UsageErr("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%v", err)
+		return n, fail.Usage("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%v", err)
 	}
 	return n, nil
 }
@@ -204,7 +206,7 @@ func greylistRemove(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error 
 	}
 	if !found {
 		fmt.Fprintf(c.App.Writer, "%v: no record\n", n)
-		return &config.ExitError{Code: 1}
+		return &run.ExitError{Code: 1}
 	}
 	fmt.Fprintf(c.App.Writer, "removed %v\n", n)
 	return nil

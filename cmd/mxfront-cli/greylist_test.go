@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/internal/config"
 )
@@ -42,11 +42,11 @@ func loadGreylistArgs(t *testing.T, m config.Mode, args ...string) (*config.Conf
 }
 
 func greylistExitCode(err error) int {
-	var ee *config.ExitError
-	if errors.As(err, &ee) {
-		return ee.Code
+	if err == nil {
+		return -1
 	}
-	return -1
+	code, _, _ := run.Describe(err)
+	return code
 }
 
 // Without --greylist nothing of the greylist is set up, and no file is
@@ -97,7 +97,7 @@ func TestLoadGreylistServe(t *testing.T) {
 		t.Fatal("the expiry goroutine did not stop")
 	}
 	_, err = loadGreylistArgs(t, config.Serve, "--greylist", "--greylist-db", "/nonexistent/dir/g.db")
-	if greylistExitCode(err) != frontend.ExitUsage || !strings.Contains(err.Error(), "does not exist") {
+	if greylistExitCode(err) != run.ExitUsage || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("serve with a missing directory: %v", err)
 	}
 }
@@ -118,7 +118,7 @@ func TestLoadGreylistErrors(t *testing.T) {
 		{"--greylist", "--greylist-db", ""},
 	} {
 		_, err := loadGreylistArgs(t, config.Chain, args...)
-		if greylistExitCode(err) != frontend.ExitUsage {
+		if greylistExitCode(err) != run.ExitUsage {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}
@@ -135,7 +135,7 @@ func runMxfront(t *testing.T, args ...string) (string, string, int) {
 	old := os.Stdout
 	os.Stdout = f
 	var stderr bytes.Buffer
-	code := run(append([]string{"mxfront"}, args...), &stderr)
+	code := dispatch(append([]string{"mxfront"}, args...), &stderr)
 	os.Stdout = old
 	f.Seek(0, io.SeekStart)
 	out, _ := io.ReadAll(f)

@@ -14,7 +14,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/fail"
 	"github.com/urfave/cli/v2"
 )
 
@@ -40,12 +42,12 @@ Under inetd, where fd 2 is the client's connection, errors go to syslog
 and the client hears 421. See mxfront(8).`
 
 func main() {
-	os.Exit(run(os.Args, os.Stderr))
+	os.Exit(dispatch(os.Args, os.Stderr))
 }
 
-// run dispatches on the first argument, so that a PROGRAM (or its
+// dispatch dispatches on the first argument, so that a PROGRAM (or its
 // arguments) named like a subcommand is never mistaken for one after flags.
-func run(args []string, stderr io.Writer) int {
+func dispatch(args []string, stderr io.Writer) int {
 	if len(args) > 1 {
 		switch args[1] {
 		case "serve":
@@ -55,13 +57,13 @@ func run(args []string, stderr io.Writer) int {
 		case "greylist":
 			return runApp(greylistApp(), args[0:1], args[2:], stderr)
 		case "version", "--version":
-			fmt.Fprintln(os.Stdout, "mxfront", config.Version)
+			fmt.Fprintln(os.Stdout, "mxfront", run.Version())
 			return 0
 		}
 	}
 	// The fast path: chain mode without building the cli application.
 	if opts, argv, ok := config.ParseChain(args[1:]); ok && len(argv) > 0 {
-		return config.Exit(config.RunChain(opts, argv), stderr)
+		return run.Report(run.Chain(opts, argv), stderr)
 	}
 	return runApp(chainApp(), args[0:1], args[1:], stderr)
 }
@@ -72,9 +74,9 @@ func runApp(app *cli.App, name, args []string, stderr io.Writer) int {
 	app.DisableSliceFlagSeparator = true
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error {
-		return config.UsageErr("run '"+app.HelpName+" --help' for the flags", "%v", err)
+		return fail.Usage("run '"+app.HelpName+" --help' for the flags", "%v", err)
 	}
-	return config.Exit(app.RunContext(context.Background(), append(name, args...)), stderr)
+	return run.Report(app.RunContext(context.Background(), append(name, args...)), stderr)
 }
 
 func chainApp() *cli.App {
@@ -84,14 +86,14 @@ func chainApp() *cli.App {
 		Usage:       "connection-time SMTP frontend: decide, then exec the real server",
 		UsageText:   chainUsage,
 		Description: chainDescription,
-		Version:     config.Version,
+		Version:     run.Version(),
 		Flags:       policyFlags(),
 		Action:      chainAction,
 	}
 }
 
 func chainAction(c *cli.Context) error {
-	return config.RunChain(cliOptions{c}, c.Args().Slice())
+	return run.Chain(cliOptions{c}, c.Args().Slice())
 }
 
 // permute moves flags (and their values) after positional arguments to the

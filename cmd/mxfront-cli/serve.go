@@ -16,18 +16,23 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/frontend/serve"
+	"github.com/mxfront/mxfront/greylist"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/logline"
 	"github.com/urfave/cli/v2"
 )
 
 func serveApp() *cli.App {
 	flags := append(policyFlags(),
 		&cli.StringSliceFlag{Name: "listen", Usage: "accept connections on `ADDR` (127.0.0.1:2525, [::1]:25); repeatable; default: the sockets systemd passes", Category: "Serve"},
-		&cli.IntFlag{Name: "max-conns", Value: frontend.DefaultLimits.MaxConns, Usage: "answer 421 to new clients while `N` connections are open (deciding, refused, or passed and running); 0: no limit", Category: "Serve"},
-		&cli.IntFlag{Name: "max-conns-per-ip", Value: frontend.DefaultLimits.MaxConnsPerIP, Usage: "answer 421 to a client whose /32 (IPv4) or /64 (IPv6) has `N` connections open; 0: no limit", Category: "Serve"},
-		&cli.IntFlag{Name: "max-children", Value: frontend.DefaultLimits.MaxChildren, Usage: "answer 421 to a client passed while `N` PROGRAMs run; 0: no limit", Category: "Serve"},
+		&cli.IntFlag{Name: "max-conns", Value: serve.DefaultLimits.MaxConns, Usage: "answer 421 to new clients while `N` connections are open (deciding, refused, or passed and running); 0: no limit", Category: "Serve"},
+		&cli.IntFlag{Name: "max-conns-per-ip", Value: serve.DefaultLimits.MaxConnsPerIP, Usage: "answer 421 to a client whose /32 (IPv4) or /64 (IPv6) has `N` connections open; 0: no limit", Category: "Serve"},
+		&cli.IntFlag{Name: "max-children", Value: serve.DefaultLimits.MaxChildren, Usage: "answer 421 to a client passed while `N` PROGRAMs run; 0: no limit", Category: "Serve"},
 		&cli.GenericFlag{Name: "shutdown-timeout", Value: durationFlag(30 * time.Second), DefaultText: "30s", Usage: "on SIGTERM, let refusal dialogues go on for `D`, then answer 421 and close them", Category: "Serve"},
 		&cli.BoolFlag{Name: "proxy-protocol", Usage: "the peers of --proxy-from send a PROXY header (v1 or v2) naming the client", Category: "Serve"},
 		&cli.StringSliceFlag{Name: "proxy-from", Usage: "`NET` (IP or CIDR) of a proxy that must send a PROXY header; no one else may; repeatable", Category: "Serve"},
@@ -47,11 +52,11 @@ func serveApp() *cli.App {
 func serveAction(c *cli.Context) error {
 	argv := c.Args().Slice()
 	if len(argv) == 0 {
-		return config.UsageErr("name the SMTP server to start for each client, e.g. -- /usr/sbin/exim4 -bs", "no PROGRAM given")
+		return fail.Usage("name the SMTP server to start for each client, e.g. -- /usr/sbin/exim4 -bs", "no PROGRAM given")
 	}
 	path, err := mxexec.LookPath(argv[0])
 	if err != nil {
-		return config.UsageErr("give PROGRAM's full path or put it in PATH", "PROGRAM %s: %v", argv[0], err)
+		return fail.Usage("give PROGRAM's full path or put it in PATH", "PROGRAM %s: %v", argv[0], err)
 	}
 	cfg, err := config.Load(cliOptions{c}, config.Serve)
 	if err != nil {
@@ -61,10 +66,10 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s := &frontend.Server{
+	s := &serve.Server{
 		Policy: cfg.Policy, Dialogue: cfg.Dialogue, Argv: argv, Path: path,
 		Environ: os.Environ(), Log: cfg.Log, Stderr: os.Stderr, Listeners: listeners,
-		Limits:          frontend.Limits{MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), MaxChildren: c.Int("max-children")},
+		Limits:          serve.Limits{MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), MaxChildren: c.Int("max-children")},
 		ShutdownTimeout: cliOptions{c}.Duration("shutdown-timeout"),
 	}
 	if err := serveOptions(c, s); err != nil {
@@ -102,14 +107,38 @@ func serveAction(c *cli.Context) error {
 	}()
 	go watchdog(ctx)
 	go status(ctx, s)
+	// Housekeeping ends before cfg.Close closes the store (defers run
+	// last first).
+	var housekeeping sync.WaitGroup
+	defer housekeeping.Wait()
+	hctx, hcancel := context.WithCancel(ctx)
+	defer hcancel()
+	if g := cfg.Greylist; g.Policy != nil {
+		housekeeping.Add(1)
+		go func() { defer housekeeping.Done(); expireGreylist(hctx, g, cfg.Log) }()
+	}
 	go reloadOnHUP(ctx, hup, c, cfg, s)
 	err = s.Serve(ctx)
 	sayStopping()
 	if err != nil {
-		return &config.ExitError{Code: frontend.ExitTemp, Err: err}
+		return &run.ExitError{Code: run.ExitTemp, Err: err}
 	}
 	cfg.Log.Info("stopped")
 	return nil
+}
+
+// expireGreylist drops old greylist records every hour while serve runs;
+// chain-mode sites run `mxfront greylist expire` from cron instead.
+func expireGreylist(ctx context.Context, g config.GreylistStore, log *logline.Logger) {
+	_ = g.Policy.ExpireEvery(ctx, time.Hour, func(e greylist.Expired, err error) {
+		if err != nil {
+			log.Error("greylist expire failed", "db", g.Store.Path(), "error", err.Error())
+			return
+		}
+		if e != (greylist.Expired{}) {
+			log.Info("greylist expired", "db", g.Store.Path(), "abandoned", e.Abandoned, "lapsed", e.Lapsed, "unreadable", e.Unreadable)
+		}
+	})
 }
 
 // notify tells systemd (Type=notify) how serve is doing; without
@@ -142,16 +171,16 @@ func tick(ctx context.Context, d time.Duration, fn func()) {
 
 func listen(addrs []string) ([]net.Listener, error) {
 	if len(addrs) == 0 {
-		ls, err := frontend.SystemdListeners()
+		ls, err := serve.SystemdListeners()
 		if err != nil {
-			return nil, config.UsageErr("start mxfront serve from a .socket unit with Accept=no", "systemd sockets: %v", err)
+			return nil, fail.Usage("start mxfront serve from a .socket unit with Accept=no", "systemd sockets: %v", err)
 		}
 		var out []net.Listener
 		for _, l := range ls {
 			out = append(out, l)
 		}
 		if len(out) == 0 {
-			return nil, config.UsageErr("give --listen 127.0.0.1:2525 (repeatable), or start mxfront serve from a systemd .socket unit (Accept=no)",
+			return nil, fail.Usage("give --listen 127.0.0.1:2525 (repeatable), or start mxfront serve from a systemd .socket unit (Accept=no)",
 				"nothing to listen on")
 		}
 		return out, nil
@@ -163,7 +192,7 @@ func listen(addrs []string) ([]net.Listener, error) {
 			for _, o := range out {
 				o.Close()
 			}
-			return nil, &config.ExitError{Code: frontend.ExitTemp, Err: fmt.Errorf("--listen %s: %v", a, err)}
+			return nil, &run.ExitError{Code: run.ExitTemp, Err: fmt.Errorf("--listen %s: %v", a, err)}
 		}
 		out = append(out, l)
 	}
@@ -174,23 +203,23 @@ func listen(addrs []string) ([]net.Listener, error) {
 func durationFlag(d time.Duration) *config.DurationValue { v := config.DurationValue(d); return &v }
 
 // serveOptions sets the PROXY protocol peers and PROGRAM's user.
-func serveOptions(c *cli.Context, s *frontend.Server) error {
+func serveOptions(c *cli.Context, s *serve.Server) error {
 	for _, name := range []string{"max-conns", "max-conns-per-ip", "max-children"} {
 		if c.Int(name) < 0 {
-			return config.UsageErr("limits are 0 (none) or above", "bad --%s %d", name, c.Int(name))
+			return fail.Usage("limits are 0 (none) or above", "bad --%s %d", name, c.Int(name))
 		}
 	}
 	from := c.StringSlice("proxy-from")
 	switch {
 	case c.Bool("proxy-protocol") && len(from) == 0:
-		return config.UsageErr("name the proxies, e.g. --proxy-from 127.0.0.1/32", "--proxy-protocol without --proxy-from")
+		return fail.Usage("name the proxies, e.g. --proxy-from 127.0.0.1/32", "--proxy-protocol without --proxy-from")
 	case !c.Bool("proxy-protocol") && len(from) > 0:
-		return config.UsageErr("add --proxy-protocol", "--proxy-from without --proxy-protocol")
+		return fail.Usage("add --proxy-protocol", "--proxy-from without --proxy-protocol")
 	case len(from) > 0:
 		s.ProxyFrom = &frontend.NetList{}
 		for _, n := range from {
 			if err := s.ProxyFrom.Add(n, "", "--proxy-from"); err != nil {
-				return config.UsageErr("NET is an IP address or a CIDR network, e.g. 127.0.0.1/32", "--proxy-from: %v", err)
+				return fail.Usage("NET is an IP address or a CIDR network, e.g. 127.0.0.1/32", "--proxy-from: %v", err)
 			}
 		}
 	}
@@ -209,13 +238,13 @@ func credential(name, group string) (*syscall.Credential, error) {
 		return nil, nil
 	}
 	if os.Geteuid() != 0 {
-		return nil, config.UsageErr("start mxfront serve as root, or leave out --user and --group", "--user and --group need root")
+		return nil, fail.Usage("start mxfront serve as root, or leave out --user and --group", "--user and --group need root")
 	}
 	cred := &syscall.Credential{Uid: 0, Gid: 0}
 	if name != "" {
 		u, err := user.Lookup(name)
 		if err != nil {
-			return nil, config.UsageErr("name an existing user", "--user %s: %v", name, err)
+			return nil, fail.Usage("name an existing user", "--user %s: %v", name, err)
 		}
 		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
@@ -230,7 +259,7 @@ func credential(name, group string) (*syscall.Credential, error) {
 	if group != "" {
 		g, err := user.LookupGroup(group)
 		if err != nil {
-			return nil, config.UsageErr("name an existing group", "--group %s: %v", group, err)
+			return nil, fail.Usage("name an existing group", "--group %s: %v", group, err)
 		}
 		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
 		cred.Gid = uint32(gid)
@@ -239,11 +268,11 @@ func credential(name, group string) (*syscall.Credential, error) {
 }
 
 // status tells systemd the live counters every few seconds.
-func status(ctx context.Context, s *frontend.Server) {
+func status(ctx context.Context, s *serve.Server) {
 	tick(ctx, 5*time.Second, func() { notify("STATUS=" + statusLine(s.Stats())) })
 }
 
-func statusLine(st frontend.Stats) string {
+func statusLine(st serve.Stats) string {
 	return fmt.Sprintf("%d connections, %d refusing, %d children; %d passed, %d refused, %d rejected",
 		st.Conns, st.Refusing, st.Children, st.Passed, st.Refused, st.Rejected)
 }
@@ -251,7 +280,7 @@ func statusLine(st frontend.Stats) string {
 // reloadOnHUP re-reads every list file on SIGHUP. Connections in progress
 // keep the lists they started with; a file that cannot be read keeps the
 // old lists (and says why in the log).
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg *config.Config, s *frontend.Server) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg *config.Config, s *serve.Server) {
 	for {
 		select {
 		case <-ctx.Done():

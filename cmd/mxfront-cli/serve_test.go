@@ -7,7 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/cmd/internal/run"
+	"github.com/mxfront/mxfront/frontend/serve"
 	"github.com/mxfront/mxfront/internal/config"
 )
 
@@ -81,14 +82,14 @@ func TestServeUsageErrors(t *testing.T) {
 	} {
 		args := append(append([]string{"mxfront", "serve", "--log", "none", "--listen", "127.0.0.1:0"}, tc.args...), "--", "/bin/true")
 		var stderr bytes.Buffer
-		if code := run(args, &stderr); code != frontend.ExitUsage || !strings.Contains(stderr.String(), tc.want) {
-			t.Errorf("%q: exit %d, want %d with %q:\n%s", tc.args, code, frontend.ExitUsage, tc.want, stderr.String())
+		if code := dispatch(args, &stderr); code != run.ExitUsage || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%q: exit %d, want %d with %q:\n%s", tc.args, code, run.ExitUsage, tc.want, stderr.String())
 		}
 	}
 }
 
 func TestStatusLine(t *testing.T) {
-	got := statusLine(frontend.Stats{Conns: 5, Refusing: 3, Children: 2, Passed: 10, Refused: 7, Rejected: 1})
+	got := statusLine(serve.Stats{Conns: 5, Refusing: 3, Children: 2, Passed: 10, Refused: 7, Rejected: 1})
 	if want := "5 connections, 3 refusing, 2 children; 10 passed, 7 refused, 1 rejected"; got != want {
 		t.Errorf("got %q", got)
 	}

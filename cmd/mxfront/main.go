@@ -20,8 +20,12 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/logline"
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
 // libexecDir is where `make install` puts mxfront-cli, set at link time.
@@ -34,44 +38,42 @@ const cliName = "mxfront-cli"
 func main() {
 	args := os.Args
 	if len(args) > 1 && subcommand(args[1]) {
-		os.Exit(config.Exit(execCLI(args), os.Stderr))
+		os.Exit(run.Report(execCLI(args), os.Stderr))
 	}
 	opts, argv, ok := config.ParseChain(args[1:])
-	if frontend.IsInetSocket(2) {
+	if logline.IsInetSocket(2) {
 		// inetd gives the client's connection as fds 0, 1 and 2: an error
 		// must reach syslog, not the client, and the client must hear an
 		// SMTP answer that makes it retry.
-		err := config.UsageErr("run 'mxfront --help' for the flags", "bad command line %q", args[1:])
+		err := fail.Usage("run 'mxfront --help' for the flags", "bad command line %q", args[1:])
 		if ok && len(argv) > 0 {
-			err = config.RunChain(opts, argv)
+			err = run.Chain(opts, argv)
 		}
 		os.Exit(exitToClient(err))
 	}
 	if ok && len(argv) > 0 {
-		os.Exit(config.Exit(config.RunChain(opts, argv), os.Stderr))
+		os.Exit(run.Report(run.Chain(opts, argv), os.Stderr))
 	}
-	os.Exit(config.Exit(execCLI(args), os.Stderr))
+	os.Exit(run.Report(execCLI(args), os.Stderr))
 }
 
 // exitToClient ends chain mode under inetd, where fd 2 is the client's
-// connection: the error goes to syslog, as a log line, and a usage or
-// configuration error, which no byte has been written before, answers
-// 421 so that the client retries later. Other failures (PROGRAM could not
+// connection: the error goes to syslog, as a log line, and an error that
+// came before any byte was written to the client (a usage or
+// configuration error, a greylist file that cannot be opened) answers 421
+// so that the client retries later. Other failures (PROGRAM could not
 // run, an internal error) have answered the client already.
 func exitToClient(err error) int {
-	code, msg, hint := config.Describe(err)
+	code, msg, hint := run.Describe(err)
 	if code == 0 {
 		return 0
 	}
-	if log, lerr := config.NewLogger("syslog-or-none"); lerr == nil {
+	if log, lerr := logline.Open("syslog-or-none"); lerr == nil {
 		log.Error("not started", "error", msg, "hint", hint, "exit", code)
 	}
-	if code == frontend.ExitUsage {
+	if !run.Answered(err) {
 		host, _ := os.Hostname()
-		if host = frontend.Sanitize(host, 255); host == "" {
-			host = "localhost"
-		}
-		_, _ = os.Stdout.WriteString("421 4.3.0 " + host + " Service temporarily unavailable\r\n")
+		_, _ = os.Stdout.WriteString(frontend.Unavailable(sanitize.Text(host, 255)).Wire())
 	}
 	return code
 }
@@ -96,9 +98,9 @@ func execCLI(args []string) error {
 			continue
 		}
 		err := syscall.Exec(p, args, os.Environ())
-		return &config.ExitError{Code: frontend.ExitTemp, Err: fmt.Errorf("exec %s: %v", p, err)}
+		return &run.ExitError{Code: run.ExitTemp, Err: fmt.Errorf("exec %s: %v", p, err)}
 	}
-	return &config.ExitError{Code: frontend.ExitUsage,
+	return &run.ExitError{Code: run.ExitUsage,
 		Err:  fmt.Errorf("%s not found (looked for %q)", cliName, tried),
 		Hint: "mxfront runs chain mode itself; serve, check, greylist and --help are " + cliName + "'s: install it beside mxfront (make install, or go install ./cmd/...)"}
 }

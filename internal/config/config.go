@@ -5,14 +5,20 @@ import (
 	"strings"
 
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/logline"
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
 // Config is what the flags shared by every mode build.
 type Config struct {
 	Policy   *frontend.Policy
 	Dialogue frontend.DialogueConfig
-	Log      *frontend.Logger
+	Log      *logline.Logger
 	Mode     Mode
+	// Greylist is serve mode's open greylist (zero in other modes, or
+	// without --greylist).
+	Greylist GreylistStore
 	Closers  []func() // run when serve stops (databases, ...)
 }
 
@@ -47,21 +53,21 @@ func Load(o Options, m Mode) (*Config, error) {
 	d := frontend.DefaultDialogue
 	d.RefuseAt = o.String("refuse-at")
 	if d.RefuseAt != frontend.AtRcpt && d.RefuseAt != frontend.AtGreeting {
-		return nil, UsageErr("--refuse-at takes rcpt or greeting", "bad --refuse-at %q", d.RefuseAt)
+		return nil, fail.Usage("--refuse-at takes rcpt or greeting", "bad --refuse-at %q", d.RefuseAt)
 	}
 	d.Hostname = o.String("hostname")
 	if d.Hostname == "" {
 		d.Hostname, _ = os.Hostname()
 	}
-	d.Hostname = frontend.Sanitize(d.Hostname, 255)
+	d.Hostname = sanitize.Text(d.Hostname, 255)
 	d.CommandTimeout = o.Duration("command-timeout")
 	d.SessionTimeout = o.Duration("session-timeout")
 	d.MaxErrors, d.MaxCommands, d.MaxRecipients = o.Int("max-errors"), o.Int("max-commands"), o.Int("max-rcpts")
 	if d.CommandTimeout <= 0 || d.SessionTimeout <= 0 || d.MaxErrors <= 0 || d.MaxCommands <= 0 || d.MaxRecipients <= 0 {
-		return nil, UsageErr("timeouts and limits must be above zero", "bad dialogue bound")
+		return nil, fail.Usage("timeouts and limits must be above zero", "bad dialogue bound")
 	}
 	cfg.Dialogue = d
-	if cfg.Log, err = NewLogger(o.String("log")); err != nil {
+	if cfg.Log, err = logline.Open(o.String("log")); err != nil {
 		return nil, err
 	}
 	cfg.Policy.Log = cfg.Log
@@ -109,7 +115,7 @@ func netList(o Options, name string) (*frontend.NetList, error) {
 	for _, n := range nets {
 		spec, reason, _ := strings.Cut(n, " ")
 		if err := l.Add(spec, strings.TrimSpace(reason), "--"+name); err != nil {
-			return nil, UsageErr("NET is an IP address or a CIDR network, e.g. 192.0.2.0/24 or 2001:db8::/32", "%v", err)
+			return nil, fail.Usage("NET is an IP address or a CIDR network, e.g. 192.0.2.0/24 or 2001:db8::/32", "%v", err)
 		}
 	}
 	if err := readNetFiles(l, files, name+"-file", "\"NET [reason text]\"; # starts a comment"); err != nil {
@@ -123,7 +129,7 @@ func netList(o Options, name string) (*frontend.NetList, error) {
 func readNetFiles(l *frontend.NetList, files []string, flag, form string) error {
 	for _, f := range files {
 		if err := l.ReadFile(f); err != nil {
-			return UsageErr("each line of --"+flag+" is "+form, "--%s: %v", flag, err)
+			return fail.Usage("each line of --"+flag+" is "+form, "--%s: %v", flag, err)
 		}
 	}
 	return nil

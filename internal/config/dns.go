@@ -7,6 +7,8 @@ import (
 
 	"github.com/mxfront/mxfront/dnsbl"
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
 // resolvConf is where the DNS servers come from when no --dns-server is
@@ -72,18 +74,18 @@ func loadDNS(o Options, cfg *Config) error {
 	replies := o.StringSlice("dnsbl-reply")
 	if len(zones) == 0 {
 		if len(replies) > 0 {
-			return UsageErr("add the zone with --dnsbl", "--dnsbl-reply given but no DNS list configured")
+			return fail.Usage("add the zone with --dnsbl", "--dnsbl-reply given but no DNS list configured")
 		}
 		return nil
 	}
 	dc := dnsbl.Config{Zones: zones, Replies: map[string]string{}, Timeout: o.Duration("dns-timeout")}
 	if dc.Timeout <= 0 {
-		return UsageErr("e.g. --dns-timeout 2s", "--dns-timeout must be above zero")
+		return fail.Usage("e.g. --dns-timeout 2s", "--dns-timeout must be above zero")
 	}
 	for _, spec := range replies {
 		zone, text, err := dnsbl.ParseReply(spec)
 		if err != nil {
-			return UsageErr("e.g. --dnsbl-reply 'zen.example=Listed at zen, see https://zen.example/?%IP%'", "--dnsbl-reply: %v", err)
+			return fail.Usage("e.g. --dnsbl-reply 'zen.example=Listed at zen, see https://zen.example/?%IP%'", "--dnsbl-reply: %v", err)
 		}
 		dc.Replies[zone] = text
 	}
@@ -98,7 +100,7 @@ func loadDNS(o Options, cfg *Config) error {
 	}
 	checker, err := dnsbl.New(dc)
 	if err != nil {
-		return UsageErr("see --dnsbl, --dnsbl-reply and --dns-server in mxfront(8)", "%v", err)
+		return fail.Usage("see --dnsbl, --dnsbl-reply and --dns-server in mxfront(8)", "%v", err)
 	}
 	cfg.Policy.DNS = &frontend.DNSLists{
 		Checker:        checker,
@@ -121,7 +123,7 @@ func dnsZones(o Options) (zones []dnsbl.Zone, rbl, anti map[string]bool, err err
 		for _, spec := range o.StringSlice(f.flag) {
 			z, err := dnsbl.ParseZone(spec, f.kind)
 			if err != nil {
-				return nil, nil, nil, UsageErr("a list is ZONE[=FILTER][*WEIGHT], e.g. zen.spamhaus.org=127.0.0.[2..11]*2",
+				return nil, nil, nil, fail.Usage("a list is ZONE[=FILTER][*WEIGHT], e.g. zen.spamhaus.org=127.0.0.[2..11]*2",
 					"--%s: %v", f.flag, err)
 			}
 			zones = append(zones, z)
@@ -153,7 +155,7 @@ func dnsFail(o Options) (bool, error) {
 	case "tempfail":
 		temp = true
 	default:
-		return false, UsageErr("--dns-fail takes pass or tempfail", "bad --dns-fail %q", frontend.Sanitize(v, 64))
+		return false, fail.Usage("--dns-fail takes pass or tempfail", "bad --dns-fail %q", sanitize.Text(v, 64))
 	}
 	if o.Bool("dns-fail-closed") {
 		temp = true
@@ -173,7 +175,7 @@ func loadRBLTimeout(o Options, cfg *Config) error {
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
-		return UsageErr("-t takes whole seconds, as rblsmtpd's does: -t 30", "bad -t %q", frontend.Sanitize(s, 64))
+		return fail.Usage("-t takes whole seconds, as rblsmtpd's does: -t 30", "bad -t %q", sanitize.Text(s, 64))
 	}
 	if n == 0 {
 		// rblsmtpd -t 0 writes its reply and leaves at once.
@@ -191,7 +193,7 @@ func dnsServers(specs []string) ([]string, error) {
 	if len(specs) == 0 {
 		s, err := dnsbl.ServersFromResolvConf(resolvConf)
 		if err != nil {
-			return nil, UsageErr("give the resolver with --dns-server 127.0.0.1:53", "%v", err)
+			return nil, fail.Usage("give the resolver with --dns-server 127.0.0.1:53", "%v", err)
 		}
 		return s, nil
 	}
@@ -204,8 +206,8 @@ func dnsServers(specs []string) ([]string, error) {
 			_, err = netip.ParseAddrPort(s)
 		}
 		if err != nil {
-			return nil, UsageErr("--dns-server takes a numeric HOST:PORT, e.g. 127.0.0.1:53 or [::1]:53",
-				"bad --dns-server %q", frontend.Sanitize(s, 64))
+			return nil, fail.Usage("--dns-server takes a numeric HOST:PORT, e.g. 127.0.0.1:53 or [::1]:53",
+				"bad --dns-server %q", sanitize.Text(s, 64))
 		}
 		out = append(out, s)
 	}

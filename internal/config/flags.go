@@ -1,5 +1,7 @@
-// Package config turns mxfront's flags into the policy, the dialogue and
-// the logger of every mode. The flags are declared once, in tables: the
+// Package config turns mxfront's flags into the configurations of the
+// packages that do the work: the policy, the dialogue and the logger of
+// every mode. It runs nothing, prints nothing and never exits: its errors
+// (package fail) carry a hint, and cmd/ turns them into exit codes. The flags are declared once, in tables: the
 // full command-line application (mxfront-cli, built on urfave/cli) makes
 // its flags from them, and chain mode's lean start path (cmd/mxfront)
 // parses them with ParseChain, without linking urfave/cli at all.

@@ -1,14 +1,13 @@
 package config
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/fail"
 )
 
 // GreylistSpecs are the greylisting, early-talker and HELO flags.
@@ -26,14 +25,19 @@ var GreylistSpecs = []Spec{
 	{"helo-deny-file", KindList, "", "HELO names matching a pattern of `FILE` are bogus (one shell pattern a line, e.g. *.dyn.example.net, then a reason); repeatable", "Greeting and HELO"},
 }
 
-// Serve mode's greylist housekeeping: networks known to pass are kept in
-// memory this long (so `mxfront greylist remove` takes effect within it),
-// at most this many, and old records are expired this often.
+// Serve mode keeps networks known to pass in memory this long (so
+// `mxfront greylist remove` takes effect within it), at most this many.
 const (
 	passCacheTTL = 60 * time.Second
 	passCacheMax = 100000
-	expireEvery  = time.Hour
 )
+
+// GreylistStore is serve mode's open greylist, for its housekeeping
+// (expiring old records).
+type GreylistStore struct {
+	Policy *greylist.Policy
+	Store  *greylist.Bolt
+}
 
 // loadGreylist sets up the greeting delay and the HELO check on
 // cfg.Dialogue, and with --greylist, cfg.Policy.Greylist. Without
@@ -42,7 +46,7 @@ func loadGreylist(o Options, cfg *Config) error {
 	cfg.Dialogue.GreetDelay = o.Duration("greet-delay")
 	mode, err := frontend.ParseHELOMode(o.String("helo-check"))
 	if err != nil {
-		return UsageErr("--helo-check takes off, log or refuse", "%v", err)
+		return fail.Usage("--helo-check takes off, log or refuse", "%v", err)
 	}
 	cfg.Dialogue.HELO.Mode = mode
 	if cfg.Dialogue.HELO.Deny, err = heloPatterns(o); err != nil {
@@ -68,26 +72,12 @@ func loadGreylist(o Options, cfg *Config) error {
 	// chain-mode processes and `mxfront greylist` can share it; the cache
 	// spares known clients the file.
 	if dir := filepath.Dir(store.Path()); !isDir(dir) {
-		return UsageErr("create the directory, writable by mxfront's user, or give another --greylist-db",
+		return fail.Usage("create the directory, writable by mxfront's user, or give another --greylist-db",
 			"--greylist-db %s: directory %s does not exist", store.Path(), dir)
 	}
 	g.Known = frontend.NewPassCache(passCacheTTL, passCacheMax)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = policy.ExpireEvery(ctx, expireEvery, func(e greylist.Expired, err error) {
-			if err != nil {
-				cfg.Log.Error("greylist expire failed", "db", store.Path(), "error", err.Error())
-				return
-			}
-			if e != (greylist.Expired{}) {
-				cfg.Log.Info("greylist expired", "db", store.Path(), "abandoned", e.Abandoned, "lapsed", e.Lapsed, "unreadable", e.Unreadable)
-			}
-		})
-	}()
-	cfg.Closers = append(cfg.Closers, func() { cancel(); wg.Wait(); store.Close() })
+	cfg.Greylist = GreylistStore{Policy: policy, Store: store}
+	cfg.Closers = append(cfg.Closers, func() { store.Close() })
 	return nil
 }
 
@@ -101,11 +91,11 @@ func isDir(p string) bool {
 func OpenGreylist(o Options, lockWait time.Duration) (*greylist.Policy, *greylist.Bolt, error) {
 	path := o.String("greylist-db")
 	if path == "" {
-		return nil, nil, UsageErr("e.g. --greylist-db /var/lib/mxfront/greylist.db", "--greylist-db is empty")
+		return nil, nil, fail.Usage("e.g. --greylist-db /var/lib/mxfront/greylist.db", "--greylist-db is empty")
 	}
 	store, err := greylist.OpenBolt(path, greylist.BoltOptions{LockTimeout: lockWait})
 	if err != nil {
-		return nil, nil, &ExitError{Code: frontend.ExitTemp, Err: err}
+		return nil, nil, fail.Temp("", err)
 	}
 	policy, err := greylist.NewPolicy(store, greylist.Config{
 		Delay:    o.Duration("greylist-delay"),
@@ -115,7 +105,7 @@ func OpenGreylist(o Options, lockWait time.Duration) (*greylist.Policy, *greylis
 		V6Prefix: o.Int("greylist-v6-prefix"),
 	})
 	if err != nil {
-		return nil, nil, UsageErr("--greylist-delay must be shorter than --greylist-window; prefixes are 1..32 (IPv4) and 1..128 (IPv6)", "%v", err)
+		return nil, nil, fail.Usage("--greylist-delay must be shorter than --greylist-window; prefixes are 1..32 (IPv4) and 1..128 (IPv6)", "%v", err)
 	}
 	return policy, store, nil
 }
@@ -129,7 +119,7 @@ func heloPatterns(o Options) (*frontend.HELOPatterns, error) {
 	pats := &frontend.HELOPatterns{}
 	for _, f := range files {
 		if err := pats.ReadFile(f); err != nil {
-			return nil, UsageErr("each line of --helo-deny-file is \"PATTERN [reason]\" (*, ? and [a-z] as in the shell); # starts a comment", "--helo-deny-file: %v", err)
+			return nil, fail.Usage("each line of --helo-deny-file is \"PATTERN [reason]\" (*, ? and [a-z] as in the shell); # starts a comment", "--helo-deny-file: %v", err)
 		}
 	}
 	return pats, nil

@@ -178,10 +178,9 @@ func Binaries(t testing.TB) string {
 		}
 		// Readable by the unprivileged users that xinetd or exim run as.
 		_ = os.Chmod(buildDir, 0o755)
-		// As the Makefile builds them: static, without cli's doc
-		// generators, and mxfront (chain mode) without serve mode.
-		for _, pkgs := range [][]string{{"./cmd/...", "./testdata/mxsink", "./testdata/goexec"}, {"./cmd/mxfront"}} {
-			args := append([]string{"build", "-tags", BuildTags(pkgs[0]), "-o", buildDir + "/"}, pkgs...)
+		// As the Makefile builds them: static.
+		for _, pkgs := range [][]string{{"./cmd/...", "./testdata/mxsink", "./testdata/goexec"}} {
+			args := append([]string{"build", "-o", buildDir + "/"}, pkgs...)
 			cmd := exec.Command("go", args...)
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -195,16 +194,6 @@ func Binaries(t testing.TB) string {
 		t.Fatalf("testpeer: %v", buildErr)
 	}
 	return buildDir
-}
-
-// BuildTags are the build tags the Makefile builds package pkg with:
-// urfave/cli without its doc generators, and for mxfront, the chain-mode
-// executable, mxfront_lean (frontend without serve mode and package net).
-func BuildTags(pkg string) string {
-	if pkg == "./cmd/mxfront" {
-		return "urfave_cli_no_docs,mxfront_lean"
-	}
-	return "urfave_cli_no_docs"
 }
 
 // ModuleRoot returns the directory holding go.mod.
@@ -266,7 +255,7 @@ func Build(tb testing.TB, pkg string) string {
 	_ = os.Chmod(dir, 0o755)
 	builtIn = append(builtIn, dir)
 	bin := filepath.Join(dir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-tags", BuildTags(pkg), "-o", bin, pkg)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -1,6 +1,4 @@
-//go:build !mxfront_lean
-
-package frontend
+package serve
 
 import (
 	"bufio"
@@ -11,7 +9,12 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mxfront/mxfront/frontend"
 )
+
+// first is the greeting's first line as both modes write it.
+var first = frontend.Reply{Code: 220, Text: "mx.example.test ESMTP"}
 
 // tcpPair returns both ends of a real loopback TCP connection: the
 // server's as a blocking *os.File (as chain mode gets fd 0) and as the
@@ -39,11 +42,11 @@ func tcpPair(t *testing.T) (server *net.TCPConn, client net.Conn) {
 // it made of the client; rest reads what is left in the socket after it.
 type greeter struct {
 	name  string
-	greet func(t *testing.T, s *net.TCPConn, d time.Duration) Talk
+	greet func(t *testing.T, s *net.TCPConn, d time.Duration) frontend.Talk
 }
 
 var greeters = []greeter{
-	{"chain", func(t *testing.T, s *net.TCPConn, d time.Duration) Talk {
+	{"chain", func(t *testing.T, s *net.TCPConn, d time.Duration) frontend.Talk {
 		f, err := s.File() // a blocking dup, as fd 0 under tcpserver
 		if err != nil {
 			t.Fatal(err)
@@ -53,15 +56,15 @@ var greeters = []greeter{
 		// The dup shares the file description: give the net.Conn back
 		// its non-blocking mode, or its read deadlines do nothing.
 		defer unix.SetNonblock(fd, true)
-		talk, err := GreetFD(fd, fd, "mx.example.test", d)
-		if err != nil && talk != HungUp {
+		talk, err := frontend.GreetFD(fd, fd, first, d)
+		if err != nil && talk != frontend.HungUp {
 			t.Fatal(err)
 		}
 		return talk
 	}},
-	{"serve", func(t *testing.T, s *net.TCPConn, d time.Duration) Talk {
-		talk, err := greetConn(s, "mx.example.test", d)
-		if err != nil && talk != HungUp {
+	{"serve", func(t *testing.T, s *net.TCPConn, d time.Duration) frontend.Talk {
+		talk, err := (&serveConn{Conn: s}).Greet(first, d)
+		if err != nil && talk != frontend.HungUp {
 			t.Fatal(err)
 		}
 		return talk
@@ -104,7 +107,7 @@ func TestGreetEarlyTalker(t *testing.T) {
 				io.WriteString(c, ehlo)
 			}()
 			t0 := time.Now()
-			if talk := g.greet(t, s, 10*time.Second); talk != Early {
+			if talk := g.greet(t, s, 10*time.Second); talk != frontend.Early {
 				t.Fatalf("talk %v, want early", talk)
 			}
 			if took := time.Since(t0); took > 5*time.Second {
@@ -124,7 +127,7 @@ func TestGreetSilent(t *testing.T) {
 			s, c := tcpPair(t)
 			go readGreeting(t, c)
 			t0 := time.Now()
-			if talk := g.greet(t, s, 200*time.Millisecond); talk != Silent {
+			if talk := g.greet(t, s, 200*time.Millisecond); talk != frontend.Silent {
 				t.Fatalf("talk %v, want silent", talk)
 			}
 			if took := time.Since(t0); took < 200*time.Millisecond {
@@ -158,7 +161,7 @@ func TestGreetPassConsumesNothing(t *testing.T) {
 				io.WriteString(c, ehlo)
 				close(sent)
 			}()
-			if talk := g.greet(t, s, 300*time.Millisecond); talk != Silent {
+			if talk := g.greet(t, s, 300*time.Millisecond); talk != frontend.Silent {
 				t.Fatalf("talk %v, want silent (SO_RCVLOWAT hides the bytes from poll)", talk)
 			}
 			<-sent
@@ -185,7 +188,7 @@ func TestGreetBoundaryRace(t *testing.T) {
 			io.WriteString(c, ehlo)
 		}()
 		talk := greeters[i%2].greet(t, s, d)
-		if talk == Silent {
+		if talk == frontend.Silent {
 			silent++
 		}
 		if got := restOf(t, s, len(ehlo)); got != ehlo {
@@ -201,7 +204,7 @@ func TestGreetHangUp(t *testing.T) {
 		t.Run(g.name, func(t *testing.T) {
 			s, c := tcpPair(t)
 			go func() { readGreeting(t, c); c.Close() }()
-			if talk := g.greet(t, s, 5*time.Second); talk != HungUp {
+			if talk := g.greet(t, s, 5*time.Second); talk != frontend.HungUp {
 				t.Fatalf("talk %v, want hung up", talk)
 			}
 		})
@@ -214,11 +217,11 @@ func TestGreetPipes(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		client func(w *os.File)
-		want   Talk
+		want   frontend.Talk
 	}{
-		{"silent", func(w *os.File) {}, Silent},
-		{"early", func(w *os.File) { io.WriteString(w, ehlo) }, Early},
-		{"hung up", func(w *os.File) { w.Close() }, HungUp},
+		{"silent", func(w *os.File) {}, frontend.Silent},
+		{"early", func(w *os.File) { io.WriteString(w, ehlo) }, frontend.Early},
+		{"hung up", func(w *os.File) { w.Close() }, frontend.HungUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inR, inW, _ := os.Pipe()
@@ -228,7 +231,7 @@ func TestGreetPipes(t *testing.T) {
 			defer outR.Close()
 			defer outW.Close()
 			tc.client(inW)
-			talk, _ := GreetFD(int(inR.Fd()), int(outW.Fd()), "mx.example.test", 150*time.Millisecond)
+			talk, _ := frontend.GreetFD(int(inR.Fd()), int(outW.Fd()), first, 150*time.Millisecond)
 			if talk != tc.want {
 				t.Fatalf("talk %v, want %v", talk, tc.want)
 			}
@@ -236,43 +239,12 @@ func TestGreetPipes(t *testing.T) {
 			if line != "220-mx.example.test ESMTP\r\n" {
 				t.Fatalf("greeting %q", line)
 			}
-			if tc.want == Early {
+			if tc.want == frontend.Early {
 				b := make([]byte, len(ehlo))
 				if _, err := io.ReadFull(inR, b); err != nil || string(b) != ehlo {
 					t.Fatalf("next reader got %q, %v", b, err)
 				}
 			}
 		})
-	}
-}
-
-func TestGreetDelayFor(t *testing.T) {
-	gl := func(state string) Verdict {
-		return Verdict{Action: Pass, Exports: []Export{{exportGreylist, state}}}
-	}
-	greylisted := Verdict{Action: Refuse, Code: 451, Exports: []Export{{exportGreylist, "new 0"}}}
-	denied := Verdict{Action: Refuse, Code: 554}
-	on := DialogueConfig{GreetDelay: time.Second}
-	atGreeting := DialogueConfig{GreetDelay: time.Second, RefuseAt: AtGreeting}
-	for _, tc := range []struct {
-		name string
-		cfg  DialogueConfig
-		v    Verdict
-		want bool
-	}{
-		{"off", DialogueConfig{}, Verdict{Action: Pass}, false},
-		{"pass", on, Verdict{Action: Pass}, true},
-		{"trusted", on, Verdict{Action: Trusted}, false},
-		{"greylist retry passed", on, gl("retry 400"), false},
-		{"greylist known", on, gl("passed 90000"), false},
-		{"greylist skip list", on, gl("skipped"), true},
-		{"greylist failed", on, gl("error"), true},
-		{"greylisted", on, greylisted, true},
-		{"greylisted, refused at the greeting", atGreeting, greylisted, false},
-		{"denied", on, denied, false},
-	} {
-		if got := tc.cfg.greetDelayFor(tc.v); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package frontend
+package proxy
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ var (
 	v2tlv = proxyV2(1, 0x11, []byte{192, 0, 2, 7, 198, 51, 100, 1, 0x30, 0x39, 0, 25, 0x04, 0, 1, 'x'})
 )
 
-func TestReadProxyHeader(t *testing.T) {
+func TestRead(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	for _, tc := range []struct {
 		name     string
@@ -62,7 +62,7 @@ func TestReadProxyHeader(t *testing.T) {
 			// The SMTP stream that follows must be left unread.
 			const after = "EHLO client.example\r\n"
 			r := bytes.NewReader(append(append([]byte(nil), tc.in...), after...))
-			h, err := ReadProxyHeader(r)
+			h, err := Read(r)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want one with %q", err, tc.err)
@@ -94,8 +94,8 @@ func TestLooksLikeProxy(t *testing.T) {
 		"PROXY TCP4 1.2.3.4": true, "PRO": true, string(proxyV2Sig[:5]): true, string(v2tcp4): true,
 		"EHLO x": false, "": false, "\r\n\r\nX": false,
 	} {
-		if got := looksLikeProxy([]byte(in)); got != want {
-			t.Errorf("looksLikeProxy(%q) = %v", in, got)
+		if got := LooksLike([]byte(in)); got != want {
+			t.Errorf("LooksLike(%q) = %v", in, got)
 		}
 	}
 }
@@ -131,10 +131,10 @@ func FuzzProxy(f *testing.F) {
 			if slow {
 				r = oneByteReader{br}
 			}
-			h, err := ReadProxyHeader(r)
+			h, err := Read(r)
 			used := len(in) - br.Len()
 			if err != nil {
-				if errors.Is(err, ErrNoProxyHeader) && used != proxyV1Min {
+				if errors.Is(err, ErrNoHeader) && used != proxyV1Min {
 					t.Fatalf("read %d bytes to find no header", used)
 				}
 				continue

@@ -1,4 +1,4 @@
-package config
+package logline
 
 import (
 	"bytes"
@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/mxfront/mxfront/frontend"
 )
 
 // listenUnixgram is a syslog daemon's or journald's socket, for a test.
@@ -53,11 +51,11 @@ func TestSyslogWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := frontend.NewLogger(false, w.send)
+	l := NewLogger(false, w.send)
 	for _, tt := range []struct {
-		level frontend.Level
+		level Level
 		pri   int
-	}{{frontend.LevelInfo, 2<<3 | 6}, {frontend.LevelWarn, 2<<3 | 4}, {frontend.LevelError, 2<<3 | 3}} {
+	}{{LevelInfo, 2<<3 | 6}, {LevelWarn, 2<<3 | 4}, {LevelError, 2<<3 | 3}} {
 		l.Log(tt.level, "refused", []any{"ip", "192.0.2.7"})
 		got, _ := receive(t, c)
 		re := regexp.MustCompile(fmt.Sprintf(`^<%d>[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d mxfront\[%d\]: level=%s msg=refused ip=192\.0\.2\.7\n$`,
@@ -85,10 +83,10 @@ func TestSyslogMissing(t *testing.T) {
 	old := syslogPaths
 	syslogPaths = []string{filepath.Join(t.TempDir(), "log")}
 	t.Cleanup(func() { syslogPaths = old })
-	if _, err := NewLogger("syslog"); err == nil || !strings.Contains(err.Error(), "--log syslog: no syslog daemon") {
+	if _, err := Open("syslog"); err == nil || !strings.Contains(err.Error(), "--log syslog: no syslog daemon") {
 		t.Fatalf("no syslog daemon: %v", err)
 	}
-	if l, err := NewLogger("syslog-or-none"); err != nil || l.Enabled() {
+	if l, err := Open("syslog-or-none"); err != nil || l.Enabled() {
 		t.Fatalf("syslog-or-none without a daemon: %v, enabled %v", err, l.Enabled())
 	}
 }
@@ -133,7 +131,7 @@ func TestJournalWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := frontend.NewLogger(false, j.send)
+	l := NewLogger(false, j.send)
 	l.Warn("DNS list failed", "zone", "bl.example")
 	got, _ := receive(t, c)
 	f := journalFields(t, got)

@@ -1,4 +1,8 @@
-package frontend
+// Package logline writes mxfront's log: one line of key=value pairs per
+// event, in the form of log/slog's TextHandler, to stderr, the local syslog
+// daemon or the journal. It knows nothing of mail; it never writes to a
+// client's connection (Open looks at fd 2 for that).
+package logline
 
 import (
 	"fmt"
@@ -6,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Level is a log line's severity.
@@ -98,7 +104,7 @@ func (l *Logger) Log(level Level, msg string, kv []any) {
 
 func appendPair(b []byte, key string, v any) []byte {
 	b = append(b, ' ')
-	b = append(b, key...)
+	b = appendString(b, key)
 	b = append(b, '=')
 	var s string
 	switch v := v.(type) {
@@ -123,23 +129,39 @@ func appendPair(b []byte, key string, v any) []byte {
 	default:
 		s = fmt.Sprint(v)
 	}
+	return appendString(b, s)
+}
+
+func appendString(b []byte, s string) []byte {
 	if needsQuote(s) {
 		return strconv.AppendQuote(b, s)
 	}
 	return append(b, s...)
 }
 
-// needsQuote follows slog's TextHandler: empty, spaces, '=', '"' and
-// anything not printable ASCII are quoted.
+// needsQuote is log/slog's TextHandler's rule, so that the lines are the
+// same: the empty string, a space, '=', '"', an ASCII control character, a
+// Unicode space or unprintable rune and invalid UTF-8 are quoted; other
+// text, non-ASCII letters and DEL among it, is not. FuzzLoggerMatchesSlog
+// holds the two together.
 func needsQuote(s string) bool {
 	if s == "" {
 		return true
 	}
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		c := s[i]
-		if c <= ' ' || c == '=' || c == '"' || c >= 0x7f {
+		if c < utf8.RuneSelf {
+			if c <= ' ' || c == '=' || c == '"' {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
 			return true
 		}
+		i += size
 	}
 	return false
 }

@@ -1,6 +1,4 @@
-//go:build !mxfront_lean
-
-package frontend
+package serve
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package config
+package logline
 
 import (
 	"fmt"
@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mxfront/mxfront/frontend"
 )
 
 // The syslog and journal writers are mxfront's own, on plain sockets:
@@ -20,11 +18,11 @@ import (
 const logMail = 2 // the mail facility (LOG_MAIL >> 3)
 
 // severity maps a level to syslog's severity: err, warning or info.
-func severity(l frontend.Level) int {
+func severity(l Level) int {
 	switch {
-	case l >= frontend.LevelError:
+	case l >= LevelError:
 		return 3
-	case l >= frontend.LevelWarn:
+	case l >= LevelWarn:
 		return 4
 	}
 	return 6
@@ -32,7 +30,7 @@ func severity(l frontend.Level) int {
 
 // syslogWriter sends lines to the local syslog daemon in the form
 // log/syslog uses for a local socket: <PRI>Mmm dd hh:mm:ss TAG[PID]: MSG.
-// Its send, like journalWriter's, is called by one frontend.Logger, which
+// Its send, like journalWriter's, is called by one Logger, which
 // sends one line at a time.
 type syslogWriter struct {
 	facility int
@@ -79,7 +77,7 @@ func (w *syslogWriter) connect() error {
 	return fmt.Errorf("no syslog daemon (%s): %w", strings.Join(syslogPaths, ", "), first)
 }
 
-func (w *syslogWriter) send(l frontend.Level, line string) error {
+func (w *syslogWriter) send(l Level, line string) error {
 	b := make([]byte, 0, len(line)+64)
 	b = append(b, '<')
 	b = strconv.AppendInt(b, int64(w.facility<<3|severity(l)), 10)
@@ -142,7 +140,7 @@ func dialJournal(tag string, facility int) (*journalWriter, error) {
 	return &journalWriter{tag: tag, facility: facility, fd: fd, addr: syscall.SockaddrUnix{Name: journalSocket}}, nil
 }
 
-func (j *journalWriter) send(l frontend.Level, line string) error {
+func (j *journalWriter) send(l Level, line string) error {
 	var b []byte
 	b = appendJournalField(b, "MESSAGE", line)
 	b = appendJournalField(b, "PRIORITY", strconv.Itoa(severity(l)))

@@ -1,4 +1,4 @@
-package frontend
+package serve
 
 import (
 	"net/netip"

@@ -1,6 +1,4 @@
-//go:build !mxfront_lean
-
-package frontend
+package serve
 
 import (
 	"bytes"
@@ -14,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/logline"
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
@@ -57,7 +57,7 @@ func newServer(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deny := &NetList{}
+	deny := &frontend.NetList{}
 	for _, n := range []string{"127.0.0.8/29", "192.0.2.7"} {
 		if err := deny.Add(n, "", "test"); err != nil {
 			t.Fatal(err)
@@ -65,12 +65,12 @@ func newServer(t *testing.T) *testServer {
 	}
 	log := &syncBuffer{}
 	s := &Server{
-		Policy:    &Policy{Deny: deny},
-		Dialogue:  DialogueConfig{Hostname: "mx.example.test"},
+		Policy:    &frontend.Policy{Deny: deny},
+		Dialogue:  frontend.DialogueConfig{Hostname: "mx.example.test"},
 		Argv:      []string{"sh", "-c", childScript},
 		Path:      "/bin/sh",
 		Environ:   []string{"PATH=/usr/bin:/bin"},
-		Log:       WriterLogger(log),
+		Log:       logline.WriterLogger(log),
 		Stderr:    os.Stderr,
 		Listeners: []net.Listener{l},
 	}
@@ -215,7 +215,7 @@ func TestServeSetRules(t *testing.T) {
 	ts.start()
 	old := testpeer.Dial(t, ts.addr, "127.0.0.9")
 	old.Expect(t, "220 mx.example.test ESMTP")
-	ts.SetRules(&Policy{}, ts.Dialogue)
+	ts.SetRules(&frontend.Policy{}, ts.Dialogue)
 	testpeer.Dial(t, ts.addr, "127.0.0.9").Expect(t, "220 child 127.0.0.9")
 	old.Send(t, "HELO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
 	old.Expect(t, "250 ")
@@ -228,7 +228,7 @@ func TestServeSetRules(t *testing.T) {
 // proxy without a header, and an unlisted peer with one, get 421.
 func TestServeProxy(t *testing.T) {
 	ts := newServer(t)
-	ts.ProxyFrom = &NetList{}
+	ts.ProxyFrom = &frontend.NetList{}
 	if err := ts.ProxyFrom.Add("127.0.0.1/32", "", "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestServeSurvivesPanic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts.Policy.Greylist = &Greylisting{Policy: gp}
+	ts.Policy.Greylist = &frontend.Greylisting{Policy: gp}
 	ts.start()
 	for i := 0; i < 2; i++ {
 		c, err := net.Dial("tcp", ts.addr)
