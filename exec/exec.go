@@ -84,22 +84,107 @@ func closeOnExecAbove(min int) {
 	}
 }
 
-// Child is a started PROGRAM in serve mode.
-type Child = osexec.Cmd
+// Child is a PROGRAM started by Spawn.
+type Child struct {
+	Pid   int
+	pidfd *os.File // pollable; nil where the kernel gives none
+}
 
 // Spawn starts path with conn as its fds 0 and 1 (in blocking mode), stderr
 // as its fd 2 and env, in a process group of its own (a Ctrl-C meant for
 // the caller in a terminal never reaches a session), as cred when it is not
-// nil. The caller closes its own copy of conn and reaps the child with Wait.
+// nil. The caller closes its own copy of conn and reaps the child with
+// Wait. It is syscall.ForkExec, not os/exec: the child needs nothing of
+// os/exec's, and its pidfd is kept for Wait.
 func Spawn(conn *os.File, stderr *os.File, path string, argv, env []string, cred *syscall.Credential) (*Child, error) {
-	// Fd() puts the descriptor in blocking mode, as PROGRAM expects.
-	if err := unix.SetNonblock(int(conn.Fd()), false); err != nil {
+	fd := int(conn.Fd())
+	if err := unix.SetNonblock(fd, false); err != nil {
 		return nil, fmt.Errorf("set blocking: %v", err)
 	}
-	cmd := &osexec.Cmd{Path: path, Args: argv, Env: env, Stdin: conn, Stdout: conn, Stderr: stderr,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Credential: cred}}
-	if err := cmd.Start(); err != nil {
+	pidfd := -1
+	attr := &syscall.ProcAttr{Env: env, Files: []uintptr{uintptr(fd), uintptr(fd), stderr.Fd()},
+		Sys: &syscall.SysProcAttr{Setpgid: true, Credential: cred, PidFD: &pidfd}}
+	pid, err := syscall.ForkExec(path, argv, attr)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %v", path, err)
 	}
-	return cmd, nil
+	c := &Child{Pid: pid}
+	// A non-blocking pidfd is readable once the child has exited: Go's
+	// poller waits for it, and no thread is held per running child.
+	if pidfd >= 0 {
+		if unix.SetNonblock(pidfd, true) == nil {
+			c.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
+		} else {
+			unix.Close(pidfd)
+		}
+	}
+	return c, nil
+}
+
+// Wait waits for the child to exit and reaps it. With a pidfd the wait is
+// done in Go's poller; without one (kernels before 5.4) it holds a thread.
+func (c *Child) Wait() (Status, error) {
+	var ws syscall.WaitStatus
+	reap := func() (bool, error) {
+		for {
+			pid, err := syscall.Wait4(c.Pid, &ws, syscall.WNOHANG, nil)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err != nil:
+				return true, fmt.Errorf("wait %d: %v", c.Pid, err)
+			}
+			return pid == c.Pid, nil
+		}
+	}
+	if c.pidfd != nil {
+		defer c.pidfd.Close()
+		if rc, err := c.pidfd.SyscallConn(); err == nil {
+			var werr error
+			err = rc.Read(func(uintptr) bool {
+				var done bool
+				done, werr = reap()
+				return done
+			})
+			if err == nil {
+				return Status(ws), werr
+			}
+		}
+	}
+	for {
+		pid, err := syscall.Wait4(c.Pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("wait %d: %v", c.Pid, err)
+		}
+		if pid == c.Pid {
+			return Status(ws), nil
+		}
+	}
+}
+
+// Status is how a child ended.
+type Status syscall.WaitStatus
+
+// String says it as os.ProcessState does: "exit status 1", "signal:
+// killed", "signal: segmentation fault (core dumped)".
+func (s Status) String() string {
+	ws := syscall.WaitStatus(s)
+	var res string
+	switch {
+	case ws.Exited():
+		res = "exit status " + strconv.Itoa(ws.ExitStatus())
+	case ws.Signaled():
+		res = "signal: " + ws.Signal().String()
+	case ws.Stopped():
+		res = "stop signal: " + ws.StopSignal().String()
+	case ws.Continued():
+		res = "continued"
+	}
+	if ws.CoreDump() {
+		res += " (core dumped)"
+	}
+	return res
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ type fakeConn struct {
 	said    []Reply
 	closed  bool
 	greeted Reply
-	wg      sync.WaitGroup
+	done    chan struct{} // the client script ended
 }
 
 func (c *fakeConn) Greet(first Reply, _ time.Duration) (Talk, error) {
@@ -34,9 +33,9 @@ func (c *fakeConn) Greet(first Reply, _ time.Duration) (Talk, error) {
 
 func (c *fakeConn) Dialogue() (DialogueConn, error) {
 	ours, theirs := net.Pipe()
-	c.wg.Add(1)
+	c.done = make(chan struct{})
 	go func() {
-		defer c.wg.Done()
+		defer close(c.done)
 		defer theirs.Close()
 		_ = theirs.SetDeadline(time.Now().Add(10 * time.Second))
 		c.client(bufio.NewReader(theirs), theirs)
@@ -44,7 +43,7 @@ func (c *fakeConn) Dialogue() (DialogueConn, error) {
 	return ours, nil
 }
 
-func (c *fakeConn) DialogueDone() bool { c.wg.Wait(); return c.stopped }
+func (c *fakeConn) DialogueDone() bool { <-c.done; return c.stopped }
 func (c *fakeConn) Say(r Reply)        { c.said = append(c.said, r) }
 func (c *fakeConn) Close()             { c.closed = true }
 
@@ -76,8 +75,8 @@ type recorder struct {
 }
 
 func (r *recorder) Decided(_ Client, v Verdict) { r.decided = append(r.decided, v) }
-func (r *recorder) Replied(rp Reply)           { r.replies = append(r.replies, rp.Code) }
-func (r *recorder) Ended(e Ending)             { r.ended = append(r.ended, e) }
+func (r *recorder) Replied(rp Reply)            { r.replies = append(r.replies, rp.Code) }
+func (r *recorder) Ended(e Ending)              { r.ended = append(r.ended, e) }
 
 func TestLife(t *testing.T) {
 	deny := list(t, "192.0.2.0/24")

@@ -58,13 +58,17 @@ func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
 
 func (h *spawn) reap(child *mxexec.Child, remote netip.AddrPort) {
 	s := h.s
-	err := child.Wait()
+	status, err := child.Wait()
 	s.tally.dropChild()
 	s.tally.dropNet(remote.Addr())
 	s.tally.dropConn()
-	attrs := append([]any{"ip", remote.Addr().String(), "pid", child.Process.Pid, "status", child.ProcessState.String()}, h.via...)
+	st := status.String()
+	if err != nil {
+		st = "unknown"
+	}
+	attrs := append([]any{"ip", remote.Addr().String(), "pid", child.Pid, "status", st}, h.via...)
 	attrs = append(attrs, "duration", time.Since(h.start).Round(time.Millisecond).String())
-	if err != nil && child.ProcessState == nil {
+	if err != nil {
 		attrs = append(attrs, "error", err.Error())
 	}
 	s.Log.Info("session ended", attrs...)

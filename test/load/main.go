@@ -37,6 +37,7 @@ var (
 	idle     = flag.Int("idle", 2000, "idle clients held open against mxfront serve for the memory figure")
 	execOnly = flag.Bool("exec-only", false, "only time the exec path")
 	execN    = flag.Int("exec-n", 300, "process starts per exec-path case")
+	compare  = flag.String("compare", "", "directory holding another mxfront (e.g. the last release's) whose chain and serve pass rows run beside this one's")
 )
 
 type row struct {
@@ -63,7 +64,7 @@ func main() {
 			return startServer(tcpserver, args, env, port)
 		}
 	}
-	serve := func(extra ...string) func() (string, int, func(), error) {
+	serveWith := func(mx string, extra ...string) func() (string, int, func(), error) {
 		return func() (string, int, func(), error) {
 			port := freePort()
 			// One load client address: the per-IP limit would turn it away.
@@ -73,6 +74,7 @@ func main() {
 			return startServer(mx, args, nil, port)
 		}
 	}
+	serve := func(extra ...string) func() (string, int, func(), error) { return serveWith(mx, extra...) }
 	// DNS lists on rbldnsd (three that do not list the load client, one
 	// that does) and greylist databases (one where the client's network
 	// has passed, one where it is always new).
@@ -118,6 +120,14 @@ func main() {
 		row{name: "mxfront serve refusing (greylisted)", refuses: true, start: serve(greyFresh...)})
 	if listedArgs != nil {
 		rows = append(rows, row{name: "mxfront serve refusing (DNS listed)", refuses: true, start: serve(listedArgs...)})
+	}
+	if *compare != "" {
+		old, _ := filepath.Abs(filepath.Join(*compare, "mxfront"))
+		rows = append(rows, row{name: "compared: mxfront serve > sink", start: serveWith(old, "--deny", "192.0.2.0/24")})
+		if tcpserver != "" {
+			rows = append(rows, row{name: "compared: tcpserver > mxfront (deny list) > sink",
+				start: ts(nil, old, "--deny", "192.0.2.0/24", "--deny", "2001:db8::/32", "--", sink)})
+		}
 	}
 	if *only != "" {
 		var keep []row
