@@ -159,8 +159,12 @@ func (l *Life) Run(ctx context.Context, c Conn, client Client, h Handover, start
 			l.ended(Ending{Outcome: OutcomeHungUp, Client: client, Verdict: v}, start)
 			return nil
 		case Early:
-			l.Policy.forgetGreylisted(ctx, client.Remote.Addr(), v)
-			v = earlyTalker(v, time.Since(t0), l.Dialogue.GreetDelay)
+			// Heard only once the delay was over (a loaded machine wakes
+			// late): the client may have spoken in time. Unsure: accept.
+			if after := time.Since(t0); after < l.Dialogue.GreetDelay {
+				l.Policy.forgetGreylisted(ctx, client.Remote.Addr(), v)
+				v = earlyTalker(v, after, l.Dialogue.GreetDelay)
+			}
 		}
 	}
 	if v.Action == Refuse {

@@ -103,6 +103,8 @@ func TestLife(t *testing.T) {
 			outcome: OutcomeHungUp, logged: `msg="hung up"`},
 		{name: "early talker", dialogue: delay, client: clean, conn: fakeConn{talk: Early, client: quitter},
 			outcome: OutcomeRefused, by: ByEarlyTalker, logged: "early talker"},
+		{name: "talk heard only after the delay", dialogue: DialogueConfig{Hostname: "mx", GreetDelay: time.Nanosecond}, client: clean,
+			conn: fakeConn{talk: Early}, outcome: OutcomePassed, logged: "msg=pass", handed: true},
 		{name: "silent through the delay", dialogue: delay, client: clean, conn: fakeConn{talk: Silent},
 			outcome: OutcomePassed, logged: "msg=pass", handed: true},
 		{name: "busy", client: clean, hand: &Busy{Text: "Error: too busy, try again later", Why: "max-children"},
