@@ -139,13 +139,18 @@ func naiveNumber(s string) (int, bool) {
 
 // FuzzReply feeds arbitrary DNS messages to the answer reading: whatever
 // comes back, an accepted answer is in 127.0.0.0/8 and not an error code,
-// and the text is safe for an SMTP reply.
+// the text is safe for an SMTP reply, and an error (which is logged, names
+// from the message in it) is printable ASCII of bounded length.
 func FuzzReply(f *testing.F) {
 	addSeedReplies(f, false)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r reply
 		if err := unpack(data, &r); err != nil {
+			checkSafeError(t, err)
 			return
+		}
+		if err := mismatch(&question{name: "2.0.0.127.bl.test.", qtype: typeA}, &r); err != nil {
+			checkSafeError(t, err)
 		}
 		addrs, _ := addrsOf(&r.records)
 		if cause, _ := checkAnswers(addrs); cause == 0 {
@@ -167,6 +172,21 @@ func FuzzSanitize(f *testing.F) {
 		checkSafeText(t, sanitize(s))
 		checkSafeText(t, expand(s, netip.MustParseAddr("2001:db8::1"), "bl.test"))
 	})
+}
+
+// checkSafeError fails t unless err's text is printable ASCII, at most
+// about four times the longest name escaped.
+func checkSafeError(t *testing.T, err error) {
+	t.Helper()
+	s := err.Error()
+	if len(s) > 2500 {
+		t.Fatalf("an error of %d bytes: %.100q...", len(s), s)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			t.Fatalf("byte %#x in the error %q", s[i], s)
+		}
+	}
 }
 
 func checkSafeText(t *testing.T, s string) {

@@ -59,12 +59,6 @@ func startServer(t testing.TB, rules map[string]rule) *listServer {
 	return s
 }
 
-func (s *listServer) set(name string, r rule) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rules[dns.Fqdn(name)] = r
-}
-
 // queries returns how many queries matched all the given words of the log
 // line ("udp", "TXT", a name...).
 func (s *listServer) queries(words ...string) int {

@@ -271,7 +271,7 @@ func (r *records) answer(msg []byte, h rr, qtype uint16, owner *int) error {
 	case typeA:
 		what = "A"
 		if len(data) != 4 {
-			return fmt.Errorf("A record of %d octets", len(data))
+			return fmt.Errorf("an A record of %d octets", len(data))
 		}
 	case typeTXT:
 		what = "TXT"
