@@ -84,7 +84,7 @@ func BenchmarkClamd10KB(b *testing.B) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	cfg := DefaultConfig()
-	cfg.Clamd = sock
+	cfg.Clamd = []string{sock}
 	benchJudge(b, cfg)
 }
 

@@ -22,12 +22,13 @@ const (
 	CheckDomains     = "domains"
 	CheckVirus       = "virus"
 	CheckSpam        = "spam"
+	CheckRspamd      = "rspamd"
 	CheckExec        = "exec"
 )
 
 // Checks lists every check in the order they run.
 var Checks = []string{CheckSize, CheckNUL, CheckHeaderChars, CheckHeaders, CheckAddresses, CheckMIME,
-	CheckAttachments, CheckDomains, CheckVirus, CheckSpam, CheckExec}
+	CheckAttachments, CheckDomains, CheckVirus, CheckSpam, CheckRspamd, CheckExec}
 
 // DefaultBlocked is the default --block-attachments list: Windows
 // programs and scripts, and the containers and shortcuts malware has
@@ -46,14 +47,20 @@ type Config struct {
 	MaxSize          int64           // 0: no limit of mxfilter's own
 	Limits           Limits
 
-	Clamd        string // HOST:PORT or a unix socket path
-	ClamdMaxSize int64  // larger messages are not sent to clamd (logged)
+	// Scanners: each is a list of addresses tried in order (on a failure
+	// to connect, a timeout or an error reply) within ScannerTimeout in
+	// all.
+	Clamd        []string // HOST:PORT or a unix socket path
+	ClamdMaxSize int64    // larger messages are not sent to clamd (logged)
 
-	Spamd         string
+	Spamd         []string
 	SpamdUser     string
 	SpamdMaxSize  int64   // larger messages are not sent to spamd (logged)
 	SpamThreshold float64 // 0: spamd's own required_score decides
 	SpamHeaders   bool    // add X-Spam-Flag, X-Spam-Score, X-Spam-Status
+
+	Rspamd        []string // http://HOST:PORT, HOST:PORT or a unix socket path
+	RspamdMaxSize int64    // larger messages are not sent to rspamd (logged)
 
 	ScannerFailAccept bool // a scanner that cannot answer: accept, not 451
 	ScannerTimeout    time.Duration
@@ -66,6 +73,11 @@ type Config struct {
 	DNSTimeout         time.Duration
 
 	CheckRelayClients bool // RELAYCLIENT set: judge anyway
+
+	// Observe runs every check and scanner, none skipped after a
+	// refusal, and accepts every message: the report's Observed is the
+	// verdict it would have given.
+	Observe bool
 }
 
 // DefaultConfig returns the documented defaults.
@@ -76,6 +88,7 @@ func DefaultConfig() Config {
 		BlockAttachments: append([]string(nil), DefaultBlocked...),
 		ClamdMaxSize:     25 << 20,
 		SpamdMaxSize:     512000,
+		RspamdMaxSize:    20 << 20,
 		ScannerTimeout:   60 * time.Second,
 		ExecTimeout:      120 * time.Second,
 		DNSTimeout:       5 * time.Second,
@@ -94,11 +107,15 @@ func (c *Config) Mode(check string) Mode {
 			return Off
 		}
 	case CheckVirus:
-		if c.Clamd == "" {
+		if len(c.Clamd) == 0 {
 			return Off
 		}
 	case CheckSpam:
-		if c.Spamd == "" {
+		if len(c.Spamd) == 0 {
+			return Off
+		}
+	case CheckRspamd:
+		if len(c.Rspamd) == 0 {
 			return Off
 		}
 	case CheckExec:
@@ -119,6 +136,7 @@ type Message struct {
 	Env     Envelope
 	Getenv  func(string) string // the environment mxfilter runs in
 	Environ []string            // handed to --exec commands
+	QueueID string              // the MTA's id of the message, when known (for rspamd's log)
 }
 
 // CheckResult is one check's outcome for the log line.
@@ -133,7 +151,10 @@ type Report struct {
 	Verdict    Verdict
 	Checks     []CheckResult
 	AddHeaders []string // header lines (without line end) to add on acceptance
+	Subject    string   // a new Subject (rspamd's rewrite subject), "" to keep it
 	Trusted    bool     // RELAYCLIENT set: content checks skipped
+	Scanners   []string // key, address pairs: the scanner address that answered
+	Observed   *Verdict // with Config.Observe: the verdict that was not given
 }
 
 type judge struct {
@@ -167,7 +188,7 @@ func (c *Config) Judge(ctx context.Context, m *Message) *Report {
 		if mode == Off {
 			continue
 		}
-		if rep.Verdict.Action == Reject && (name == CheckVirus || name == CheckSpam || name == CheckExec || name == CheckDomains) {
+		if rep.Verdict.Action == Reject && !c.Observe && (name == CheckVirus || name == CheckSpam || name == CheckRspamd || name == CheckExec || name == CheckDomains) {
 			rep.Checks = append(rep.Checks, CheckResult{Name: name, Result: "skipped(refused already)"})
 			continue
 		}
@@ -175,6 +196,10 @@ func (c *Config) Judge(ctx context.Context, m *Message) *Report {
 		res, v := j.run(name, mode)
 		rep.Checks = append(rep.Checks, CheckResult{Name: name, Result: res, Duration: time.Since(start)})
 		rep.Verdict = worse(rep.Verdict, v)
+	}
+	if c.Observe {
+		would := rep.Verdict
+		rep.Observed, rep.Verdict = &would, accepted
 	}
 	return rep
 }
@@ -195,9 +220,9 @@ func (j *judge) run(name string, mode Mode) (string, Verdict) {
 		var sd *scannerDown
 		if errors.As(err, &sd) {
 			if j.cfg.ScannerFailAccept {
-				return fmt.Sprintf("error(%s)->accept", Sanitize(err.Error(), 200)), accepted
+				return fmt.Sprintf("error(%s)->accept", Sanitize(err.Error(), 600)), accepted
 			}
-			return fmt.Sprintf("error(%s)->tempfail", Sanitize(err.Error(), 200)),
+			return fmt.Sprintf("error(%s)->tempfail", Sanitize(err.Error(), 600)),
 				Verdict{Action: Tempfail, Code: 451, Enhanced: "4.3.0", Text: "content scanner unavailable, try again later"}
 		}
 		var tf *tempFinding
@@ -205,8 +230,12 @@ func (j *judge) run(name string, mode Mode) (string, Verdict) {
 			if mode == Log {
 				return fmt.Sprintf("tempfail(%s)->log", Sanitize(tf.text, 200)), accepted
 			}
+			enhanced := tf.enhanced
+			if enhanced == "" {
+				enhanced = "4.3.0"
+			}
 			return fmt.Sprintf("tempfail(%s)", Sanitize(tf.text, 200)),
-				Verdict{Action: Tempfail, Code: 451, Enhanced: "4.3.0", Text: replyText(tf.text)}
+				Verdict{Action: Tempfail, Code: 451, Enhanced: enhanced, Text: replyText(tf.text)}
 		}
 		var uns *unsure
 		if errors.As(err, &uns) {
@@ -239,8 +268,11 @@ func (j *judge) safeCheck(name string) (f *finding, detail string, err error) {
 }
 
 // tempFinding is a temporary refusal that does not come from a mode: an
-// --exec command that exited 111 or 71.
-type tempFinding struct{ text string }
+// --exec command that exited 111 or 71, rspamd's soft reject or greylist.
+type tempFinding struct {
+	text     string
+	enhanced string // "" for 4.3.0
+}
 
 func (t *tempFinding) Error() string { return t.text }
 
@@ -325,6 +357,8 @@ func (j *judge) check(name string) (*finding, string, error) {
 		return j.virus()
 	case CheckSpam:
 		return j.spam()
+	case CheckRspamd:
+		return j.rspamd()
 	case CheckExec:
 		return j.exec()
 	}
@@ -397,10 +431,15 @@ func (j *judge) virus() (*finding, string, error) {
 	if j.cfg.ClamdMaxSize > 0 && j.msg.Spool.Size() > j.cfg.ClamdMaxSize {
 		return nil, "not scanned: larger than the clamd limit", nil
 	}
-	name, err := ClamdScan(j.ctx, j.cfg.Clamd, j.msg.Spool.Reader(), j.cfg.ScannerTimeout)
+	var name string
+	addr, err := tryInOrder(j.ctx, j.cfg.Clamd, j.cfg.ScannerTimeout, func(ctx context.Context, a string, t time.Duration) (err error) {
+		name, err = ClamdScan(ctx, a, j.msg.Spool.Reader(), t)
+		return err
+	})
 	if err != nil {
 		return nil, "", err
 	}
+	j.answered("clamd", addr)
 	if name != "" {
 		return policy("message contains a virus: " + Sanitize(name, 100)), "", nil
 	}
@@ -411,10 +450,15 @@ func (j *judge) spam() (*finding, string, error) {
 	if j.cfg.SpamdMaxSize > 0 && j.msg.Spool.Size() > j.cfg.SpamdMaxSize {
 		return nil, "not scanned: larger than the spamd limit", nil
 	}
-	res, err := SpamdCheck(j.ctx, j.cfg.Spamd, j.cfg.SpamdUser, j.msg.Spool.Reader(), j.msg.Spool.Size(), j.cfg.ScannerTimeout)
+	var res SpamResult
+	addr, err := tryInOrder(j.ctx, j.cfg.Spamd, j.cfg.ScannerTimeout, func(ctx context.Context, a string, t time.Duration) (err error) {
+		res, err = SpamdCheck(ctx, a, j.cfg.SpamdUser, j.msg.Spool.Reader(), j.msg.Spool.Size(), t)
+		return err
+	})
 	if err != nil {
 		return nil, "", err
 	}
+	j.answered("spamd", addr)
 	threshold := res.Threshold
 	if j.cfg.SpamThreshold > 0 {
 		threshold = j.cfg.SpamThreshold
@@ -436,6 +480,93 @@ func (j *judge) spam() (*finding, string, error) {
 		return policy(fmt.Sprintf("message looks like spam (score %.1f, limit %.1f)", res.Score, threshold)), "", nil
 	}
 	return nil, detail, nil
+}
+
+// answered notes the scanner address that gave the answer, for the log.
+func (j *judge) answered(scanner, addr string) {
+	j.rep.Scanners = append(j.rep.Scanners, scanner, addr)
+}
+
+// tryInOrder asks the scanners at addrs in turn until one answers (or
+// fails in a way that is not "cannot answer"): each try gets an equal
+// share of what is left of total, the last one all of it.
+func tryInOrder(ctx context.Context, addrs []string, total time.Duration, try func(context.Context, string, time.Duration) error) (string, error) {
+	deadline := time.Now().Add(total)
+	var downs []string
+	for i, a := range addrs {
+		left := time.Until(deadline)
+		if left <= 0 {
+			downs = append(downs, a+": not tried, no time left")
+			continue
+		}
+		err := try(ctx, a, left/time.Duration(len(addrs)-i))
+		var sd *scannerDown
+		if err == nil || !errors.As(err, &sd) {
+			return a, err
+		}
+		downs = append(downs, err.Error())
+	}
+	return "", &scannerDown{errors.New(strings.Join(downs, "; "))}
+}
+
+func (j *judge) rspamd() (*finding, string, error) {
+	size := j.msg.Spool.Size()
+	if j.cfg.RspamdMaxSize > 0 && size > j.cfg.RspamdMaxSize {
+		return nil, "not scanned: larger than the rspamd limit", nil
+	}
+	getenv := j.msg.Getenv
+	env := RspamdEnvelope{IP: j.remote, Helo: j.helo, From: j.msg.Env.Sender, Rcpts: j.msg.Env.Recipients,
+		QueueID: j.msg.QueueID, Hostname: getenv("TCPREMOTEHOST"), User: getenv("AUTH_AS")}
+	if env.Helo == "" {
+		env.Helo = getenv("EHLO_DOMAIN")
+	}
+	var res RspamdResult
+	addr, err := tryInOrder(j.ctx, j.cfg.Rspamd, j.cfg.ScannerTimeout, func(ctx context.Context, a string, t time.Duration) (err error) {
+		res, err = RspamdCheck(ctx, a, env, j.msg.Spool.Reader(), size, t)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	j.answered("rspamd", addr)
+	spam := res.Action != "no action" && res.Action != "greylist"
+	if j.cfg.SpamHeaders {
+		flag, yes := "NO", "No"
+		if spam {
+			flag, yes = "YES", "Yes"
+		}
+		j.rep.AddHeaders = append(j.rep.AddHeaders,
+			"X-Spam-Flag: "+flag,
+			fmt.Sprintf("X-Spam-Score: %.1f", res.Score),
+			fmt.Sprintf("X-Spam-Status: %s, score=%.1f required=%.1f action=%s tests=%s", yes, res.Score, res.Required,
+				Sanitize(res.Action, 20), Sanitize(strings.Join(res.Symbols, ","), 800)))
+	}
+	j.rep.AddHeaders = append(j.rep.AddHeaders, res.AddHeaders...)
+	detail := fmt.Sprintf("%s, score %.1f/%.1f", Sanitize(res.Action, 20), res.Score, res.Required)
+	text := res.SMTPMessage
+	switch res.Action {
+	case "reject":
+		if text == "" {
+			text = fmt.Sprintf("message looks like spam (score %.1f, limit %.1f)", res.Score, res.Required)
+		}
+		return policy(text), "", nil
+	case "soft reject", "greylist":
+		if text == "" {
+			text = "message deferred by the spam filter, try again later"
+		}
+		return nil, "", &tempFinding{text: text, enhanced: "4.7.1"}
+	case "rewrite subject":
+		if res.Subject != "" {
+			j.rep.Subject = Sanitize(res.Subject, 900)
+		}
+		fallthrough
+	case "add header":
+		j.rep.AddHeaders = append(j.rep.AddHeaders, "X-Spam: Yes")
+		return nil, detail, nil
+	case "no action":
+		return nil, detail, nil
+	}
+	return nil, "", &unsure{fmt.Errorf("rspamd %s: unknown action %q", addr, Sanitize(res.Action, 40))}
 }
 
 // replyCode strips "554 5.7.1 " or "554-" from a command's reply text.
@@ -467,7 +598,7 @@ func (j *judge) exec() (*finding, string, error) {
 			if text == "" {
 				text = "message deferred by local policy, try again later"
 			}
-			return nil, "", &tempFinding{text}
+			return nil, "", &tempFinding{text: text}
 		case 99:
 			return nil, "", fmt.Errorf("exec %q exited 99 (qmail-qfilter's silent drop): mxfilter never drops mail; use 100 to refuse", command)
 		default:

@@ -148,7 +148,7 @@ func TestModes(t *testing.T) {
 func TestScannerDown(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "nothing.sock")
 	cfg := DefaultConfig()
-	cfg.Clamd = sock
+	cfg.Clamd = []string{sock}
 	cfg.ScannerTimeout = 2 * time.Second
 	rep := cfg.Judge(context.Background(), &Message{Spool: spool(t, cleanMsg)})
 	if rep.Verdict.Reply() != "451 4.3.0 content scanner unavailable, try again later" {
@@ -174,7 +174,7 @@ func TestHandOverBytes(t *testing.T) {
 	os.WriteFile(next, []byte("#!/bin/sh\ncat > "+dir+"/msg; cat <&1 > "+dir+"/env 2>/dev/null || cat /dev/fd/1 > "+dir+"/env; exit 7\n"), 0o755)
 	msg := "From: a@x\r\nDate: d\r\n\r\nbody \x00 with NUL\r\n"
 	env := []byte("Fa@x\x00Tb@y\x00\x00")
-	code, err := HandOver(context.Background(), []string{next}, spool(t, msg), []string{"X-Spam-Flag: NO"}, env, false, nil)
+	code, err := HandOver(context.Background(), []string{next}, spool(t, msg), Changes{AddHeaders: []string{"X-Spam-Flag: NO"}}, env, nil)
 	if err != nil || code != 7 {
 		t.Fatalf("code %d, %v", code, err)
 	}
@@ -186,7 +186,7 @@ func TestHandOverBytes(t *testing.T) {
 	if !bytes.Equal(gotEnv, env) {
 		t.Errorf("envelope %q", gotEnv)
 	}
-	code, _ = HandOver(context.Background(), []string{next}, spool(t, msg), nil, env, true, nil)
+	code, _ = HandOver(context.Background(), []string{next}, spool(t, msg), Changes{StripNUL: true}, env, nil)
 	got, _ = os.ReadFile(filepath.Join(dir, "msg"))
 	if code != 7 || string(got) != strings.ReplaceAll(msg, "\x00", "") {
 		t.Errorf("strip-nul: %q", got)

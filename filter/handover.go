@@ -61,15 +61,23 @@ func QueueExit(v Verdict) int {
 	return QQRefused
 }
 
+// Changes are what an accepted message gets on its way to NEXT.
+type Changes struct {
+	AddHeaders []string // header lines to put first
+	Subject    string   // a new Subject field body ("" keeps the message's)
+	StripNUL   bool     // remove NUL bytes
+}
+
 // HandOver runs next with the message on descriptor 0 (the added header
-// lines first, then the spooled message, NUL bytes removed when stripNUL)
-// and the envelope bytes, unchanged, on descriptor 1. extra maps descriptor
-// numbers above 2 to files next also gets (a custom-error descriptor). It
-// returns next's exit code.
-func HandOver(ctx context.Context, next []string, sp *Spool, addHeaders []string, envelope []byte, stripNUL bool, extra map[int]*os.File) (int, error) {
+// lines first, then the spooled message with its Subject replaced when
+// asked and NUL bytes removed when asked) and the envelope bytes,
+// unchanged, on descriptor 1. extra maps descriptor numbers above 2 to
+// files next also gets (a custom-error descriptor). It returns next's exit
+// code.
+func HandOver(ctx context.Context, next []string, sp *Spool, ch Changes, envelope []byte, extra map[int]*os.File) (int, error) {
 	cmd := exec.CommandContext(ctx, next[0], next[1:]...)
 	cmd.Stderr = os.Stderr
-	if len(addHeaders) == 0 && !stripNUL {
+	if len(ch.AddHeaders) == 0 && !ch.StripNUL && ch.Subject == "" {
 		f, err := sp.File()
 		if err != nil {
 			return QQBug, fmt.Errorf("spool: %w", err)
@@ -81,11 +89,14 @@ func HandOver(ctx context.Context, next []string, sp *Spool, addHeaders []string
 			eol = "\r\n"
 		}
 		var hb bytes.Buffer
-		for _, h := range addHeaders {
+		for _, h := range ch.AddHeaders {
 			hb.WriteString(strings.TrimRight(h, "\r\n") + eol)
 		}
 		var body io.Reader = sp.Reader()
-		if stripNUL {
+		if ch.Subject != "" {
+			body = replaceSubject(body, Sanitize(ch.Subject, 900), eol)
+		}
+		if ch.StripNUL {
 			body = &nulStripper{r: bufio.NewReaderSize(body, 32<<10)}
 		}
 		cmd.Stdin = io.MultiReader(&hb, body)
@@ -119,6 +130,44 @@ func HandOver(ctx context.Context, next []string, sp *Spool, addHeaders []string
 		return QQBug, fmt.Errorf("%s: %v", next[0], err)
 	}
 	return code, nil
+}
+
+// maxSubjectScan bounds the header bytes held to replace the Subject.
+const maxSubjectScan = 1 << 20
+
+// replaceSubject returns the message with its first Subject field (and
+// its continuation lines) replaced by "Subject: subject", or with one
+// added at the end of the header section when it has none. The header
+// section is read line by line; past maxSubjectScan bytes the message is
+// passed on unchanged.
+func replaceSubject(r io.Reader, subject, eol string) io.Reader {
+	br := bufio.NewReaderSize(r, 32<<10)
+	var head bytes.Buffer
+	replaced, inSubject := false, false
+	for head.Len() < maxSubjectScan {
+		line, err := br.ReadString('\n')
+		bare := strings.TrimRight(line, "\r\n")
+		switch {
+		case bare == "":
+			if !replaced {
+				head.WriteString("Subject: " + subject + eol)
+			}
+			head.WriteString(line)
+			return io.MultiReader(&head, br)
+		case inSubject && (bare[0] == ' ' || bare[0] == '\t'):
+			// the replaced field's continuation: dropped
+		case !replaced && len(bare) >= 8 && strings.EqualFold(bare[:8], "subject:"):
+			head.WriteString("Subject: " + subject + eol)
+			replaced, inSubject = true, true
+		default:
+			inSubject = false
+			head.WriteString(line)
+		}
+		if err != nil {
+			return io.MultiReader(&head, br)
+		}
+	}
+	return io.MultiReader(&head, br)
 }
 
 type nulStripper struct{ r *bufio.Reader }
@@ -182,9 +231,15 @@ func LogLine(l *slog.Logger, mode string, m *Message, rep *Report, elapsed time.
 	if h := getenv("MXFRONT_HELO"); h != "" {
 		attrs = append(attrs, "helo", Sanitize(h, 128))
 	}
+	for i := 0; i+1 < len(rep.Scanners); i += 2 {
+		attrs = append(attrs, rep.Scanners[i], Sanitize(rep.Scanners[i+1], 200))
+	}
+	if rep.Observed != nil {
+		attrs = append(attrs, "observe", rep.Observed.Action.String(), "would", rep.Observed.Reply())
+	}
 	attrs = append(attrs, extra...)
 	level := slog.LevelInfo
-	if rep.Verdict.Action != Accept || doubtful(rep.Checks) {
+	if rep.Verdict.Action != Accept || rep.Observed != nil && rep.Observed.Action != Accept || doubtful(rep.Checks) {
 		level = slog.LevelWarn
 	}
 	l.Log(context.Background(), level, "message", attrs...)

@@ -18,6 +18,7 @@ clamd clamav-daemon
 clamscan clamav
 spamd spamd
 spamassassin spamassassin
+rspamd rspamd
 haproxy haproxy
 systemd-socket-activate systemd
 systemd-analyze systemd

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -76,21 +77,24 @@ func commonFlags() []cli.Flag {
 		&cli.IntFlag{Name: "mime-max-depth", Value: 20, Usage: "deepest MIME nesting"},
 		&cli.IntFlag{Name: "mime-max-parts", Value: 1000, Usage: "most MIME parts"},
 		&cli.IntFlag{Name: "archive-depth", Value: 3, Usage: "archives opened inside archives (the attached one counts 1); a deeper one is refused by the attachments check"},
-		&cli.StringFlag{Name: "clamd", Usage: "scan with clamd at `ADDR` (HOST:PORT or a unix socket path)"},
+		&cli.StringSliceFlag{Name: "clamd", Usage: "scan with clamd at `ADDR` (HOST:PORT or a unix socket path); several (repeated or comma-separated) are tried in order"},
 		&cli.Int64Flag{Name: "clamd-max-size", Value: 25 << 20, Usage: "messages larger than `BYTES` are not sent to clamd"},
-		&cli.StringFlag{Name: "spamd", Usage: "score with spamd at `ADDR` (HOST:PORT or a unix socket path)"},
+		&cli.StringSliceFlag{Name: "spamd", Usage: "score with spamd at `ADDR` (HOST:PORT or a unix socket path); several are tried in order"},
 		&cli.StringFlag{Name: "spamd-user", Usage: "the User spamd scores for"},
 		&cli.Int64Flag{Name: "spamd-max-size", Value: 512000, Usage: "messages larger than `BYTES` are not sent to spamd"},
 		&cli.Float64Flag{Name: "spam-threshold", Usage: "refuse from this score on; 0: spamd's required_score"},
-		&cli.BoolFlag{Name: "spam-headers", Usage: "add X-Spam-Flag, X-Spam-Score and X-Spam-Status"},
-		&cli.StringFlag{Name: "scanner-fail", Value: "tempfail", Usage: "when clamd or spamd cannot answer: tempfail (451) or accept"},
-		&cli.DurationFlag{Name: "scanner-timeout", Value: 60 * time.Second, Usage: "time allowed to clamd and to spamd"},
+		&cli.BoolFlag{Name: "spam-headers", Usage: "add X-Spam-Flag, X-Spam-Score and X-Spam-Status (spamd and rspamd)"},
+		&cli.StringSliceFlag{Name: "rspamd", Usage: "ask rspamd at `URL` (http://HOST:PORT, HOST:PORT or a unix socket path); several are tried in order"},
+		&cli.Int64Flag{Name: "rspamd-max-size", Value: 20 << 20, Usage: "messages larger than `BYTES` are not sent to rspamd"},
+		&cli.StringFlag{Name: "scanner-fail", Value: "tempfail", Usage: "when clamd, spamd or rspamd cannot answer: tempfail (451) or accept"},
+		&cli.DurationFlag{Name: "scanner-timeout", Value: 60 * time.Second, Usage: "time allowed to each scanner, all its addresses together"},
 		&cli.StringSliceFlag{Name: "exec", Usage: "run `COMMAND` (/bin/sh -c) on the message; repeatable"},
 		&cli.DurationFlag{Name: "exec-timeout", Value: 120 * time.Second, Usage: "time allowed to each --exec command"},
 		&cli.BoolFlag{Name: "header-domains-exist", Usage: "the domains in From, Sender and Reply-To must have MX, A or AAAA"},
 		&cli.StringFlag{Name: "dns-server", Usage: "`HOST:PORT` of the resolver for --header-domains-exist (default: the first nameserver in /etc/resolv.conf)"},
 		&cli.DurationFlag{Name: "dns-timeout", Value: 5 * time.Second, Usage: "time allowed to each DNS query"},
 		&cli.BoolFlag{Name: "check-relayclients", Usage: "judge messages from clients with RELAYCLIENT set too"},
+		&cli.BoolFlag{Name: "observe", Usage: "run every check and scanner and log what would have been done, but accept every message"},
 		&cli.StringSliceFlag{Name: "action", Usage: "`CHECK=MODE`: off, log, tempfail or reject for a check; repeatable"},
 		&cli.StringFlag{Name: "log-file", Usage: "append the log line to `FILE` instead of stderr (exim's ${run} mixes stderr into the reply)"},
 		&cli.StringFlag{Name: "tmpdir", EnvVars: []string{"TMPDIR"}, Value: os.TempDir(), Usage: "where the message is spooled (unlinked at once)"},
@@ -170,9 +174,12 @@ func config(c *cli.Context) (*filter.Config, error) {
 	if cfg.Limits.ArchiveDepth < 1 {
 		return nil, usage("--archive-depth %d: want 1 or more", cfg.Limits.ArchiveDepth)
 	}
-	cfg.Clamd = c.String("clamd")
+	cfg.Clamd = list(strings.Join(c.StringSlice("clamd"), ","))
 	cfg.ClamdMaxSize = c.Int64("clamd-max-size")
-	cfg.Spamd = c.String("spamd")
+	cfg.Spamd = list(strings.Join(c.StringSlice("spamd"), ","))
+	cfg.Rspamd = list(strings.Join(c.StringSlice("rspamd"), ","))
+	cfg.RspamdMaxSize = c.Int64("rspamd-max-size")
+	cfg.Observe = c.Bool("observe")
 	cfg.SpamdUser = c.String("spamd-user")
 	cfg.SpamdMaxSize = c.Int64("spamd-max-size")
 	cfg.SpamThreshold = c.Float64("spam-threshold")
@@ -313,7 +320,7 @@ func qmailQueue(c *cli.Context, stderr io.Writer) (int, error) {
 	}
 	// Logged after NEXT, with its exit code: an accepted message that NEXT
 	// did not queue (a full disk, 53) must not look delivered in the log.
-	code, err := filter.HandOver(context.Background(), next, sp, rep.AddHeaders, raw, cfg.StripNUL, extra)
+	code, err := filter.HandOver(context.Background(), next, sp, filter.Changes{AddHeaders: rep.AddHeaders, Subject: rep.Subject, StripNUL: cfg.StripNUL}, raw, extra)
 	log("next", code)
 	if err != nil {
 		return code, &failure{code: code, err: err, hint: "check the NEXT program after --"}
@@ -342,7 +349,9 @@ func check(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) (int, erro
 		env.Recipients = filter.SplitRecipients(c.StringSlice("rcpt")...)
 	}
 	in := stdin
+	queueID := ""
 	if data := c.String("exim-data"); data != "" {
+		queueID = strings.TrimSuffix(filepath.Base(data), "-D")
 		f, err := os.Open(data)
 		if err != nil {
 			return deferInternal(stdout, exitDefer, &failure{code: exitDefer, err: err, hint: "--exim-data wants $spool_directory/input/$message_exim_id-D"})
@@ -355,7 +364,7 @@ func check(c *cli.Context, stdin io.Reader, stdout, stderr io.Writer) (int, erro
 		return deferInternal(stdout, exitDefer, &failure{code: exitDefer, err: err, hint: "check that --tmpdir (or TMPDIR) is writable and has room"})
 	}
 	defer sp.Close()
-	msg := &filter.Message{Spool: sp, Env: env, Getenv: os.Getenv, Environ: os.Environ()}
+	msg := &filter.Message{Spool: sp, Env: env, Getenv: os.Getenv, Environ: os.Environ(), QueueID: queueID}
 	rep := cfg.Judge(context.Background(), msg)
 	l, done := logger(c, stderr)
 	filter.LogLine(l, "check", msg, rep, time.Since(start))

@@ -58,3 +58,40 @@ func TestSpamdFlagsGTUBE(t *testing.T) {
 		t.Fatalf("clean: exit %d, %q\n%s", code, out, log)
 	}
 }
+
+// TestTwoClamds: of two clamd addresses the first is stopped; the second
+// answers within the time bound, finds EICAR, and the log line names it.
+func TestTwoClamds(t *testing.T) {
+	first := startClamd(t)
+	second := clamd(t)
+	first.Proc.Stop()
+	out, log, code := check(t, eicarMessage(), nil, "--clamd", first.Addr+","+second, "--scanner-timeout", "60s")
+	if code != 20 || !strings.HasPrefix(lastLine(out), "554 5.7.1 message contains a virus: Eicar-Test-Signature") {
+		t.Fatalf("exit %d %q\n%s", code, out, log)
+	}
+	if !strings.Contains(log, " clamd="+second) {
+		t.Errorf("the log line does not name the clamd that answered (%s):\n%s", second, log)
+	}
+	// Both down: a deferral that names both.
+	out, log, code = check(t, cleanMessage("x"), nil, "--clamd", first.Addr, "--clamd", first.Addr, "--scanner-timeout", "30s")
+	if code != 75 || strings.Count(log, first.Addr) < 2 {
+		t.Fatalf("both down: exit %d %q\n%s", code, out, log)
+	}
+}
+
+// TestObserveScanners: with --observe a virus and spam are accepted, every
+// scanner ran (none skipped after the first finding), and the log line says
+// what would have been done.
+func TestObserveScanners(t *testing.T) {
+	clamdAddr, spamdAddr := clamd(t), spamd(t)
+	msg := strings.Replace(eicarMessage(), "see attached\n", "see attached\n"+gtube+"\n", 1)
+	out, log, code := check(t, msg, nil, "--clamd", clamdAddr, "--spamd", spamdAddr, "--observe")
+	if code != 0 || lastLine(out) != "250 2.0.0 message accepted" {
+		t.Fatalf("exit %d %q\n%s", code, out, log)
+	}
+	for _, want := range []string{"virus=found(message contains a virus: Eicar-Test-Signature", "spam=found(message looks like spam", "observe=reject", `would="554 5.7.1 message contains a virus`, "level=WARN"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log line lacks %q:\n%s", want, log)
+		}
+	}
+}
