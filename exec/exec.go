@@ -46,7 +46,7 @@ func Handover(readFD, writeFD int, path string, argv, env []string) error {
 			return fmt.Errorf("fd %d: set blocking: %v", fd, err)
 		}
 	}
-	closeOnExecAbove(2)
+	CloseOnExecAbove(2)
 	if err := syscall.Exec(path, argv, env); err != nil {
 		return fmt.Errorf("exec %s: %v", path, err)
 	}
@@ -66,9 +66,11 @@ func moveFD(from, to int) error {
 	return nil
 }
 
-// closeOnExecAbove marks every fd above min close-on-exec, so PROGRAM
+// CloseOnExecAbove marks every fd above min close-on-exec, so PROGRAM
 // inherits only fds 0, 1 and 2; if the exec fails, Go's own fds still work.
-func closeOnExecAbove(min int) {
+// Serve mode calls it at start: an fd its launcher left open (a root-only
+// file on fd 7) must not reach every PROGRAM it starts.
+func CloseOnExecAbove(min int) {
 	if err := unix.CloseRange(uint(min+1), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
 		return
 	}

@@ -50,6 +50,9 @@ func serveApp() *cli.App {
 }
 
 func serveAction(c *cli.Context) error {
+	// Fds the launcher left open are nobody's business but its own: each
+	// PROGRAM gets its connection and fd 2 only.
+	mxexec.CloseOnExecAbove(2)
 	argv := c.Args().Slice()
 	if len(argv) == 0 {
 		return fail.Usage("name the SMTP server to start for each client, e.g. -- /usr/sbin/exim4 -bs", "no PROGRAM given")

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,6 +46,38 @@ func TestUser(t *testing.T) {
 		status, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Cmd.Process.Pid) + "/status")
 		if !strings.Contains(string(status), "\nUid:\t0\t0\t0\t0\n") {
 			t.Errorf("mxfront itself is no longer root:\n%s", status)
+		}
+	}
+}
+
+// PROGRAM gets its connection and fd 2, nothing else serve inherited: a
+// root-only file open on fds 3 to 7 in the launching shell never reaches
+// it, across --user nobody.
+func TestProgramGetsOnlyItsFds(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	b := build(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("root only\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const program = `open=""; for i in 3 4 5 6 7 8 9; do [ -e /proc/self/fd/$i ] && open="$open $i"; done; echo "220 child open:$open uid=$(id -u)"; read x`
+	for _, args := range [][]string{nil, {"--user", "nobody"}} {
+		addr, _ := serve(t, func(addr string) *exec.Cmd {
+			a := append(append([]string{"serve", "--listen", addr}, args...), "--", "/bin/sh", "-c", program)
+			cmd := exec.Command(b.mxfront, a...)
+			cmd.ExtraFiles = []*os.File{f, f, f, f, f} // fds 3 to 7
+			return cmd
+		})
+		got := testpeer.Dial(t, addr, "127.0.0.2").Await(t, "220 child")
+		if !strings.Contains(got, "220 child open: uid=") {
+			t.Errorf("%v: PROGRAM has more than its connection: %q", args, got)
 		}
 	}
 }
