@@ -1,49 +1,14 @@
 package greylist
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"strings"
-	"time"
 )
 
-// Moving a greylist between stores (a bbolt file to a shared Redis, or
-// back) without greylisting its known senders again: Export writes every
-// record as a JSON line, an Entry as `mxfront greylist list --json` prints
-// it; Import reads those lines (or list --json's array) into any store.
-
-// Export writes every record of the store as one JSON object a line
-// ({"network":…,"first_seen":…,"last_pass":…,"status":…}, times in UTC) and
-// returns how many it wrote. It reads the store as List does: records that
-// change meanwhile may be seen either way.
-func (p *Policy) Export(ctx context.Context, w io.Writer) (int, error) {
-	bw := bufio.NewWriter(w)
-	n := 0
-	err := p.List(ctx, func(e Entry) error {
-		e.FirstSeen, e.LastPass = e.FirstSeen.UTC(), e.LastPass.UTC()
-		b, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		b = append(b, '\n')
-		if _, err := bw.Write(b); err != nil {
-			return err
-		}
-		n++
-		return nil
-	})
-	if err != nil {
-		return n, err
-	}
-	return n, bw.Flush()
-}
-
-// Imported counts what Import did with the records it read.
+// Imported counts what importing records into a store did with them
+// (package greylist/transfer reads and writes them as JSON lines).
 type Imported struct {
 	Added       int // written: the store had no record of the network
 	Kept        int // the store had a record already, which was kept as it was
@@ -51,60 +16,19 @@ type Imported struct {
 	OtherLength int // networks of another length than the policy's, which no client would match: not written
 }
 
-// Import reads records as Export writes them (JSON lines; the JSON array of
-// `list --json` too) and writes each one the store has no record of. A
-// record the store has is kept: it is the live one. The status of each
-// entry is not read but judged again by the policy now: stale records are
-// left out, so that a store with TTLs does not keep dead ones alive.
-//
-// It stops at the first entry that does not read (the error names it) or
-// the first store error; what was written before stays.
-func (p *Policy) Import(ctx context.Context, r io.Reader) (Imported, error) {
-	var im Imported
-	now := p.now()
-	br := bufio.NewReader(r)
-	dec := json.NewDecoder(br)
-	array, err := startsArray(br)
-	if err != nil {
-		return im, fmt.Errorf("greylist: import: %w", err)
+// ImportRecord writes r for network n unless the store has a record of
+// it (the live one is kept), the record is stale now (a store with TTLs
+// must not keep dead ones alive) or n is not of the policy's length; im
+// counts which. A record that cannot be stored is an error naming n.
+func (p *Policy) ImportRecord(ctx context.Context, n netip.Prefix, r Record, im *Imported) error {
+	if _, err := encodeRecord(r); err != nil {
+		return fmt.Errorf("network %v: %v", n, strings.TrimPrefix(err.Error(), "greylist: "))
 	}
-	if array {
-		if _, err := dec.Token(); err != nil {
-			return im, fmt.Errorf("greylist: import: %w", err)
-		}
-	}
-	for i := 1; ; i++ {
-		if err := ctx.Err(); err != nil {
-			return im, err
-		}
-		if array && !dec.More() {
-			if _, err := dec.Token(); err != nil {
-				return im, fmt.Errorf("greylist: import: after entry %d: %w", i-1, err)
-			}
-			if _, err := dec.Token(); err != io.EOF {
-				return im, fmt.Errorf("greylist: import: after the array: more than one array")
-			}
-			return im, nil
-		}
-		n, rec, err := decodeEntry(dec)
-		if err == io.EOF && !array {
-			return im, nil
-		}
-		if err != nil {
-			return im, fmt.Errorf("greylist: import: entry %d: %w", i, err)
-		}
-		if err := p.importOne(ctx, n, rec, now, &im); err != nil {
-			return im, err
-		}
-	}
-}
-
-func (p *Policy) importOne(ctx context.Context, n netip.Prefix, r Record, now time.Time, im *Imported) error {
 	if want, err := p.Network(n.Addr()); err != nil || want != n {
 		im.OtherLength++
 		return nil
 	}
-	if p.stale(r, now) {
+	if p.stale(r, p.now()) {
 		im.Stale++
 		return nil
 	}
@@ -118,64 +42,4 @@ func (p *Policy) importOne(ctx context.Context, n netip.Prefix, r Record, now ti
 		im.Kept++
 	}
 	return nil
-}
-
-// startsArray reports whether the input's first character other than
-// white space opens a JSON array.
-func startsArray(br *bufio.Reader) (bool, error) {
-	for {
-		b, err := br.Peek(1)
-		if err == io.EOF {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		switch b[0] {
-		case ' ', '\t', '\r', '\n':
-			_, _ = br.ReadByte()
-			continue
-		}
-		return b[0] == '[', nil
-	}
-}
-
-// importEntry is what Import reads of an Entry; the status is judged anew.
-type importEntry struct {
-	Network   *netip.Prefix `json:"network"`
-	FirstSeen time.Time     `json:"first_seen"`
-	LastPass  time.Time     `json:"last_pass"`
-}
-
-// decodeEntry reads one entry: a masked network and a first-seen time,
-// both required; times are kept to the second, as stores keep them.
-func decodeEntry(dec *json.Decoder) (netip.Prefix, Record, error) {
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		return netip.Prefix{}, Record{}, err
-	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return netip.Prefix{}, Record{}, fmt.Errorf("%.40s: not a JSON object", raw)
-	}
-	var e importEntry
-	if err := json.Unmarshal(raw, &e); err != nil {
-		return netip.Prefix{}, Record{}, fmt.Errorf("%.80s: %w", raw, err)
-	}
-	switch {
-	case e.Network == nil || !e.Network.IsValid():
-		return netip.Prefix{}, Record{}, fmt.Errorf("%.80s: no network", raw)
-	case *e.Network != e.Network.Masked():
-		return netip.Prefix{}, Record{}, fmt.Errorf("network %v: not a network address (%v)", e.Network, e.Network.Masked())
-	case e.FirstSeen.IsZero():
-		return netip.Prefix{}, Record{}, fmt.Errorf("network %v: no first_seen", e.Network)
-	}
-	r := Record{FirstSeen: time.Unix(e.FirstSeen.Unix(), 0)}
-	if !e.LastPass.IsZero() {
-		r.LastPass = time.Unix(e.LastPass.Unix(), 0)
-	}
-	if _, err := encodeRecord(r); err != nil {
-		return netip.Prefix{}, Record{}, fmt.Errorf("network %v: %v", e.Network, strings.TrimPrefix(err.Error(), "greylist: "))
-	}
-	return *e.Network, r, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/greylist/transfer"
 )
 
 // TestBoltToRedis is a site's migration: a bbolt greylist exported and
@@ -41,13 +42,13 @@ func TestBoltToRedis(t *testing.T) {
 	}
 	from := policyAt(t, bolt, now)
 	var out bytes.Buffer
-	if n, err := from.Export(ctx, &out); err != nil || n != nets {
+	if n, err := transfer.Export(ctx, from, &out); err != nil || n != nets {
 		t.Fatalf("Export = %d, %v", n, err)
 	}
 
 	redis := open(t, srv.URL(), Options{})
 	to := policyAt(t, redis, now)
-	im, err := to.Import(ctx, bytes.NewReader(out.Bytes()))
+	im, err := transfer.Import(ctx, to, bytes.NewReader(out.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +68,11 @@ func TestBoltToRedis(t *testing.T) {
 	}
 	defer bolt2.Close()
 	out.Reset()
-	if _, err := to.Export(ctx, &out); err != nil {
+	if _, err := transfer.Export(ctx, to, &out); err != nil {
 		t.Fatal(err)
 	}
 	back := policyAt(t, bolt2, now)
-	if _, err := back.Import(ctx, &out); err != nil {
+	if _, err := transfer.Import(ctx, back, &out); err != nil {
 		t.Fatal(err)
 	}
 	if got := listJSON(t, back); !slices.Equal(got, want) {

@@ -1,4 +1,4 @@
-package greylist_test
+package transfer_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/greylist/transfer"
 )
 
 // The names here begin with transfer: the rest of the package's tests are
@@ -78,7 +79,7 @@ func TestTransferBoltToMemory(t *testing.T) {
 	from := transferPolicy(t, bolt, now)
 
 	var out bytes.Buffer
-	n, err := from.Export(context.Background(), &out)
+	n, err := transfer.Export(context.Background(), from, &out)
 	if err != nil || n != 4 {
 		t.Fatalf("Export = %d, %v; want 4 records", n, err)
 	}
@@ -90,7 +91,7 @@ func TestTransferBoltToMemory(t *testing.T) {
 
 	mem := greylist.NewMemory()
 	to := transferPolicy(t, mem, now)
-	im, err := to.Import(context.Background(), bytes.NewReader(out.Bytes()))
+	im, err := transfer.Import(context.Background(), to, bytes.NewReader(out.Bytes()))
 	if err != nil || im != (greylist.Imported{Added: 3, Stale: 1}) {
 		t.Fatalf("Import = %+v, %v; want 3 added, the stale one left out", im, err)
 	}
@@ -101,7 +102,7 @@ func TestTransferBoltToMemory(t *testing.T) {
 	}
 
 	// Again: every network is known now, and kept as it is.
-	im, err = to.Import(context.Background(), bytes.NewReader(out.Bytes()))
+	im, err = transfer.Import(context.Background(), to, bytes.NewReader(out.Bytes()))
 	if err != nil || im != (greylist.Imported{Kept: 3, Stale: 1}) {
 		t.Fatalf("second Import = %+v, %v; want 3 kept", im, err)
 	}
@@ -116,7 +117,7 @@ func TestTransferListArray(t *testing.T) {
 `
 	now := time.Date(2025, 6, 15, 16, 0, 0, 0, time.UTC)
 	p := transferPolicy(t, greylist.NewMemory(), now)
-	im, err := p.Import(context.Background(), strings.NewReader(in))
+	im, err := transfer.Import(context.Background(), p, strings.NewReader(in))
 	if err != nil || im.Added != 2 {
 		t.Fatalf("Import = %+v, %v", im, err)
 	}
@@ -126,7 +127,7 @@ func TestTransferListArray(t *testing.T) {
 	}
 	// An empty array, empty input.
 	for _, in := range []string{"[]", " [\n]\n", "", "\n"} {
-		if im, err := p.Import(context.Background(), strings.NewReader(in)); err != nil || im != (greylist.Imported{}) {
+		if im, err := transfer.Import(context.Background(), p, strings.NewReader(in)); err != nil || im != (greylist.Imported{}) {
 			t.Errorf("Import(%q) = %+v, %v", in, im, err)
 		}
 	}
@@ -137,7 +138,7 @@ func TestTransferOtherLength(t *testing.T) {
 {"network":"192.0.2.0/24","first_seen":"2025-06-15T15:06:40Z"}
 `
 	p := transferPolicy(t, greylist.NewMemory(), time.Date(2025, 6, 15, 16, 0, 0, 0, time.UTC))
-	im, err := p.Import(context.Background(), strings.NewReader(in))
+	im, err := transfer.Import(context.Background(), p, strings.NewReader(in))
 	if err != nil || im != (greylist.Imported{Added: 1, OtherLength: 1}) {
 		t.Fatalf("Import = %+v, %v", im, err)
 	}
@@ -158,7 +159,7 @@ func TestTransferBadInput(t *testing.T) {
 		{`[` + ok + `] []`, "more than one array"},
 	} {
 		p := transferPolicy(t, greylist.NewMemory(), time.Date(2025, 6, 15, 16, 0, 0, 0, time.UTC))
-		_, err := p.Import(context.Background(), strings.NewReader(tc.in))
+		_, err := transfer.Import(context.Background(), p, strings.NewReader(tc.in))
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("Import(%q) = %v, want an error with %q", tc.in, err, tc.err)
 		}
@@ -169,7 +170,7 @@ func TestTransferCanceled(t *testing.T) {
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
 	p := transferPolicy(t, greylist.NewMemory(), transferBase)
-	if _, err := p.Import(c, strings.NewReader(`{"network":"192.0.2.0/24","first_seen":"2025-06-15T15:06:40Z"}`)); err == nil {
+	if _, err := transfer.Import(c, p, strings.NewReader(`{"network":"192.0.2.0/24","first_seen":"2025-06-15T15:06:40Z"}`)); err == nil {
 		t.Error("Import with a canceled context succeeded")
 	}
 }
