@@ -243,23 +243,103 @@ func TestPeakRSSLongLines(t *testing.T) {
 }
 
 // BenchmarkCheckProcess10KB: one mxfilter check process per 10 KB message,
-// as an MTA runs it (process start included).
+// as an MTA runs it (process start included); with MXFILTER_BENCH_BASE,
+// the base commit's mxfilter too, turn about, in the same run.
 func BenchmarkCheckProcess10KB(b *testing.B) {
-	bin := mxfilterBin(b)
+	bins := []string{mxfilterBin(b)}
+	if base := baseBinary(b); base != "" {
+		bins = append(bins, base)
+	}
 	path := filepath.Join(b.TempDir(), "10k.eml")
 	writeTestMessage(b, path, 10<<10)
+	spent := make([]time.Duration, len(bins))
 	b.ResetTimer()
-	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		f, _ := os.Open(path)
-		cmd := exec.Command(bin, "check", "--from", "a@example.org", "--rcpt", "b@example.test")
-		cmd.Stdin = f
-		if err := cmd.Run(); err != nil {
+		for k, bin := range bins {
+			start := time.Now()
+			f, _ := os.Open(path)
+			cmd := exec.Command(bin, "check", "--from", "a@example.org", "--rcpt", "b@example.test")
+			cmd.Stdin = f
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+			spent[k] += time.Since(start)
+		}
+	}
+	b.ReportMetric(float64(b.N)/spent[0].Seconds(), "msgs/s")
+	if len(bins) > 1 {
+		b.ReportMetric(float64(b.N)/spent[1].Seconds(), "base-msgs/s")
+	}
+}
+
+// BenchmarkSpamd10KB: 10 KB messages through the built-in checks and a
+// real spamd (local tests only).
+func BenchmarkSpamd10KB(b *testing.B) {
+	bin := testpeer.Need(b, "spamd")
+	// Not b.TempDir: its parent is private to root, and spamd runs as
+	// nobody.
+	dir, err := os.MkdirTemp("", "mxfilter-bench-spamd-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	site := filepath.Join(dir, "site")
+	os.Mkdir(site, 0o755)
+	pres, _ := filepath.Glob("/etc/spamassassin/*.pre")
+	for _, pre := range pres {
+		if data, err := os.ReadFile(pre); err == nil {
+			os.WriteFile(filepath.Join(site, filepath.Base(pre)), data, 0o644)
+		}
+	}
+	os.WriteFile(filepath.Join(site, "local.cf"), []byte("required_score 5.0\nuse_bayes 0\nskip_rbl_checks 1\n"), 0o644)
+	addr := fmt.Sprintf("127.0.0.1:%d", testpeer.FreePort(b))
+	testpeer.Start(b, exec.Command(bin, "-L", "--siteconfigpath", site, "--listen", addr, "--max-children", "2",
+		"--nouser-config", "-u", "nobody", "-H", dir, "-s", "stderr", "--pidfile", filepath.Join(dir, "spamd.pid")))
+	testpeer.WaitTCP(b, addr, 120*time.Second)
+	cfg := DefaultConfig()
+	cfg.Spamd = []string{addr}
+	benchJudge(b, cfg)
+}
+
+// BenchmarkRspamd10KB: the same with a real rspamd, configured as the
+// end-to-end suite runs it (testdata/filter/rspamd).
+func BenchmarkRspamd10KB(b *testing.B) {
+	bin := testpeer.Need(b, "rspamd")
+	root, err := testpeer.ModuleRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "mxfilter-bench-rspamd-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	for _, f := range []string{"rspamd.conf", "soft-reject.map"} {
+		data, err := os.ReadFile(filepath.Join(root, "testdata/filter/rspamd", f))
+		if err != nil {
 			b.Fatal(err)
 		}
-		f.Close()
+		os.WriteFile(filepath.Join(dir, f), data, 0o644)
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	port := testpeer.FreePort(b)
+	args := []string{"-f", "-c", filepath.Join(dir, "rspamd.conf"), "--var", "DIR=" + dir, "--var", fmt.Sprintf("PORT=%d", port),
+		"--var", fmt.Sprintf("DNSPORT=%d", testpeer.FreePort(b)), "--var", "TESTDATA=" + dir}
+	if os.Getuid() == 0 {
+		args = append(args, "-u", "nobody", "-g", "nogroup")
+	}
+	testpeer.Start(b, exec.Command(bin, args...))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testpeer.WaitTCP(b, addr, 120*time.Second)
+	cfg := DefaultConfig()
+	cfg.Rspamd = []string{"http://" + addr}
+	// The first answers wait for rspamd's worker to start.
+	if _, err := RspamdCheck(context.Background(), cfg.Rspamd[0], RspamdEnvelope{}, strings.NewReader(cleanMsg), int64(len(cleanMsg)), 120*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	benchJudge(b, cfg)
 }
 
 // writeZipMessage writes a message holding one zip of n empty entries

@@ -367,3 +367,33 @@ func TestManyRecipients(t *testing.T) {
 		t.Errorf("log line of %d bytes: %.400s", log.Len(), log.String())
 	}
 }
+
+// TestUnparsedFieldsSearched: a field whose parameters cannot be read is
+// searched for a blocked extension only where a reader could find a name.
+func TestUnparsedFieldsSearched(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		found bool
+	}{
+		// Unreadable and naming a file: judged as unparsable, whatever
+		// parameter the blocked extension is in.
+		{`Content-Disposition: attachment; filename="a.pdf"; junk; x=evil.exe`, true},
+		{`Content-Disposition: attachment; x=evil.exe`, false}, // readable: x is not a name
+		{`Content-Disposition: attachment; junk; filename=evil.exe`, true},
+		{`Content-Type: text/plain; junk (from www.example.com)`, false},
+		{`Content-Type: text/plain; name; junk="evil.exe"`, true},
+	} {
+		msg := "From: a@example.org\n" + tc.field + "\n\nx\n"
+		st, err := Analyze(strings.NewReader(msg), Limits{Blocked: DefaultBlocked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, a := range st.Attachments {
+			found = found || blockedName(a.Name, DefaultBlocked)
+		}
+		if found != tc.found {
+			t.Errorf("%s: found %v (%+v)", tc.field, found, st.Attachments)
+		}
+	}
+}

@@ -452,9 +452,11 @@ func (s *Structure) partNames(h Header, lim Limits) []string {
 				names = append(names, name)
 			}
 		}
-		if mv.Problem != "" && s.unparsed < maxUnparsed {
+		// Only a field that speaks of a name can carry one for a reader;
+		// comments carry none ("(from www.example.com)").
+		if mv.Problem != "" && s.unparsed < maxUnparsed && strings.Contains(asciiLower(f.Value), "name") {
 			s.unparsed++
-			if n := blockedIn(f.Value, lim.Blocked); n != "" {
+			if n := blockedIn(stripComments(f.Value), lim.Blocked); n != "" {
 				names = append(names, n)
 			}
 		}

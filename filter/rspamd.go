@@ -1,22 +1,26 @@
 package filter
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	neturl "net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// rspamd is spoken over its HTTP protocol with net/http: POST /checkv2,
-// the message as the body, the envelope and the connection in request
-// headers, a JSON answer. No client library is needed for one request.
+// rspamd is spoken over its HTTP protocol: POST /checkv2, the message as
+// the body, the envelope and the connection in request headers, a JSON
+// answer. The request is HTTP/1.0 written on the connection by hand
+// rather than with net/http: mxfilter check runs once per message, and
+// linking net/http (and with it crypto/tls) made every run, rspamd or
+// not, start about 0.5 ms slower (measured: 15% fewer messages a second
+// through the built-in checks). HTTP/1.0 needs no chunking either way:
+// the body has a known length and the answer ends with the connection.
 
 // RspamdEnvelope is what rspamd is told beside the message.
 type RspamdEnvelope struct {
@@ -39,19 +43,29 @@ type RspamdResult struct {
 	AddHeaders  []string // milter.add_headers, as "Name: value"
 }
 
-// rspamdURL turns --rspamd's address into the /checkv2 URL and the unix
-// socket to dial ("" for TCP): http://HOST:PORT[/prefix], HOST:PORT, or a
-// socket path (anything holding a slash that is not a URL).
-func rspamdURL(addr string) (string, string) {
+// rspamdTarget turns --rspamd's address into what to dial and the path
+// to post to: http://HOST:PORT[/prefix], HOST:PORT, or a unix socket path
+// (anything holding a slash that is not a URL, or unix:PATH).
+func rspamdTarget(addr string) (network, dial, host, path string, err error) {
 	switch {
-	case strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://"):
-		return strings.TrimRight(addr, "/") + "/checkv2", ""
+	case strings.HasPrefix(addr, "https://"):
+		return "", "", "", "", fmt.Errorf("https is not spoken; use http:// on a trusted network or a unix socket")
+	case strings.HasPrefix(addr, "http://"):
+		rest := strings.TrimPrefix(addr, "http://")
+		hostport, prefix, _ := strings.Cut(rest, "/")
+		if prefix != "" {
+			prefix = "/" + strings.TrimRight(prefix, "/")
+		}
+		if _, _, err := net.SplitHostPort(hostport); err != nil {
+			hostport = net.JoinHostPort(strings.Trim(hostport, "[]"), "80")
+		}
+		return "tcp", hostport, hostport, prefix + "/checkv2", nil
 	case strings.HasPrefix(addr, "unix:"):
-		return "http://rspamd/checkv2", strings.TrimPrefix(addr, "unix:")
+		return "unix", strings.TrimPrefix(addr, "unix:"), "localhost", "/checkv2", nil
 	case strings.Contains(addr, "/"):
-		return "http://rspamd/checkv2", addr
+		return "unix", addr, "localhost", "/checkv2", nil
 	}
-	return "http://" + addr + "/checkv2", ""
+	return "tcp", addr, addr, "/checkv2", nil
 }
 
 // RspamdCheck posts the message to rspamd at addr and returns its answer.
@@ -59,70 +73,124 @@ func rspamdURL(addr string) (string, string) {
 // rspamd's is a scanner that cannot answer.
 func RspamdCheck(ctx context.Context, addr string, env RspamdEnvelope, msg io.Reader, size int64, timeout time.Duration) (RspamdResult, error) {
 	var res RspamdResult
+	down := func(format string, a ...any) error {
+		return &scannerDown{fmt.Errorf("rspamd %s: "+format, append([]any{addr}, a...)...)}
+	}
+	network, dial, host, path, err := rspamdTarget(addr)
+	if err != nil {
+		return res, down("%v", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url, sock := rspamdURL(addr)
-	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil}
-	if sock != "" {
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}
-	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, msg)
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, dial)
 	if err != nil {
-		return res, &scannerDown{fmt.Errorf("rspamd %s: %w", addr, err)}
+		return res, down("%v", err)
 	}
-	req.ContentLength = size
-	setRspamdHeaders(req.Header, env)
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	var ue *neturl.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // the dial's or the timeout's own words, without the URL
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
 	}
+	w := bufio.NewWriterSize(c, 64<<10)
+	fmt.Fprintf(w, "POST %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %d\r\n", path, host, size)
+	for _, h := range rspamdHeaders(env) {
+		w.WriteString(h + "\r\n")
+	}
+	w.WriteString("\r\n")
+	if _, err := io.Copy(w, msg); err != nil {
+		return res, down("send: %v", err)
+	}
+	if err := w.Flush(); err != nil {
+		return res, down("send: %v", err)
+	}
+	status, body, err := readHTTPReply(bufio.NewReader(io.LimitReader(c, 4<<20)))
 	if err != nil {
-		return res, &scannerDown{fmt.Errorf("rspamd %s: %w", addr, err)}
+		return res, down("%v", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return res, &scannerDown{fmt.Errorf("rspamd %s: read reply: %w", addr, err)}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return res, &scannerDown{fmt.Errorf("rspamd %s: %s: %s", addr, resp.Status, Sanitize(string(body), 120))}
+	if status != 200 {
+		return res, down("HTTP %d: %s", status, Sanitize(string(body), 120))
 	}
 	res, err = parseRspamdReply(body)
 	if err != nil {
-		return res, &scannerDown{fmt.Errorf("rspamd %s: %w", addr, err)}
+		return res, down("%v", err)
 	}
 	return res, nil
 }
 
-func setRspamdHeaders(h http.Header, env RspamdEnvelope) {
-	set := func(name, v string, max int) {
-		if v = Sanitize(v, max); v != "" {
-			h.Set(name, v)
+// readHTTPReply reads an HTTP/1.x answer: the status code and the body
+// (Content-Length bytes, or up to the end of the connection).
+func readHTTPReply(r *bufio.Reader) (int, []byte, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, nil, fmt.Errorf("no reply: %v", err)
+	}
+	f := strings.Fields(line)
+	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/1.") {
+		return 0, nil, fmt.Errorf("not an HTTP reply: %q", Sanitize(strings.TrimSpace(line), 80))
+	}
+	status, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, nil, fmt.Errorf("not an HTTP reply: %q", Sanitize(strings.TrimSpace(line), 80))
+	}
+	length := int64(-1)
+	for {
+		h, err := r.ReadString('\n')
+		if err != nil {
+			return 0, nil, fmt.Errorf("reply header cut short")
+		}
+		h = strings.TrimRight(h, "\r\n")
+		if h == "" {
+			break
+		}
+		k, v, _ := strings.Cut(h, ":")
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "content-length":
+			if length, err = strconv.ParseInt(strings.TrimSpace(v), 10, 64); err != nil || length < 0 {
+				return 0, nil, fmt.Errorf("bad Content-Length %q", Sanitize(v, 40))
+			}
+		case "transfer-encoding":
+			if !strings.EqualFold(strings.TrimSpace(v), "identity") {
+				return 0, nil, fmt.Errorf("chunked reply to an HTTP/1.0 request")
+			}
 		}
 	}
-	set("IP", env.IP, 64)
-	set("Helo", env.Helo, 255)
-	set("Hostname", env.Hostname, 255)
-	set("Queue-Id", env.QueueID, 64)
-	set("User", env.User, 256)
+	if length < 0 {
+		body, err := io.ReadAll(r)
+		return status, body, err
+	}
+	body := make([]byte, min(length, 4<<20))
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, fmt.Errorf("reply body cut short")
+	}
+	return status, body, nil
+}
+
+// rspamdHeaders are the request header lines rspamd reads, from the
+// envelope; values are printable ASCII, bounded.
+func rspamdHeaders(env RspamdEnvelope) []string {
+	var out []string
+	add := func(name, v string, max int) {
+		if v = strings.TrimSpace(Sanitize(v, max)); v != "" {
+			out = append(out, name+": "+v)
+		}
+	}
+	add("IP", env.IP, 64)
+	add("Helo", env.Helo, 255)
+	add("Hostname", env.Hostname, 255)
+	add("Queue-Id", env.QueueID, 64)
+	add("User", env.User, 256)
 	if env.From == "" {
-		h.Set("From", "<>")
+		out = append(out, "From: <>")
 	} else {
-		set("From", env.From, maxAddress)
+		add("From", env.From, maxAddress)
 	}
 	for i, r := range env.Rcpts {
 		if i == maxRspamdRcpts {
 			break
 		}
-		if r = Sanitize(r, maxAddress); r != "" {
-			h.Add("Rcpt", r)
-		}
+		add("Rcpt", r, maxAddress)
 	}
+	return out
 }
 
 // parseRspamdReply reads the JSON answer of /checkv2.
