@@ -178,6 +178,11 @@ func config(c *cli.Context) (*filter.Config, error) {
 	cfg.ClamdMaxSize = c.Int64("clamd-max-size")
 	cfg.Spamd = list(strings.Join(c.StringSlice("spamd"), ","))
 	cfg.Rspamd = list(strings.Join(c.StringSlice("rspamd"), ","))
+	for _, a := range cfg.Rspamd {
+		if strings.HasPrefix(a, "https://") {
+			return nil, usage("--rspamd %q: rspamd's workers speak plain HTTP: use http://, HOST:PORT or a unix socket", a)
+		}
+	}
 	cfg.RspamdMaxSize = c.Int64("rspamd-max-size")
 	cfg.Observe = c.Bool("observe")
 	cfg.SpamdUser = c.String("spamd-user")

@@ -150,6 +150,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"check", "--action", "viruses=reject"}, `--action "viruses=reject": want CHECK=MODE`},
 		{[]string{"check", "--action", "virus=drop"}, `--action "virus=drop": mode "drop": want off, log, tempfail or reject`},
 		{[]string{"check", "--custom-error", "simscan"}, "flag provided but not defined: -custom-error"},
+		{[]string{"check", "--rspamd", "https://127.0.0.1:11333"}, `--rspamd "https://127.0.0.1:11333": rspamd's workers speak plain HTTP`},
+		{[]string{"check", "--archive-depth", "0"}, "--archive-depth 0: want 1 or more"},
 		{[]string{"qmail-queue", "--custom-error", "qmail"}, `--custom-error "qmail": want simscan or notqmail`},
 		{[]string{"qmail-queue", "--from", "a@b"}, "flag provided but not defined: -from"},
 		// NEXT without --: the flags after it would be NEXT's, and the
