@@ -24,6 +24,20 @@ type Greylisting struct {
 	Known *PassCache
 	// Now is the clock of the retry time in the reply; nil: time.Now.
 	Now func() time.Time
+	// Timeout bounds the store work of one decision (Decide, Peek or
+	// Forget: a read and at most a few compare-and-swaps) for a store on
+	// the network, whose every round trip could wait; past it the client
+	// passes. Zero: no bound here (bbolt bounds its own wait for the
+	// file's lock, and ignores a context).
+	Timeout time.Duration
+}
+
+// bound gives one decision's store work its deadline.
+func (g *Greylisting) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if g.Timeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, g.Timeout)
 }
 
 // GreylistState is what greylisting made of a client.
@@ -90,11 +104,13 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 		return
 	}
 	var o greylist.Outcome
+	sctx, cancel := g.bound(ctx)
 	if p.DryRun {
-		o, err = g.Policy.Peek(ctx, ip)
+		o, err = g.Policy.Peek(sctx, ip)
 	} else {
-		o, err = g.Policy.Decide(ctx, ip)
+		o, err = g.Policy.Decide(sctx, ip)
 	}
+	cancel()
 	if err != nil {
 		p.greylistFailed(ip, v, err)
 		return
@@ -163,6 +179,8 @@ func (p *Policy) forgetGreylisted(ctx context.Context, ip netip.Addr, v Verdict)
 	if p.DryRun || p.Greylist == nil || p.Greylist.Policy == nil || !v.Greylisted() {
 		return
 	}
+	ctx, cancel := p.Greylist.bound(ctx)
+	defer cancel()
 	if err := p.Greylist.Policy.Forget(ctx, ip); err != nil {
 		p.Log.Error("greylist: cannot forget a bogus client", "ip", ip.String(), "error", err.Error())
 	}

@@ -36,12 +36,16 @@ var t0 = time.Date(2025, 1, 2, 12, 0, 0, 0, time.UTC)
 // countingStore counts the store's reads and can be made to fail.
 type countingStore struct {
 	greylist.Store
-	gets atomic.Int64
-	fail atomic.Bool
+	gets  atomic.Int64
+	fail  atomic.Bool
+	onGet func(context.Context) // if set, called with each Get's context
 }
 
 func (s *countingStore) Get(ctx context.Context, n netip.Prefix) (greylist.Record, error) {
 	s.gets.Add(1)
+	if s.onGet != nil {
+		s.onGet(ctx)
+	}
 	if s.fail.Load() {
 		return greylist.Record{}, errors.New("greylist: test.db: get: lock not had within 1s")
 	}
@@ -158,6 +162,95 @@ func TestGreylistStoreFailurePasses(t *testing.T) {
 	}
 	if !strings.Contains(f.log.String(), "level=ERROR") || !strings.Contains(f.log.String(), "lock not had") {
 		t.Fatalf("log: %q", f.log.String())
+	}
+}
+
+// stallingStore answers nothing until its context is done, as a Redis
+// server that accepts and never replies; it records whether each call
+// had a deadline.
+type stallingStore struct {
+	greylist.Store
+	mu        sync.Mutex
+	deadlines []bool
+}
+
+func (s *stallingStore) wait(ctx context.Context) error {
+	_, ok := ctx.Deadline()
+	s.mu.Lock()
+	s.deadlines = append(s.deadlines, ok)
+	s.mu.Unlock()
+	<-ctx.Done()
+	return fmt.Errorf("greylist: redis://127.0.0.1:6379: get: no answer: %w", ctx.Err())
+}
+
+func (s *stallingStore) Get(ctx context.Context, n netip.Prefix) (greylist.Record, error) {
+	return greylist.Record{}, s.wait(ctx)
+}
+
+// A store that never answers holds no decision beyond Greylisting.Timeout:
+// Decide, Peek (mxfront check) and Forget each end with the store's error,
+// the client passes, and the ERROR line says why. Without the bound this
+// test would hang (the store waits for its context alone); how long the
+// bound took is not asserted.
+func TestGreylistTimeoutBoundsAStalledStore(t *testing.T) {
+	st := &stallingStore{Store: greylist.NewMemory()}
+	gp, err := greylist.NewPolicy(st, greylist.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	p := &Policy{Greylist: &Greylisting{Policy: gp, Timeout: 20 * time.Millisecond}, Log: logline.WriterLogger(&log)}
+	ip := netip.MustParseAddr("192.0.2.7")
+	done := make(chan Verdict, 2)
+	go func() {
+		done <- p.Decide(context.Background(), Client{Remote: netip.AddrPortFrom(ip, 4000)})
+		check := *p
+		check.DryRun = true
+		done <- check.Decide(context.Background(), Client{Remote: netip.AddrPortFrom(ip, 4000)})
+		p.forgetGreylisted(context.Background(), ip, Verdict{Action: Refuse, By: ByGreylist, Greylist: GreylistResult{State: GreylistRefused}})
+		close(done)
+	}()
+	for _, what := range []string{"decide", "check"} {
+		select {
+		case v := <-done:
+			if v.Action != Pass || v.Greylist.State != GreylistError {
+				t.Fatalf("%s: %+v", what, v)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s: a stalled store held the decision for 60s", what)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("forget: a stalled store held it for 60s")
+	}
+	if got := strings.Count(log.String(), "level=ERROR"); got != 3 ||
+		!strings.Contains(log.String(), `msg="greylist failed: client passed" ip=192.0.2.7 error="greylist: redis://127.0.0.1:6379: get: no answer: context deadline exceeded"`) ||
+		!strings.Contains(log.String(), `msg="greylist: cannot forget a bogus client"`) {
+		t.Fatalf("log:\n%s", log.String())
+	}
+	for i, d := range st.deadlines {
+		if !d {
+			t.Errorf("store call %d had no deadline", i)
+		}
+	}
+}
+
+// Without a Timeout (bbolt, which bounds its own lock wait and ignores a
+// context) the store gets the connection's context as it is.
+func TestGreylistNoTimeoutNoDeadline(t *testing.T) {
+	f := newGreyFixture(t, nil, nil)
+	var saw []bool
+	f.store.onGet = func(ctx context.Context) { _, ok := ctx.Deadline(); saw = append(saw, ok) }
+	f.decide("192.0.2.7")
+	if len(saw) != 1 || saw[0] {
+		t.Fatalf("deadlines seen by the store: %v", saw)
+	}
+	f.p.Greylist.Timeout = time.Hour
+	f.decide("192.0.2.7")
+	if len(saw) != 2 || !saw[1] {
+		t.Fatalf("deadlines seen by the store with a Timeout: %v", saw)
 	}
 }
 

@@ -3,30 +3,45 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/greylist/redisstore"
+	"github.com/mxfront/mxfront/greylist/transfer"
 	"github.com/mxfront/mxfront/internal/config"
 	"github.com/mxfront/mxfront/internal/fail"
 	"github.com/mxfront/mxfront/internal/sanitize"
 	"github.com/urfave/cli/v2"
 )
 
-// adminLockWait is how long a `mxfront greylist` command waits for the
-// database's lock (chain mode waits far less, and passes the client).
-const adminLockWait = 10 * time.Second
+func init() {
+	// mxfront-cli links the Redis client; mxfront (chain mode, lean) does
+	// not, and execs mxfront-cli when --greylist-store is a Redis URL.
+	config.OpenNetworkStore = openRedis
+}
+
+// openRedis opens the Redis store of the --greylist-store flags.
+func openRedis(o config.NetworkStoreOptions) (config.NetworkStore, error) {
+	return redisstore.Open(o.URL, redisstore.Options{
+		PasswordFile: o.PasswordFile, Prefix: o.Prefix, Timeout: o.Timeout,
+		Window: o.Window, Lifetime: o.Lifetime, PoolSize: o.PoolSize,
+	})
+}
 
 // greylistAdminSpecs are the flags every `mxfront greylist` command takes:
-// the database and the policy it is judged by.
+// the store and the policy it is judged by.
 func greylistAdminSpecs() []config.Spec {
 	var out []config.Spec
 	for _, s := range config.GreylistSpecs {
 		switch s.Name {
-		case "greylist-db", "greylist-delay", "greylist-window", "greylist-lifetime", "greylist-v4-prefix", "greylist-v6-prefix":
+		case "greylist-db", "greylist-store", "greylist-store-password-file", "greylist-store-prefix",
+			"greylist-delay", "greylist-window", "greylist-lifetime", "greylist-v4-prefix", "greylist-v6-prefix":
 			out = append(out, s)
 		}
 	}
@@ -36,9 +51,10 @@ func greylistAdminSpecs() []config.Spec {
 // greylistCommand is one `mxfront greylist` command.
 type greylistCommand struct {
 	name, args, usage string
-	nargs             int
+	nargs             int  // arguments it takes
+	optional          bool // nargs at most, not exactly
 	flags             []cli.Flag
-	run               func(c *cli.Context, p *greylist.Policy, s *greylist.Bolt) error
+	run               func(c *cli.Context, g config.GreylistStore) error
 }
 
 var greylistCommands = []greylistCommand{
@@ -47,21 +63,25 @@ var greylistCommands = []greylistCommand{
 		run:   greylistList},
 	{name: "allow", args: "NET", nargs: 1, usage: "record NET (an address, or a network of the configured length) as passed now", run: greylistAllow},
 	{name: "remove", args: "NET", nargs: 1, usage: "delete NET's record: its next client is greylisted as new (exit 1: there was none)", run: greylistRemove},
-	{name: "expire", usage: "delete the records past the window or the lifetime, and unreadable ones", run: greylistExpire},
-	{name: "compact", usage: "rewrite the database file without its free pages (needs room for a copy)", run: greylistCompact},
-	{name: "stats", usage: "count the networks by status and tell the file's size", run: greylistStats},
+	{name: "expire", usage: "delete the records past the window or the lifetime, and unreadable ones (Redis expires them itself)", run: greylistExpire},
+	{name: "compact", usage: "rewrite the bbolt file without its free pages (needs room for a copy)", run: greylistCompact},
+	{name: "stats", usage: "count the networks by status and tell the store's size", run: greylistStats},
+	{name: "export", usage: "print every record as a JSON line (as list --json's entries), for import into another store", run: greylistExport},
+	{name: "import", args: "[FILE]", nargs: 1, optional: true,
+		usage: "add the records of FILE (or standard input), as export or list --json wrote them, that the store has none of", run: greylistImport},
 }
 
-const greylistUsage = `Every command takes --greylist-db and the durations and prefixes mxfront runs
-with (a status and a NET are judged by them), and is safe while mxfront runs:
-each operation takes the database's lock for a moment, as mxfront does. A
-mxfront serve process keeps networks known to pass in memory for up to 60s,
-so a remove takes effect there within a minute.
+const greylistUsage = `Every command takes --greylist-store URL (or --greylist-db PATH) and the
+durations and prefixes mxfront runs with (a status and a NET are judged by
+them), and is safe while mxfront runs: each operation takes the bbolt file's
+lock for a moment, as mxfront does, or is one Redis command. A mxfront serve
+process keeps networks known to pass in memory for up to 60s, so a remove
+takes effect there within a minute.
 
 Exit codes: 0 done; 1 remove found no record; 100 usage error; 111 the
-database failed (locked beyond 10s, damaged, unwritable).`
+store failed (locked or unanswered beyond 10s, damaged, unwritable).`
 
-// greylistApp is `mxfront greylist list|allow|remove|expire|compact|stats`.
+// greylistApp is `mxfront greylist list|allow|remove|expire|compact|stats|export|import`.
 func greylistApp() *cli.App {
 	var cmds []*cli.Command
 	for _, gc := range greylistCommands {
@@ -75,8 +95,8 @@ func greylistApp() *cli.App {
 	return &cli.App{
 		Name:        "greylist",
 		HelpName:    "mxfront greylist",
-		Usage:       "inspect and manage the greylist database",
-		UsageText:   "mxfront greylist list|allow NET|remove NET|expire|compact|stats [flags]",
+		Usage:       "inspect and manage the greylist store",
+		UsageText:   "mxfront greylist list|allow NET|remove NET|expire|compact|stats|export|import [FILE] [flags]",
 		Description: greylistUsage,
 		Commands:    cmds,
 		Action: func(c *cli.Context) error {
@@ -98,18 +118,21 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 		Description: greylistUsage,
 		Flags:       flags,
 		Action: func(c *cli.Context) error {
-			if c.NArg() != gc.nargs {
-				if gc.nargs == 0 {
+			if n := c.NArg(); n != gc.nargs && !(gc.optional && n < gc.nargs) {
+				switch {
+				case gc.nargs == 0:
 					return fail.Usage("run 'mxfront greylist "+gc.name+" --help'", "%s takes no arguments", gc.name)
+				case gc.optional:
+					return fail.Usage("run 'mxfront greylist "+gc.name+" --help'", "%s takes at most one %s", gc.name, gc.args)
 				}
 				return fail.Usage("NET is an address (192.0.2.7) or a network of the configured length (192.0.2.0/24)", "%s takes one NET", gc.name)
 			}
-			p, s, err := config.OpenGreylist(cliOptions{c}, adminLockWait)
+			g, err := config.OpenGreylist(cliOptions{c}, config.Admin)
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			return gc.run(c, p, s)
+			defer g.Store.Close()
+			return gc.run(c, g)
 		},
 	}
 	app.Writer, app.ErrWriter = parent.App.Writer, parent.App.ErrWriter
@@ -126,11 +149,11 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 // dbErr is a failure of the database: exit 111, as for any temporary error.
 func dbErr(err error) error {
 	return &run.ExitError{Code: run.ExitTemp, Err: err,
-		Hint: "the database may be locked by a long operation, damaged or unwritable; mxfront passes clients meanwhile"}
+		Hint: "the store may be locked by a long operation, unreachable, damaged or unwritable; mxfront passes clients meanwhile"}
 }
 
-func greylistList(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
-	w := c.App.Writer
+func greylistList(c *cli.Context, g config.GreylistStore) error {
+	w, p := c.App.Writer, g.Policy
 	if c.Bool("json") {
 		return listJSON(c.Context, w, p)
 	}
@@ -183,7 +206,8 @@ func parseNET(c *cli.Context, p *greylist.Policy) (netip.Prefix, error) {
 	return n, nil
 }
 
-func greylistAllow(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
+func greylistAllow(c *cli.Context, g config.GreylistStore) error {
+	p := g.Policy
 	n, err := parseNET(c, p)
 	if err != nil {
 		return err
@@ -195,7 +219,8 @@ func greylistAllow(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
 	return nil
 }
 
-func greylistRemove(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
+func greylistRemove(c *cli.Context, g config.GreylistStore) error {
+	p := g.Policy
 	n, err := parseNET(c, p)
 	if err != nil {
 		return err
@@ -212,8 +237,14 @@ func greylistRemove(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error 
 	return nil
 }
 
-func greylistExpire(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
-	e, err := p.Expire(c.Context)
+func greylistExpire(c *cli.Context, g config.GreylistStore) error {
+	if g.ExpiresItself() {
+		// Every record carries its TTL (the window, or the lifetime once
+		// passed): there is nothing to sweep, and cron may run this anyway.
+		fmt.Fprintf(c.App.Writer, "%s expires records itself (by their TTL): nothing to do\n", g.Name)
+		return nil
+	}
+	e, err := g.Policy.Expire(c.Context)
 	if err != nil {
 		return dbErr(err)
 	}
@@ -222,17 +253,22 @@ func greylistExpire(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error 
 	return nil
 }
 
-func greylistCompact(c *cli.Context, _ *greylist.Policy, s *greylist.Bolt) error {
-	r, err := s.Compact(c.Context)
+func greylistCompact(c *cli.Context, g config.GreylistStore) error {
+	b, ok := g.Store.(*greylist.Bolt)
+	if !ok {
+		return fail.Usage("compact rewrites a bbolt file; Redis frees the memory of deleted and expired keys itself",
+			"compact: %s is not a bbolt file", g.Name)
+	}
+	r, err := b.Compact(c.Context)
 	if err != nil {
 		return dbErr(err)
 	}
-	fmt.Fprintf(c.App.Writer, "compacted %s: %d bytes before, %d after\n", s.Path(), r.Before, r.After)
+	fmt.Fprintf(c.App.Writer, "compacted %s: %d bytes before, %d after\n", b.Path(), r.Before, r.After)
 	return nil
 }
 
-func greylistStats(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
-	st, err := p.Stats(c.Context)
+func greylistStats(c *cli.Context, g config.GreylistStore) error {
+	st, err := g.Policy.Stats(c.Context)
 	if err != nil {
 		return dbErr(err)
 	}
@@ -240,4 +276,71 @@ func greylistStats(c *cli.Context, p *greylist.Policy, _ *greylist.Bolt) error {
 	fmt.Fprintf(w, "pending: %d\npassing: %d\nstale: %d\nnetworks: %d\nbytes: %d\n",
 		st.Pending, st.Passing, st.Stale, st.Pending+st.Passing+st.Stale, st.Bytes)
 	return nil
+}
+
+func greylistExport(c *cli.Context, g config.GreylistStore) error {
+	if _, err := transfer.Export(c.Context, g.Policy, c.App.Writer); err != nil {
+		return dbErr(err)
+	}
+	return nil
+}
+
+// greylistImport reads FILE, or standard input without one (or with "-").
+// A line that does not read is a usage error (exit 100), a store that
+// fails a temporary one (111); either way what came before it is in, and
+// importing again is harmless (records the store has are kept).
+func greylistImport(c *cli.Context, g config.GreylistStore) error {
+	var in io.Reader = os.Stdin
+	name := "standard input"
+	if f := c.Args().First(); f != "" && f != "-" {
+		fh, err := os.Open(f)
+		if err != nil {
+			return fail.Usage("give a file that mxfront greylist export (or list --json) wrote", "import: %v", err)
+		}
+		defer fh.Close()
+		in, name = fh, f
+	}
+	p, err := config.NewGreylistPolicy(cliOptions{c}, storeErrors{g.Store})
+	if err != nil {
+		return err
+	}
+	im, err := transfer.Import(c.Context, p, in)
+	w := c.App.Writer
+	fmt.Fprintf(w, "import: added %d, kept %d (the store had them), left out %d stale and %d of another length\n",
+		im.Added, im.Kept, im.Stale, im.OtherLength)
+	var se storeError
+	switch {
+	case errors.As(err, &se):
+		return dbErr(se.err)
+	case err != nil:
+		return fail.Usage("each line is one JSON object as mxfront greylist export writes it; the records before it were imported, and importing again keeps them",
+			"import from %s: %v", name, err)
+	}
+	return nil
+}
+
+// storeErrors marks the errors of a store, so that import tells a store
+// that failed from an input that does not read.
+type storeErrors struct{ greylist.Store }
+
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+func mark(err error) error {
+	if err == nil {
+		return nil
+	}
+	return storeError{err}
+}
+
+func (s storeErrors) Get(ctx context.Context, n netip.Prefix) (greylist.Record, error) {
+	r, err := s.Store.Get(ctx, n)
+	return r, mark(err)
+}
+
+func (s storeErrors) CompareAndSwap(ctx context.Context, n netip.Prefix, old, new greylist.Record) (bool, error) {
+	ok, err := s.Store.CompareAndSwap(ctx, n, old, new)
+	return ok, mark(err)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,7 +14,10 @@ import (
 
 	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/greylist/redisstore"
 	"github.com/mxfront/mxfront/internal/config"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 func TestGreylistFlagsFastParserAgrees(t *testing.T) {
@@ -230,4 +234,264 @@ func fileSize(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return strconv.FormatInt(fi.Size(), 10)
+}
+
+// The store flags: --greylist-store bolt:PATH is --greylist-db PATH; a
+// Redis URL is opened (without connecting) by the opener mxfront-cli
+// gives internal/config, with the TTLs of the policy, one connection in
+// chain mode, a pool in serve mode and 10s waits for the admin commands.
+func TestGreylistStoreFlags(t *testing.T) {
+	checkFastAgrees(t, []string{"--greylist", "--greylist-store", "redis://127.0.0.1:1/2", "--greylist-store-password-file", "/p",
+		"--greylist-store-prefix", "site:", "--greylist-store-timeout", "1s", "prog"})
+	if config.DefaultStorePrefix != redisstore.DefaultPrefix {
+		t.Errorf("--greylist-store-prefix defaults to %q, the store to %q", config.DefaultStorePrefix, redisstore.DefaultPrefix)
+	}
+	o, _, _ := config.ParseChain([]string{"prog"})
+	if d := o.Duration("greylist-store-timeout"); d != redisstore.DefaultTimeout {
+		t.Errorf("--greylist-store-timeout defaults to %v, the store to %v", d, redisstore.DefaultTimeout)
+	}
+
+	db := filepath.Join(t.TempDir(), "g.db")
+	cfg, err := loadGreylistArgs(t, config.Serve, "--greylist", "--greylist-store", "bolt:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := cfg.Greylist.Store.(*greylist.Bolt); !ok || b.Path() != db || cfg.Greylist.Name != db || cfg.Policy.Greylist.Timeout != 0 {
+		t.Fatalf("bolt:PATH: %T %+v, timeout %v", cfg.Greylist.Store, cfg.Greylist, cfg.Policy.Greylist.Timeout)
+	}
+	cfg.Close()
+
+	var got []config.NetworkStoreOptions
+	opener := config.OpenNetworkStore
+	t.Cleanup(func() { config.OpenNetworkStore = opener })
+	config.OpenNetworkStore = func(o config.NetworkStoreOptions) (config.NetworkStore, error) {
+		got = append(got, o)
+		return opener(o)
+	}
+	closed := "redis://127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t)) // nothing listens: Load must not connect
+	cfg, err = loadGreylistArgs(t, config.Chain, "--greylist", "--greylist-store", closed, "--greylist-window", "12h", "--greylist-lifetime", "7d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := cfg.Policy.Greylist; g.Timeout != 200*time.Millisecond || g.Known != nil || len(cfg.Closers) != 0 {
+		t.Fatalf("chain mode on Redis: timeout %v, cache %v, %d closers", g.Timeout, g.Known, len(cfg.Closers))
+	}
+	cfg, err = loadGreylistArgs(t, config.Serve, "--greylist", "--greylist-store", closed, "--greylist-store-timeout", "50ms",
+		"--greylist-store-prefix", "site-b:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Greylist.ExpiresItself() || cfg.Greylist.Name != closed || cfg.Policy.Greylist.Known == nil ||
+		cfg.Policy.Greylist.Timeout != 50*time.Millisecond || len(cfg.Closers) != 1 {
+		t.Fatalf("serve mode on Redis: %+v, timeout %v", cfg.Greylist, cfg.Policy.Greylist.Timeout)
+	}
+	cfg.Close()
+	g, err := config.OpenGreylist(optionsOf(t, "--greylist-store", closed, "--greylist-store-timeout", "50ms"), config.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Store.Close()
+	want := []config.NetworkStoreOptions{
+		{URL: closed, Prefix: "mxfront:gl:", Timeout: 200 * time.Millisecond, Window: 12 * time.Hour, Lifetime: 7 * 24 * time.Hour, PoolSize: 1},
+		{URL: closed, Prefix: "site-b:", Timeout: 50 * time.Millisecond, Window: 24 * time.Hour, Lifetime: 36 * 24 * time.Hour},
+		{URL: closed, Prefix: "mxfront:gl:", Timeout: 10 * time.Second, Window: 24 * time.Hour, Lifetime: 36 * 24 * time.Hour},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("store options:\n got %+v\nwant %+v", got, want)
+	}
+
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("\nsecret\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--greylist-store", "bolt:" + db, "--greylist-db", db}, "both --greylist-store"},
+		{[]string{"--greylist-store", "redis://127.0.0.1:1", "--greylist-db", db}, "both --greylist-store"},
+		{[]string{"--greylist-store", "bolt:"}, "names no file"},
+		{[]string{"--greylist-store", "mysql://127.0.0.1"}, "not a store URL"},
+		{[]string{"--greylist-store", "/var/lib/mxfront/greylist.db"}, "not a store URL"},
+		{[]string{"--greylist-store", "redis://u:secret@127.0.0.1:1"}, "never taken from the URL"},
+		{[]string{"--greylist-store", "redis-sentinel://127.0.0.1:26379"}, "no master name"},
+		{[]string{"--greylist-store", "redis://127.0.0.1:1", "--greylist-store-password-file", filepath.Join(dir, "missing")}, "password file"},
+		{[]string{"--greylist-store", "redis://127.0.0.1:1", "--greylist-store-password-file", empty}, "first line is empty"},
+		{[]string{"--greylist-store", "redis://127.0.0.1:1", "--greylist-store-prefix", ""}, "prefix is empty"},
+		{[]string{"--greylist-store", "redis://127.0.0.1:1", "--greylist-store-timeout", "0s"}, "above zero"},
+		{[]string{"--greylist-store", "redis://127.0.0.1:1", "--greylist-delay", "2d"}, "must be shorter"},
+	} {
+		_, err := loadGreylistArgs(t, config.Chain, append([]string{"--greylist"}, tc.args...)...)
+		if greylistExitCode(err) != run.ExitUsage || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want a usage error saying %q", tc.args, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: the error repeats the password: %v", tc.args, err)
+		}
+	}
+	// Without the opener (mxfront, chain mode's lean executable, has none)
+	// a Redis URL is an error that names mxfront-cli.
+	config.OpenNetworkStore = nil
+	_, err = loadGreylistArgs(t, config.Chain, "--greylist", "--greylist-store", closed)
+	if greylistExitCode(err) != run.ExitUsage || !strings.Contains(err.Error(), "no Redis client") {
+		t.Errorf("without an opener: %v", err)
+	}
+	if !config.WantsNetworkStore(optionsOf(t, "--greylist", "--greylist-store", "rediss://h")) ||
+		config.WantsNetworkStore(optionsOf(t, "--greylist-store", "rediss://h")) ||
+		config.WantsNetworkStore(optionsOf(t, "--greylist", "--greylist-store", "bolt:/x")) {
+		t.Error("WantsNetworkStore: a Redis URL with --greylist, and only that")
+	}
+}
+
+// optionsOf parses chain-mode flags (a PROGRAM is added).
+func optionsOf(t *testing.T, args ...string) config.Options {
+	t.Helper()
+	o, _, ok := config.ParseChain(append(args, "prog"))
+	if !ok {
+		t.Fatalf("%q did not parse", args)
+	}
+	return o
+}
+
+// Every `mxfront greylist` command on a real redis-server (this test's,
+// on loopback): list, allow, stats, remove work as on bbolt; expire says
+// that Redis expires records itself (exit 0); compact is for bbolt files
+// only (exit 100); export from a bbolt file and import into Redis give the
+// same list --json; a store that cannot be reached is exit 111.
+func TestGreylistCommandsRedis(t *testing.T) {
+	r := testpeer.StartRedis(t)
+	g := func(args ...string) (string, string, int) {
+		return runMxfront(t, append(append([]string{"greylist"}, args...), "--greylist-store", r.URL())...)
+	}
+	if out, errs, code := g("list", "--json"); code != 0 || strings.TrimSpace(out) != "[\n]" {
+		t.Fatalf("list of an empty Redis: %d %q %q", code, out, errs)
+	}
+	if out, _, code := g("allow", "192.0.2.7"); code != 0 || out != "allowed 192.0.2.0/24\n" {
+		t.Fatalf("allow: %d %q", code, out)
+	}
+	if out, _, code := g("allow", "2001:db8:1:2::9"); code != 0 || out != "allowed 2001:db8:1:2::/64\n" {
+		t.Fatalf("allow v6: %d %q", code, out)
+	}
+	if ttl, err := testpeer.RedisCommand(r.Addr, "PTTL mxfront:gl:192.0.2.0/24"); err != nil || !strings.HasPrefix(ttl, ":") || len(ttl) < 11 {
+		t.Errorf("the allowed network's key has TTL %q (%v), want the lifetime, 36d in ms", ttl, err)
+	}
+	if out, _, code := g("list"); code != 0 || !strings.Contains(out, "192.0.2.0/24") || !strings.Contains(out, "passing") {
+		t.Errorf("list: %d %q", code, out)
+	}
+	if out, _, code := g("stats"); code != 0 || !strings.HasPrefix(out, "pending: 0\npassing: 2\nstale: 0\nnetworks: 2\nbytes: ") {
+		t.Errorf("stats: %d %q", code, out)
+	}
+	if out, _, code := g("expire"); code != 0 || out != r.URL()+" expires records itself (by their TTL): nothing to do\n" {
+		t.Errorf("expire: %d %q", code, out)
+	}
+	if _, errs, code := g("compact"); code != 100 || !strings.Contains(errs, "is not a bbolt file") {
+		t.Errorf("compact on Redis: %d %q", code, errs)
+	}
+	if out, _, code := g("remove", "192.0.2.0/24"); code != 0 || out != "removed 192.0.2.0/24\n" {
+		t.Errorf("remove: %d %q", code, out)
+	}
+	if out, _, code := g("remove", "192.0.2.0/24"); code != 1 || out != "192.0.2.0/24: no record\n" {
+		t.Errorf("remove again: %d %q", code, out)
+	}
+	// Another prefix is another greylist on the same server.
+	if out, _, code := g("list", "--json", "--greylist-store-prefix", "other:"); code != 0 || strings.TrimSpace(out) != "[\n]" {
+		t.Errorf("list under another prefix: %d %q", code, out)
+	}
+
+	// bbolt → Redis.
+	db := filepath.Join(t.TempDir(), "greylist.db")
+	b := func(args ...string) (string, string, int) {
+		return runMxfront(t, append(append([]string{"greylist"}, args...), "--greylist-db", db)...)
+	}
+	for _, n := range []string{"198.51.100.1", "203.0.113.1", "2001:db8:1:2::1"} {
+		if _, errs, code := b("allow", n); code != 0 {
+			t.Fatalf("allow %s in bbolt: %q", n, errs)
+		}
+	}
+	exported, errs, code := b("export")
+	if code != 0 || strings.Count(exported, "\n") != 3 {
+		t.Fatalf("export: %d %q %q", code, exported, errs)
+	}
+	file := filepath.Join(t.TempDir(), "export.jsonl")
+	os.WriteFile(file, []byte(exported), 0o600)
+	if out, errs, code := g("import", file); code != 0 || out != "import: added 2, kept 1 (the store had them), left out 0 stale and 0 of another length\n" {
+		t.Fatalf("import: %d %q %q", code, out, errs)
+	}
+	// The two networks Redis had no record of are there as bbolt had
+	// them (the one it had, allowed above, was kept: "kept 1").
+	rl, _, _ := g("list", "--json")
+	for _, line := range strings.Split(strings.TrimSpace(exported), "\n") {
+		if !strings.Contains(line, "2001:db8:1:2::/64") && !strings.Contains(rl, line) {
+			t.Errorf("after import, %s: Redis has\n%s", line, rl)
+		}
+	}
+	// Standard input, a line that does not read (exit 100, what came
+	// before it is in), and a store that does not answer (111).
+	stdin := filepath.Join(t.TempDir(), "bad.jsonl")
+	os.WriteFile(stdin, []byte(`{"network":"192.0.2.0/24","first_seen":"`+time.Now().UTC().Format(time.RFC3339)+`"}`+"\n{bad\n"), 0o600)
+	if _, errs, code := withStdin(t, stdin, func() (string, string, int) { return g("import") }); code != 100 || !strings.Contains(errs, "entry 2") {
+		t.Errorf("import of a bad line: %d %q", code, errs)
+	}
+	if l, _, _ := g("list", "--json"); !strings.Contains(l, `"network":"192.0.2.0/24"`) {
+		t.Errorf("the good line before the bad one was not imported:\n%s", l)
+	}
+	down := "redis://127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
+	for _, args := range [][]string{{"list"}, {"import", file}, {"allow", "192.0.2.1"}} {
+		_, errs, code := runMxfront(t, append(append([]string{"greylist"}, args...), "--greylist-store", down)...)
+		if code != 111 || !strings.Contains(errs, "connection refused") {
+			t.Errorf("%q on a closed port: %d %q", args, code, errs)
+		}
+	}
+}
+
+// A password is read from --greylist-store-password-file or, without one,
+// from REDISCLI_AUTH; the ACL user comes from the URL. A wrong one fails
+// the command with exit 111 and never shows the password.
+func TestGreylistRedisPassword(t *testing.T) {
+	r := testpeer.StartRedis(t, "--requirepass", "s3cret-default")
+	if reply, err := testpeer.RedisCommand(r.Addr, "AUTH s3cret-default\r\nACL SETUSER mx on >s3cret-mx ~mxfront:gl:* +@all"); err != nil || reply != "+OK" {
+		t.Fatalf("ACL SETUSER: %q %v", reply, err)
+	}
+	dir := t.TempDir()
+	pw := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		return p
+	}
+	userURL := "redis://mx@" + r.Addr
+	t.Setenv("REDISCLI_AUTH", "")
+	for _, tc := range []struct {
+		url, file, env string
+		code           int
+	}{
+		{r.URL(), pw("default", "s3cret-default\n"), "", 0},
+		{userURL, pw("mx", "s3cret-mx\r\nsecond line ignored\n"), "", 0},
+		{userURL, "", "s3cret-mx", 0},
+		{r.URL(), "", "", 111},
+		{userURL, pw("wrong", "s3cret-wrong\n"), "", 111},
+		{userURL, "", "s3cret-wrong", 111},
+	} {
+		t.Setenv("REDISCLI_AUTH", tc.env)
+		args := []string{"greylist", "allow", "192.0.2.7", "--greylist-store", tc.url}
+		if tc.file != "" {
+			args = append(args, "--greylist-store-password-file", tc.file)
+		}
+		out, errs, code := runMxfront(t, args...)
+		if code != tc.code || strings.Contains(out+errs, "s3cret") {
+			t.Errorf("%s, file %q, REDISCLI_AUTH %q: exit %d, want %d\n%s%s", tc.url, tc.file, tc.env, code, tc.code, out, errs)
+		}
+	}
+}
+
+// withStdin runs fn with os.Stdin reading file.
+func withStdin(t *testing.T, file string, fn func() (string, string, int)) (string, string, int) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	return fn()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/internal/config"
 	"github.com/mxfront/mxfront/internal/fail"
+	"github.com/mxfront/mxfront/internal/logline"
 	"github.com/urfave/cli/v2"
 )
 
@@ -63,7 +64,13 @@ func dispatch(args []string, stderr io.Writer) int {
 	}
 	// The fast path: chain mode without building the cli application.
 	if opts, argv, ok := config.ParseChain(args[1:]); ok && len(argv) > 0 {
-		return run.Report(run.Chain(opts, argv), stderr)
+		err := run.Chain(opts, argv)
+		if logline.IsInetSocket(2) {
+			// inetd: fd 2 is the client (mxfront execs mxfront-cli for
+			// chain mode with a Redis store).
+			return run.ToClient(err)
+		}
+		return run.Report(err, stderr)
 	}
 	return runApp(chainApp(), args[0:1], args[1:], stderr)
 }

@@ -131,18 +131,34 @@ func serveAction(c *cli.Context) error {
 }
 
 // expireGreylist drops old greylist records every hour while serve runs;
-// chain-mode sites run `mxfront greylist expire` from cron instead.
+// chain-mode sites run `mxfront greylist expire` from cron instead. A
+// store that expires records itself (Redis, by TTL) needs no sweep: it is
+// asked once whether it answers, so that a store down at start is heard
+// of before the first client.
 func expireGreylist(ctx context.Context, g config.GreylistStore, log *logline.Logger) {
+	if n, ok := g.Store.(config.NetworkStore); ok && g.ExpiresItself() {
+		c, cancel := context.WithTimeout(ctx, storeCheckWait)
+		defer cancel()
+		if err := n.Ping(c); err != nil && ctx.Err() == nil {
+			log.Error("greylist store not answering: clients pass until it does", "store", g.Name, "error", err.Error())
+			return
+		}
+		log.Info("greylist store answers; it expires records itself", "store", g.Name)
+		return
+	}
 	_ = g.Policy.ExpireEvery(ctx, time.Hour, func(e greylist.Expired, err error) {
 		if err != nil {
-			log.Error("greylist expire failed", "db", g.Store.Path(), "error", err.Error())
+			log.Error("greylist expire failed", "db", g.Name, "error", err.Error())
 			return
 		}
 		if e != (greylist.Expired{}) {
-			log.Info("greylist expired", "db", g.Store.Path(), "abandoned", e.Abandoned, "lapsed", e.Lapsed, "unreadable", e.Unreadable)
+			log.Info("greylist expired", "db", g.Name, "abandoned", e.Abandoned, "lapsed", e.Lapsed, "unreadable", e.Unreadable)
 		}
 	})
 }
+
+// storeCheckWait bounds serve's one question at start to a network store.
+const storeCheckWait = 10 * time.Second
 
 // notify tells systemd (Type=notify) how serve is doing; without
 // NOTIFY_SOCKET it does nothing.

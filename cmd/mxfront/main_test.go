@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,43 +128,108 @@ func TestMakeInstallFindsCLI(t *testing.T) {
 // 421 (it retries later) and nothing else; mxfront exits 100.
 func TestErrorsUnderInetdReachSyslogNotTheClient(t *testing.T) {
 	mx := testpeer.Build(t, "./cmd/mxfront")
+	for _, args := range [][]string{
+		{"--deny-file", "/nonexistent/deny", "--", "/bin/true"},
+		{"--no-such-flag", "/bin/true"},
+		{"--deny", "192.0.2.0/24"},                                                   // no PROGRAM
+		{"--greylist", "--greylist-store", "redis://127.0.0.1:1", "--", "/bin/true"}, // no mxfront-cli beside it
+	} {
+		got, code := underInetd(t, mx, args...)
+		if code != 100 {
+			t.Errorf("%q: exit %d, want 100", args, code)
+		}
+		if !isOne421(got) {
+			t.Errorf("%q: the client got %q, want one 421 line and nothing else", args, got)
+		}
+	}
+}
+
+// underInetd runs bin with a connected TCP socket as fds 0, 1 and 2, as
+// inetd does, and returns what the client received and the exit code.
+func underInetd(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	for _, args := range [][]string{
-		{"--deny-file", "/nonexistent/deny", "--", "/bin/true"},
-		{"--no-such-flag", "/bin/true"},
-		{"--deny", "192.0.2.0/24"}, // no PROGRAM
-	} {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := server.(*net.TCPConn).File()
-		server.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(mx, args...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
-		err = cmd.Run()
-		f.Close()
-		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
-		got, _ := io.ReadAll(client)
-		client.Close()
-		if code := exitCode(err); code != 100 {
-			t.Errorf("%q: exit %d, want 100", args, code)
-		}
-		if !strings.HasPrefix(string(got), "421 4.3.0 ") || !strings.HasSuffix(string(got), " Service temporarily unavailable\r\n") ||
-			strings.Count(string(got), "\n") != 1 {
-			t.Errorf("%q: the client got %q, want one 421 line and nothing else", args, got)
-		}
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := server.(*net.TCPConn).File()
+	server.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, f
+	err = cmd.Run()
+	f.Close()
+	_ = client.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, _ := io.ReadAll(client)
+	return string(got), exitCode(err)
+}
+
+func isOne421(s string) bool {
+	return strings.HasPrefix(s, "421 4.3.0 ") && strings.HasSuffix(s, " Service temporarily unavailable\r\n") &&
+		strings.Count(s, "\n") == 1
+}
+
+// Chain mode with a Redis store is mxfront-cli's (which links the Redis
+// client; mxfront does not, see TestLeanImports): mxfront execs it with
+// the same arguments. Without it, exit 100 and a hint; with it, the
+// client is greylisted in Redis, and passes (logged) when Redis is not
+// there. Under inetd mxfront-cli too answers a configuration error with
+// 421 only.
+func TestChainModeWithRedisRunsCLI(t *testing.T) {
+	mx := testpeer.Build(t, "./cmd/mxfront")
+	cli := testpeer.Build(t, "./cmd/mxfront-cli")
+	r := testpeer.StartRedis(t)
+	session := "EHLO client.example.org\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nQUIT\r\n"
+	chain := func(bin, store string) (string, string, int) {
+		cmd := exec.Command(bin, "--greylist", "--greylist-store", store, "--log", "stderr", "--hostname", "mx.example.test",
+			"--", "/bin/echo", "PROGRAM ran")
+		cmd.Env = append(os.Environ(), "TCPREMOTEIP=192.0.2.7", "TCPREMOTEPORT=4000", "TCPLOCALIP=127.0.0.1", "TCPLOCALPORT=25")
+		cmd.Stdin = strings.NewReader(session)
+		var out, errs strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errs
+		err := cmd.Run()
+		return out.String(), errs.String(), exitCode(err)
+	}
+
+	alone := filepath.Join(t.TempDir(), "mxfront")
+	copyFile(t, mx, alone)
+	if _, errs, code := chain(alone, r.URL()); code != 100 || !strings.Contains(errs, "mxfront: error: mxfront-cli not found") ||
+		!strings.Contains(errs, "mxfront: hint: chain mode with a Redis store") {
+		t.Errorf("without mxfront-cli: exit %d\n%s", code, errs)
+	}
+
+	dir := t.TempDir()
+	copyFile(t, mx, filepath.Join(dir, "mxfront"))
+	copyFile(t, cli, filepath.Join(dir, "mxfront-cli"))
+	out, errs, code := chain(filepath.Join(dir, "mxfront"), r.URL())
+	if code != 0 || !strings.Contains(out, "451 4.7.1 Greylisted") || !strings.Contains(errs, "msg=greylisted ip=192.0.2.7 ") {
+		t.Errorf("a new client: exit %d\n%s%s", code, out, errs)
+	}
+	if key, err := testpeer.RedisCommand(r.Addr, "EXISTS mxfront:gl:192.0.2.0/24"); err != nil || key != ":1" {
+		t.Errorf("no record in Redis: %q %v", key, err)
+	}
+	down := "redis://127.0.0.1:" + strconv.Itoa(testpeer.FreePort(t))
+	out, errs, code = chain(filepath.Join(dir, "mxfront"), down)
+	if code != 0 || out != "PROGRAM ran\n" || !strings.Contains(errs, `level=ERROR msg="greylist failed: client passed" ip=192.0.2.7`) {
+		t.Errorf("Redis not there: exit %d\n%s%s", code, out, errs)
+	}
+
+	got, code := underInetd(t, filepath.Join(dir, "mxfront"), "--greylist", "--greylist-store", r.URL(),
+		"--greylist-store-password-file", "/nonexistent/password", "--", "/bin/true")
+	if code != 100 || !isOne421(got) {
+		t.Errorf("inetd, a missing password file: exit %d, the client got %q", code, got)
 	}
 }
 

@@ -38,6 +38,9 @@ const (
 	Chain Mode = iota
 	Serve
 	Check
+	// Admin is the `mxfront greylist` commands' (OpenGreylist only):
+	// they wait long for a lock or an answer.
+	Admin
 )
 
 // Load builds the configuration of mode m from the flags in o.
