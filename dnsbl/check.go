@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -327,6 +328,13 @@ func matchAny(f Filter, addrs []netip.Addr) bool {
 	return false
 }
 
+// exhaustion reports whether err is the system's refusal of our own
+// resources: out of fds (per process or system-wide), buffers or memory.
+func exhaustion(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
 // zoneError turns a failed question (err) or an error answer among addrs
 // into the zone's Error; nil when the answer is good.
 func (c *Checker) zoneError(zone, query string, addrs []netip.Addr, err error, budget time.Duration) *Error {
@@ -339,6 +347,8 @@ func (c *Checker) zoneError(zone, query string, addrs []netip.Addr, err error, b
 	case err == nil:
 	case errors.As(err, &bad):
 		return fail(Unreadable, bad.detail)
+	case exhaustion(err):
+		return fail(Exhausted, err.Error())
 	case errors.Is(err, errTimeout):
 		return fail(Timeout, "timeout after "+budget.Round(time.Millisecond).String())
 	case errors.As(err, &rc) && rc.rcode == rcodeServerFailure:

@@ -26,6 +26,11 @@ const (
 	// malformed, for another question, records of another class or
 	// name, NXDOMAIN holding records.
 	Unreadable
+	// Exhausted: the question could not even be sent for lack of our own
+	// resources (no fd, no buffer, no memory for a socket). Not "unsure":
+	// a caller that passes the client for it lets anyone who holds enough
+	// connections open switch the lists off.
+	Exhausted
 )
 
 func (c Cause) String() string {
@@ -42,6 +47,8 @@ func (c Cause) String() string {
 		return "bad answer"
 	case Unreadable:
 		return "unreadable answer"
+	case Exhausted:
+		return "out of resources"
 	}
 	return "broken"
 }

@@ -123,6 +123,17 @@ func Spawn(conn *os.File, stderr *os.File, path string, argv, env []string, cred
 	return c, nil
 }
 
+// PidFDs reports whether the kernel gives pidfds (Linux 5.4 on), so that
+// Wait holds no thread.
+func PidFDs() bool {
+	fd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
 // Wait waits for the child to exit and reaps it. With a pidfd the wait is
 // done in Go's poller; without one (kernels before 5.4) it holds a thread.
 func (c *Child) Wait() (Status, error) {

@@ -49,6 +49,14 @@ func (p *Policy) dnsLists(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 			"cause", e.Cause.String(), "error", e.Error())
 	}
 	v.DNS = r
+	for _, e := range r.Errors() {
+		if e.Cause == dnsbl.Exhausted {
+			nv := tooBusy("DNS lists: " + e.Zone + " could not be asked: " + e.Detail)
+			nv.DNS = r
+			*v = nv
+			return true
+		}
+	}
 	if p.DryRun {
 		v.Details = append(v.Details, d.details(r)...)
 	}

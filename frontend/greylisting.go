@@ -143,6 +143,13 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 // greylistFailed passes the client: greylisting is not worth refusing mail
 // for, but the operator must hear of it.
 func (p *Policy) greylistFailed(ip netip.Addr, v *Verdict, err error) {
+	if outOfResources(err) {
+		p.Log.Error("greylist failed: out of resources: client told 421", "ip", ip.String(), "error", err.Error())
+		dns := v.DNS
+		*v = tooBusy("greylist: " + err.Error())
+		v.DNS = dns
+		return
+	}
 	p.Log.Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
 	v.Greylist = GreylistResult{State: GreylistError}
 	if p.DryRun {

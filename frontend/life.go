@@ -62,10 +62,13 @@ func (p *Passed) Announce() {
 }
 
 // Busy is a Handover's refusal for lack of room (serve's --max-children):
-// the client hears 421 4.7.0 with Text, and the log says Why.
+// the client hears 421 4.7.0 with Text, or 421 4.3.2 when Overloaded (a
+// ceiling of our own resources, not a configured limit), and the log says
+// Why.
 type Busy struct {
-	Text string // "Error: too busy, try again later"
-	Why  string // the limit: "max-children"
+	Text       string // "Error: too busy, try again later"
+	Why        string // the limit: "max-children"
+	Overloaded bool
 }
 
 func (b *Busy) Error() string { return "turned away: " + b.Why }
@@ -167,6 +170,14 @@ func (l *Life) Run(ctx context.Context, c Conn, client Client, h Handover, start
 			}
 		}
 	}
+	if v.By == ByResources {
+		// No dialogue: one 421 line and close, as serve's limits do.
+		l.say(c, closing(host, v.Reply.Status, v.Reply.Text))
+		c.Close()
+		LogRejected(l.Log, client.Remote, "out-of-resources", append([]any{"error", v.Reason()}, fields...)...)
+		l.ended(Ending{Outcome: OutcomeBusy, Client: client, Verdict: v}, start)
+		return nil
+	}
 	if v.Action == Refuse {
 		l.refuse(ctx, c, client, v, greeted, start, fields)
 		return nil
@@ -193,7 +204,11 @@ func (l *Life) hand(ctx context.Context, c Conn, client Client, v Verdict, h Han
 	}
 	var busy *Busy
 	if errors.As(err, &busy) {
-		l.say(c, TooBusy(host, busy.Text))
+		r := TooBusy(host, busy.Text)
+		if busy.Overloaded {
+			r = Overloaded(host)
+		}
+		l.say(c, r)
 		c.Close()
 		LogRejected(l.Log, client.Remote, busy.Why, fields...)
 		l.ended(Ending{Outcome: OutcomeBusy, Client: client, Verdict: v}, start)

@@ -34,7 +34,7 @@ var (
 	StatusSyntax       = Status{5, 5, 2}
 	StatusArgs         = Status{5, 5, 4}
 	StatusSystem       = Status{4, 3, 0} // internal error, PROGRAM could not run
-	StatusShuttingDown = Status{4, 3, 2}
+	StatusNotAccepting = Status{4, 3, 2} // shutting down, or out of our own resources
 )
 
 // Reply is one SMTP reply mxfront writes: a code, an enhanced code (none
@@ -122,9 +122,15 @@ func Unavailable(host string) Reply {
 // TooBusy is the 421 of a client turned away by a limit (serve mode).
 func TooBusy(host, text string) Reply { return closing(host, StatusSecurity, text) }
 
+// Overloaded is the 421 of a client turned away because serve is at a
+// ceiling of its own resources (fds, threads), not at a configured limit.
+func Overloaded(host string) Reply {
+	return closing(host, StatusNotAccepting, "Too busy, try again later")
+}
+
 // ShuttingDown is the 421 of a refusal dialogue cut short by a stop.
 func ShuttingDown(host string) Reply {
-	return closing(host, StatusShuttingDown, "Service shutting down, try again later")
+	return closing(host, StatusNotAccepting, "Service shutting down, try again later")
 }
 
 func orLocalhost(s string) string {

@@ -12,9 +12,11 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
+	"syscall"
 
 	"github.com/mxfront/mxfront/dnsbl"
 	"github.com/mxfront/mxfront/internal/logline"
@@ -59,10 +61,15 @@ const (
 	ByGreylist
 	ByEarlyTalker
 	ByHELO
+	// ByResources: a check could not run for lack of our own resources
+	// (no fd left for a DNS socket or the greylist file). Not "unsure":
+	// the client hears 421 4.3.2 at once, so that holding connections
+	// open never switches the checks off.
+	ByResources
 )
 
 func (c Check) String() string {
-	names := [...]string{"none", "relayclient", "rblsmtpd", "allow-list", "deny-list", "dns-lists", "greylist", "early-talker", "helo"}
+	names := [...]string{"none", "relayclient", "rblsmtpd", "allow-list", "deny-list", "dns-lists", "greylist", "early-talker", "helo", "resources"}
 	if int(c) < len(names) {
 		return names[c]
 	}
@@ -183,6 +190,20 @@ func rblsmtpdVerdict(s string) Verdict {
 		r.Text = "refused by RBLSMTPD"
 	}
 	return Verdict{Action: Refuse, By: ByRBLSMTPD, Reply: r, Reasons: []string{"RBLSMTPD: " + r.Text}}
+}
+
+// tooBusy is the verdict on a client that a check could not judge for
+// lack of our own resources.
+func tooBusy(reason string) Verdict {
+	return Verdict{Action: Refuse, By: ByResources, Reply: Reply{421, StatusNotAccepting, "Too busy, try again later"},
+		Reasons: []string{reason}}
+}
+
+// outOfResources reports whether err is the system's refusal of our own
+// resources: out of fds (per process or system-wide), buffers or memory.
+func outOfResources(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 func describe(list string, l Listing) string {

@@ -104,3 +104,26 @@ func (t *tally) nets() int {
 	defer t.mu.Unlock()
 	return len(t.perNet)
 }
+
+// Serve's own ceilings, whatever the limits say (--max-conns 0 is "no
+// limit", not "until the process dies"). A connection holds one fd from
+// its accept until mxfront is done with it (a running PROGRAM's is its
+// pidfd); while it is decided it holds one more for each DNS list and one
+// for the greylist file, and a spawn takes three for an instant. Half of
+// the fds are kept for those: a burst that still finds none is told 421
+// 4.3.2 by the checks (frontend.ByResources), never passed unchecked.
+const (
+	fdReserve     = 64   // the runtime's, the listeners', the log's, the store's
+	threadCeiling = 9000 // Go aborts at 10,000 threads: only without pidfds does a child hold one
+)
+
+// ceilings derives the hard ceiling on connections from the fd limit
+// (Go raises the soft limit to the hard one at start), and on children
+// from the thread limit where waiting for a child holds a thread.
+func ceilings(fdLimit uint64, pidfds bool) (conns, children int) {
+	conns = max((int(min(fdLimit, 1<<30))-fdReserve)/2, 1)
+	if !pidfds {
+		children = threadCeiling
+	}
+	return conns, children
+}

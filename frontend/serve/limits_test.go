@@ -61,3 +61,31 @@ func TestClientNet(t *testing.T) {
 		}
 	}
 }
+
+func TestCeilings(t *testing.T) {
+	for _, tc := range []struct {
+		fds             uint64
+		pidfds          bool
+		conns, children int
+	}{
+		{1024, true, 480, 0},
+		{100, true, 18, 0},
+		{10, true, 1, 0},
+		{1 << 40, true, (1<<30 - fdReserve) / 2, 0},
+		{1 << 20, false, (1<<20 - fdReserve) / 2, threadCeiling},
+	} {
+		if c, ch := ceilings(tc.fds, tc.pidfds); c != tc.conns || ch != tc.children {
+			t.Errorf("ceilings(%d, %v) = %d, %d; want %d, %d", tc.fds, tc.pidfds, c, ch, tc.conns, tc.children)
+		}
+	}
+	for _, tc := range []struct {
+		configured, ceiling, want int
+		hard                      bool
+	}{
+		{0, 0, 0, false}, {500, 0, 500, false}, {0, 18, 18, true}, {500, 18, 18, true}, {10, 18, 10, false}, {18, 18, 18, false},
+	} {
+		if got, hard := limit(tc.configured, tc.ceiling); got != tc.want || hard != tc.hard {
+			t.Errorf("limit(%d, %d) = %d, %v; want %d, %v", tc.configured, tc.ceiling, got, hard, tc.want, tc.hard)
+		}
+	}
+}

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/frontend/proxy"
 	"github.com/mxfront/mxfront/internal/logline"
@@ -48,6 +49,10 @@ type Server struct {
 	ProxyFrom *frontend.NetList
 	// Credential, when set, is the user PROGRAM runs as.
 	Credential *syscall.Credential
+
+	// hardConns and hardChildren are serve's own ceilings (limits.go);
+	// 0: none.
+	hardConns, hardChildren int
 
 	life    atomic.Pointer[frontend.Life]
 	once    sync.Once
@@ -130,6 +135,17 @@ func (c counting) Ended(e frontend.Ending) {
 // belong to PROGRAM and are never killed.
 func (s *Server) Serve(ctx context.Context) error {
 	s.current()
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil {
+		s.hardConns, s.hardChildren = ceilings(rl.Cur, mxexec.PidFDs())
+		if s.Limits.MaxConns == 0 || s.Limits.MaxConns > s.hardConns {
+			s.Log.Warn("connections limited by the fd limit", "max_conns", s.Limits.MaxConns, "fd_limit", rl.Cur,
+				"ceiling", s.hardConns, "hint", "raise LimitNOFILE= (systemd) or ulimit -n, or lower --max-conns")
+		}
+		if s.hardChildren > 0 && (s.Limits.MaxChildren == 0 || s.Limits.MaxChildren > s.hardChildren) {
+			s.Log.Warn("children limited by threads: this kernel has no pidfds", "max_children", s.Limits.MaxChildren, "ceiling", s.hardChildren)
+		}
+	}
 	// Connections outlive ctx (the stop signal) until the shutdown timeout.
 	connCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -189,8 +205,12 @@ func (s *Server) accept(ctx, connCtx context.Context, l net.Listener) error {
 			}
 		}
 		backoff = 0
-		if !s.tally.takeConn(s.Limits.MaxConns) {
-			s.reject(c, addrPort(c.RemoteAddr()), "Error: too many connections", "max-conns")
+		if max, hard := s.connLimit(); !s.tally.takeConn(max) {
+			if hard {
+				s.rejectWith(c, addrPort(c.RemoteAddr()), frontend.Overloaded(s.current().Dialogue.Hostname), "fd-ceiling")
+			} else {
+				s.reject(c, addrPort(c.RemoteAddr()), "Error: too many connections", "max-conns")
+			}
 			continue
 		}
 		s.wg.Add(1)
@@ -201,11 +221,36 @@ func (s *Server) accept(ctx, connCtx context.Context, l net.Listener) error {
 	}
 }
 
+// connLimit is the limit on connections now: --max-conns, or serve's fd
+// ceiling below it (hard).
+func (s *Server) connLimit() (max int, hard bool) {
+	return limit(s.Limits.MaxConns, s.hardConns)
+}
+
+// childLimit is the limit on children now: --max-children, or serve's
+// thread ceiling below it (hard).
+func (s *Server) childLimit() (max int, hard bool) {
+	return limit(s.Limits.MaxChildren, s.hardChildren)
+}
+
+// limit is the configured limit (0: none) or the ceiling (0: none) when
+// that is lower.
+func limit(configured, ceiling int) (int, bool) {
+	if ceiling > 0 && (configured == 0 || configured > ceiling) {
+		return ceiling, true
+	}
+	return configured, false
+}
+
 // reject turns a client away before any check: one 421 line into an empty
 // socket buffer (it never blocks), then close.
 func (s *Server) reject(c net.Conn, remote netip.AddrPort, text, why string, attrs ...any) {
-	s.stats.rejected.Add(1)
 	r := frontend.TooBusy(s.current().Dialogue.Hostname, text)
+	s.rejectWith(c, remote, r, why, attrs...)
+}
+
+func (s *Server) rejectWith(c net.Conn, remote netip.AddrPort, r frontend.Reply, why string, attrs ...any) {
+	s.stats.rejected.Add(1)
 	say(c, r)
 	c.Close()
 	frontend.LogRejected(s.Log, remote, why, attrs...)

@@ -24,7 +24,10 @@ type spawn struct {
 func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
 	s := h.s
 	c := p.Conn.(*serveConn)
-	if !s.tally.takeChild(s.Limits.MaxChildren) {
+	if max, hard := s.childLimit(); !s.tally.takeChild(max) {
+		if hard {
+			return &frontend.Busy{Why: "thread-ceiling", Overloaded: true}
+		}
 		return &frontend.Busy{Text: "Error: too busy, try again later", Why: "max-children"}
 	}
 	tc, ok := c.Conn.(interface{ File() (*os.File, error) })

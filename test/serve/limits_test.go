@@ -115,3 +115,25 @@ func TestIdleClientsMemory(t *testing.T) {
 		t.Errorf("RSS %d KiB with %d idle clients: over the 256 MiB for 5,000 budget", during, n)
 	}
 }
+
+// --max-conns 0 is "no limit", not "until serve runs out of fds": under
+// an fd limit of 100, serve says at start that it keeps 18 connections,
+// holds them, and tells the next client 421 4.3.2 (not the configured
+// limit's 4.7.0).
+func TestFDCeiling(t *testing.T) {
+	b := build(t)
+	addr, p := serve(t, func(addr string) *exec.Cmd {
+		return exec.Command("/bin/sh", "-c", `ulimit -n 100 && exec "$0" "$@"`, b.mxfront, "serve", "--listen", addr,
+			"--hostname", "mx.example.test", "--deny", "127.0.0.0/8", "--max-conns", "0", "--max-conns-per-ip", "0",
+			"--", "/bin/sh", "-c", echoProgram)
+	})
+	testpeer.WaitOutput(t, p, "msg=\"connections limited by the fd limit\" max_conns=0 fd_limit=100 ceiling=18")
+	for i := 0; i < 18; i++ {
+		testpeer.Dial(t, addr, fmt.Sprintf("127.0.1.%d", i+1)).Await(t, "220 mx.example.test ESMTP")
+	}
+	over := testpeer.Session(t, addr, "127.0.2.1", nil, 10*time.Second)
+	if over != "421 4.3.2 mx.example.test Too busy, try again later\r\n" {
+		t.Fatalf("past the fd ceiling: %q", over)
+	}
+	waitCount(t, p, "reason=fd-ceiling", 1)
+}
