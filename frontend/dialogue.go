@@ -160,6 +160,9 @@ func (d *dialogue) run() {
 	for {
 		line, err := d.readLine()
 		if err != nil && err != errTooLong && err != errNUL {
+			// Replies to what came before a half-close (or a last line
+			// without its LF) still leave.
+			d.flush()
 			d.end(err)
 			return
 		}
@@ -393,11 +396,13 @@ func pathArg(arg, keyword string) (string, bool) {
 	return path, true
 }
 
-// nonSMTP recognises lines no SMTP client sends: HTTP requests and headers,
-// as Postfix's postscreen does.
+// nonSMTP recognises lines no SMTP client sends, as Postfix's postscreen
+// does: HTTP requests and headers, and a PROXY header (serve reads a listed
+// proxy's before the dialogue: this one is from a peer not allowed to send
+// one, or a second).
 func nonSMTP(line string) bool {
 	u := strings.ToUpper(line)
-	for _, p := range []string{"GET ", "POST ", "HEAD ", "PUT ", "CONNECT ", "OPTIONS ", "USER-AGENT:", "HOST:"} {
+	for _, p := range []string{"GET ", "POST ", "HEAD ", "PUT ", "CONNECT ", "OPTIONS ", "USER-AGENT:", "HOST:", "PROXY "} {
 		if strings.HasPrefix(u, p) {
 			return true
 		}

@@ -55,6 +55,12 @@ func TestDialogueGolden(t *testing.T) {
 		{"commandflood", deny, cfg, connInfo{}},
 		{"http", deny, cfg, connInfo{}},
 		{"eof", deny, cfg, connInfo{}},
+		// Pipelined commands, then a last line without its end and a
+		// half-close: every reply to what came before still leaves.
+		{"halfclose", deny, cfg, connInfo{}},
+		// A PROXY header in the dialogue (from a peer not allowed to send
+		// one): no SMTP client sends it.
+		{"proxy-header", deny, cfg, connInfo{}},
 		{"greeting-permanent", deny, greeting, connInfo{}},
 		{"greeting-temporary", tempDeny, greeting, connInfo{}},
 		{"longline", deny, cfg, connInfo{}},
@@ -92,7 +98,7 @@ func TestDialogueGolden(t *testing.T) {
 }
 
 // expand turns the readable .in files into wire bytes: each line ends in
-// CRLF (a line ending in "\LF" keeps a bare LF), {NUL} is a NUL byte,
+// CRLF (a line ending in "\LF" keeps a bare LF, one in "\NOEOL" none), {NUL} is a NUL byte,
 // {N*x} repeats x N times, {N*LINE text} repeats the line N times.
 func expand(in []byte) []byte {
 	var out bytes.Buffer
@@ -104,6 +110,9 @@ func expand(in []byte) []byte {
 		end := "\r\n"
 		if strings.HasSuffix(line, `\LF`) {
 			line, end = strings.TrimSuffix(line, `\LF`), "\n"
+		}
+		if strings.HasSuffix(line, `\NOEOL`) {
+			line, end = strings.TrimSuffix(line, `\NOEOL`), ""
 		}
 		n := 1
 		if _, err := fmt.Sscanf(line, "{%d*LINE ", &n); err == nil {

@@ -38,7 +38,7 @@ type Handover interface {
 	// Hand returns nil once the client is the server's (exec in place
 	// does not return then). It calls p.Announce once, when nothing can
 	// fail any more. An error means the client was not handed over and
-	// hears 421; a *Busy error says it was turned away by a limit.
+	// hears 421; a *TurnedAway error says why it was turned away.
 	Hand(ctx context.Context, p *Passed) error
 }
 
@@ -61,17 +61,17 @@ func (p *Passed) Announce() {
 	}
 }
 
-// Busy is a Handover's refusal for lack of room (serve's --max-children):
-// the client hears 421 4.7.0 with Text, or 421 4.3.2 when Overloaded (a
-// ceiling of our own resources, not a configured limit), and the log says
-// Why.
-type Busy struct {
+// TurnedAway is a Handover's refusal before any byte of PROGRAM's: for
+// lack of room (serve's --max-children) or a late PROXY header. The client
+// hears 421 4.7.0 with Text, or 421 4.3.2 when Overloaded (a ceiling of
+// our own resources, not a configured limit), and the log says Why.
+type TurnedAway struct {
 	Text       string // "Error: too busy, try again later"
 	Why        string // the limit: "max-children"
 	Overloaded bool
 }
 
-func (b *Busy) Error() string { return "turned away: " + b.Why }
+func (b *TurnedAway) Error() string { return "turned away: " + b.Why }
 
 // Outcome is how a connection's life ended.
 type Outcome uint8
@@ -202,15 +202,15 @@ func (l *Life) hand(ctx context.Context, c Conn, client Client, v Verdict, h Han
 	if err == nil {
 		return nil
 	}
-	var busy *Busy
-	if errors.As(err, &busy) {
-		r := TooBusy(host, busy.Text)
-		if busy.Overloaded {
+	var away *TurnedAway
+	if errors.As(err, &away) {
+		r := TooBusy(host, away.Text)
+		if away.Overloaded {
 			r = Overloaded(host)
 		}
 		l.say(c, r)
 		c.Close()
-		LogRejected(l.Log, client.Remote, busy.Why, fields...)
+		LogRejected(l.Log, client.Remote, away.Why, fields...)
 		l.ended(Ending{Outcome: OutcomeBusy, Client: client, Verdict: v}, start)
 		return nil
 	}

@@ -107,7 +107,7 @@ func TestLife(t *testing.T) {
 			conn: fakeConn{talk: Early}, outcome: OutcomePassed, logged: "msg=pass", handed: true},
 		{name: "silent through the delay", dialogue: delay, client: clean, conn: fakeConn{talk: Silent},
 			outcome: OutcomePassed, logged: "msg=pass", handed: true},
-		{name: "busy", client: clean, hand: &Busy{Text: "Error: too busy, try again later", Why: "max-children"},
+		{name: "busy", client: clean, hand: &TurnedAway{Text: "Error: too busy, try again later", Why: "max-children"},
 			outcome: OutcomeBusy, said: "421 4.7.0 mx Error: too busy, try again later", logged: "reason=max-children", handed: true},
 		{name: "hand-over failed", client: clean, hand: errors.New("cannot run x: no such file"), wantErr: true,
 			outcome: OutcomeFailed, said: "421 4.3.0 mx Service temporarily unavailable", logged: `msg="exec failed"`, handed: true},

@@ -56,3 +56,21 @@ func TestClosingReplies(t *testing.T) {
 		}
 	}
 }
+
+// Pipes (a launcher that is not a TCP one) name the client in TCPREMOTEIP
+// and TCPREMOTEPORT; a port that is not one is unknown (0), never 65535.
+func TestFindConnectionPipes(t *testing.T) {
+	for _, tc := range []struct {
+		port string
+		want uint16
+	}{{"4567", 4567}, {"99999", 0}, {"", 0}, {"-1", 0}, {"25x", 0}} {
+		env := map[string]string{"TCPREMOTEIP": "192.0.2.7", "TCPREMOTEPORT": tc.port}
+		c, err := FindConnection(func(k string) string { return env[k] })
+		if err != nil {
+			t.Skipf("fd 0 is a socket here: %v", err)
+		}
+		if c.Remote.Port() != tc.want || c.Remote.Addr().String() != "192.0.2.7" {
+			t.Errorf("TCPREMOTEPORT=%q: %v, want port %d", tc.port, c.Remote, tc.want)
+		}
+	}
+}

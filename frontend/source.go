@@ -87,7 +87,11 @@ func envAddrPort(ip, port string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, errors.New("not an IP address")
 	}
-	p, _ := strconv.ParseUint(port, 10, 16)
+	// A port that is not one (TCPREMOTEPORT=99999) is unknown: 0.
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		p = 0
+	}
 	return netip.AddrPortFrom(a.Unmap(), uint16(p)), nil
 }
 

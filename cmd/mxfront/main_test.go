@@ -133,6 +133,7 @@ func TestErrorsUnderInetdReachSyslogNotTheClient(t *testing.T) {
 		{"--no-such-flag", "/bin/true"},
 		{"--deny", "192.0.2.0/24"},                                                   // no PROGRAM
 		{"--greylist", "--greylist-store", "redis://127.0.0.1:1", "--", "/bin/true"}, // no mxfront-cli beside it
+		{"--log", "stderr", "--deny", "127.0.0.0/8", "--", "/bin/true"},              // log lines would go into the session
 	} {
 		got, code := underInetd(t, mx, args...)
 		if code != 100 {

@@ -88,10 +88,20 @@ func ParseV1(line string) (Header, error) {
 	}
 	src, err1 := proxyV1Addr(f[2], f[4], f[1] == "TCP6")
 	dst, err2 := proxyV1Addr(f[3], f[5], f[1] == "TCP6")
-	if err := errors.Join(err1, err2); err != nil {
+	if err := errors.Join(err1, err2, usableSource(src)); err != nil {
 		return Header{}, fmt.Errorf("PROXY v1 header: %v", err)
 	}
 	return Header{Source: src, Dest: dst, Version: 1}, nil
+}
+
+// usableSource refuses a client no TCP connection comes from: the
+// unspecified address (0.0.0.0, ::) or port 0. A proxy that does not know
+// the client sends UNKNOWN or LOCAL instead.
+func usableSource(src netip.AddrPort) error {
+	if src.Addr().IsUnspecified() || src.Port() == 0 {
+		return fmt.Errorf("unusable source %v", src)
+	}
+	return nil
 }
 
 func proxyV1Addr(ip, port string, v6 bool) (netip.AddrPort, error) {
@@ -147,22 +157,27 @@ func ParseV2(h []byte) (Header, error) {
 		}
 		src := netip.AddrFrom4([4]byte(addrs[0:4]))
 		dst := netip.AddrFrom4([4]byte(addrs[4:8]))
-		return Header{Version: 2,
-			Source: netip.AddrPortFrom(src, binary.BigEndian.Uint16(addrs[8:10])),
-			Dest:   netip.AddrPortFrom(dst, binary.BigEndian.Uint16(addrs[10:12]))}, nil
+		return v2Header(netip.AddrPortFrom(src, binary.BigEndian.Uint16(addrs[8:10])),
+			netip.AddrPortFrom(dst, binary.BigEndian.Uint16(addrs[10:12])))
 	case 0x21: // TCP over IPv6
 		if len(addrs) < 36 {
 			return Header{}, errors.New("PROXY v2 header: short IPv6 addresses")
 		}
 		src := netip.AddrFrom16([16]byte(addrs[0:16])).Unmap()
 		dst := netip.AddrFrom16([16]byte(addrs[16:32])).Unmap()
-		return Header{Version: 2,
-			Source: netip.AddrPortFrom(src, binary.BigEndian.Uint16(addrs[32:34])),
-			Dest:   netip.AddrPortFrom(dst, binary.BigEndian.Uint16(addrs[34:36]))}, nil
+		return v2Header(netip.AddrPortFrom(src, binary.BigEndian.Uint16(addrs[32:34])),
+			netip.AddrPortFrom(dst, binary.BigEndian.Uint16(addrs[34:36])))
 	}
 	// UNSPEC, UDP, unix sockets: nothing usable; the connection's own
 	// addresses stand, as the specification asks.
 	return Header{Version: 2}, nil
+}
+
+func v2Header(src, dst netip.AddrPort) (Header, error) {
+	if err := usableSource(src); err != nil {
+		return Header{}, fmt.Errorf("PROXY v2 header: %v", err)
+	}
+	return Header{Version: 2, Source: src, Dest: dst}, nil
 }
 
 // LooksLike reports whether b (what a client sent first) is the start

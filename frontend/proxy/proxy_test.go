@@ -56,6 +56,10 @@ func TestRead(t *testing.T) {
 		{"v2 short addresses", proxyV2(1, 0x11, make([]byte, 8)), "", "", "short IPv4"},
 		{"v2 bad command", proxyV2(7, 0x11, make([]byte, 12)), "", "", "command 7"},
 		{"v2 truncated", append(proxyV2(1, 0x11, nil)[:14], 0x01, 0xf4, 192, 0, 2, 7), "", "", "unexpected EOF"},
+		{"v1 unspecified source", []byte("PROXY TCP4 0.0.0.0 198.51.100.1 1 25\r\n"), "", "", "unusable source"},
+		{"v1 source port 0", []byte("PROXY TCP6 2001:db8::7 2001:db8::25 0 25\r\n"), "", "", "unusable source"},
+		{"v2 source 0.0.0.0:0", proxyV2(1, 0x11, []byte{0, 0, 0, 0, 198, 51, 100, 1, 0, 0, 0, 25}), "", "", "unusable source 0.0.0.0:0"},
+		{"v2 source [::]:25", proxyV2(1, 0x21, append(make([]byte, 16), append(netip.MustParseAddr("2001:db8::25").AsSlice(), 0, 25, 0, 25)...)), "", "", "unusable source"},
 		{"v2 bad version", append(append([]byte(nil), proxyV2Sig...), 0x11, 0x11, 0, 0), "", "", "version 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

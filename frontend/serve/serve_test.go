@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -354,5 +356,80 @@ func TestServeSurvivesPanic(t *testing.T) {
 	ts.waitConns(t, 0)
 	if !strings.Contains(ts.log.String(), `msg="internal error: connection dropped"`) || !strings.Contains(ts.log.String(), "bug in a check") {
 		t.Fatalf("no panic logged:\n%s", ts.log.String())
+	}
+}
+
+// gateStore is a greylist store whose reads wait for the test: a decision
+// that takes as long as the test wants.
+type gateStore struct {
+	greylist.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g gateStore) Get(ctx context.Context, n netip.Prefix) (greylist.Record, error) {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.Store.Get(ctx, n)
+}
+
+// A PROXY header from a peer not allowed to send one, sent after the
+// accept looked (while the checks decide), is still refused before
+// PROGRAM runs: it never becomes PROGRAM's client.
+func TestServeLateProxyHeader(t *testing.T) {
+	ts := newServer(t)
+	ts.ProxyFrom = &frontend.NetList{}
+	if err := ts.ProxyFrom.Add("127.0.0.1/32", "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	mem := greylist.NewMemory()
+	gate := gateStore{Store: mem, entered: make(chan struct{}), release: make(chan struct{})}
+	gp, err := greylist.NewPolicy(gate, greylist.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Policy.Greylist = &frontend.Greylisting{Policy: gp}
+	// The client's network has passed before: it is passed (straight
+	// from the store, which the gate holds).
+	direct, _ := greylist.NewPolicy(mem, greylist.Config{})
+	if err := direct.Allow(context.Background(), netip.MustParsePrefix("127.0.0.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	ts.start()
+	late := testpeer.Dial(t, ts.addr, "127.0.0.2")
+	<-gate.entered // deciding: the accept has looked already
+	late.Send(t, "PROXY TCP4 198.51.100.9 203.0.113.25 4444 25\r\n")
+	close(gate.release)
+	late.Expect(t, "421 4.7.0 mx.example.test Error: PROXY header from a peer not allowed to send one")
+	if strings.Contains(ts.log.String(), "msg=pass") {
+		t.Errorf("the client was passed:\n%s", ts.log.String())
+	}
+}
+
+// emfileListener fails its first accepts with EMFILE, as a listener does
+// when the process is out of fds, then accepts for real.
+type emfileListener struct {
+	net.Listener
+	fails int
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// Accept keeps running when it runs out of fds: it logs, backs off and
+// serves the next client.
+func TestAcceptBacksOff(t *testing.T) {
+	ts := newServer(t)
+	ts.Listeners[0] = &emfileListener{Listener: ts.Listeners[0], fails: 3}
+	ts.start()
+	c := testpeer.Dial(t, ts.addr, "127.0.0.2")
+	c.Expect(t, "220 child 127.0.0.2")
+	if n := strings.Count(ts.log.String(), `msg="accept failed"`); n != 3 || !strings.Contains(ts.log.String(), "too many open files") {
+		t.Errorf("%d accept failures logged:\n%s", n, ts.log.String())
 	}
 }

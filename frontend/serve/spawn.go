@@ -9,6 +9,7 @@ import (
 
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/frontend/proxy"
 	"github.com/mxfront/mxfront/internal/sanitize"
 )
 
@@ -24,11 +25,18 @@ type spawn struct {
 func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
 	s := h.s
 	c := p.Conn.(*serveConn)
+	if s.ProxyFrom != nil {
+		// A PROXY header that came after the accept's look, from a peer
+		// not allowed to send one, must not reach PROGRAM as its client's.
+		if _, listed := s.ProxyFrom.Lookup(addrPort(c.RemoteAddr()).Addr()); !listed && proxy.LooksLike(peekNow(c.Conn)) {
+			return &frontend.TurnedAway{Text: "Error: PROXY header from a peer not allowed to send one", Why: "proxy-not-allowed"}
+		}
+	}
 	if max, hard := s.childLimit(); !s.tally.takeChild(max) {
 		if hard {
-			return &frontend.Busy{Why: "thread-ceiling", Overloaded: true}
+			return &frontend.TurnedAway{Why: "thread-ceiling", Overloaded: true}
 		}
-		return &frontend.Busy{Text: "Error: too busy, try again later", Why: "max-children"}
+		return &frontend.TurnedAway{Text: "Error: too busy, try again later", Why: "max-children"}
 	}
 	tc, ok := c.Conn.(interface{ File() (*os.File, error) })
 	if !ok {

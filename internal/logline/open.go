@@ -22,6 +22,10 @@ func Open(where string) (*Logger, error) {
 	}
 	switch where {
 	case "stderr":
+		if IsInetSocket(2) {
+			return nil, fail.Usage("under inetd fd 2 is the client's connection: use --log syslog or --log journal",
+				"--log stderr would write log lines into the client's session")
+		}
 		return WriterLogger(os.Stderr), nil
 	case "none":
 		return &Logger{}, nil
