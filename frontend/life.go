@@ -95,7 +95,10 @@ func (o Outcome) String() string {
 
 // Ending is what an Observer hears when a connection's life ends.
 type Ending struct {
-	Outcome    Outcome
+	Outcome Outcome
+	// Why is a turned-away client's reason, as its log line gives it
+	// (max-children, out-of-resources, ...); "" otherwise.
+	Why        string
 	Client     Client
 	Verdict    Verdict
 	Transcript *Transcript // the refusal dialogue's; nil without one
@@ -175,7 +178,7 @@ func (l *Life) Run(ctx context.Context, c Conn, client Client, h Handover, start
 		l.say(c, closing(host, v.Reply.Status, v.Reply.Text))
 		c.Close()
 		LogRejected(l.Log, client.Remote, "out-of-resources", append([]any{"error", v.Reason()}, fields...)...)
-		l.ended(Ending{Outcome: OutcomeBusy, Client: client, Verdict: v}, start)
+		l.ended(Ending{Outcome: OutcomeBusy, Why: "out-of-resources", Client: client, Verdict: v}, start)
 		return nil
 	}
 	if v.Action == Refuse {
@@ -211,7 +214,7 @@ func (l *Life) hand(ctx context.Context, c Conn, client Client, v Verdict, h Han
 		l.say(c, r)
 		c.Close()
 		LogRejected(l.Log, client.Remote, away.Why, fields...)
-		l.ended(Ending{Outcome: OutcomeBusy, Client: client, Verdict: v}, start)
+		l.ended(Ending{Outcome: OutcomeBusy, Why: away.Why, Client: client, Verdict: v}, start)
 		return nil
 	}
 	// PROGRAM could not run: the client learns it is temporary.

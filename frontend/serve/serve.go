@@ -33,7 +33,7 @@ type Server struct {
 	Policy   *frontend.Policy // the rules at start; SetRules replaces them
 	Dialogue frontend.DialogueConfig
 	Log      *logline.Logger
-	Observer frontend.Observer // nil: none
+	Observer Observer // nil: none
 	Argv     []string          // PROGRAM and its arguments
 	Path     string            // PROGRAM's resolved path
 	Environ  []string          // PROGRAM's base environment
@@ -77,6 +77,17 @@ func (s *Server) current() *frontend.Life {
 		}
 	})
 	return s.life.Load()
+}
+
+// Observer counts what happens in serve mode (metrics): every connection's
+// life (frontend.Observer; a client turned away before any check, by a
+// limit or a bad PROXY header, ends as frontend.OutcomeBusy too, with the
+// log line's reason in Ending.Why) and what only serve sees. Its methods
+// must not block.
+type Observer interface {
+	frontend.Observer
+	// ChildExited: a PROGRAM ended, after running for took.
+	ChildExited(status mxexec.Status, took time.Duration)
 }
 
 // Stats are serve mode's live counters (sd_notify STATUS=).
@@ -256,7 +267,7 @@ func (s *Server) rejectWith(c net.Conn, remote netip.AddrPort, r frontend.Reply,
 	frontend.LogRejected(s.Log, remote, why, attrs...)
 	if s.Observer != nil {
 		s.Observer.Replied(r)
-		s.Observer.Ended(frontend.Ending{Outcome: frontend.OutcomeBusy, Client: frontend.Client{Remote: remote}})
+		s.Observer.Ended(frontend.Ending{Outcome: frontend.OutcomeBusy, Why: why, Client: frontend.Client{Remote: remote}})
 	}
 }
 

@@ -70,6 +70,9 @@ func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
 func (h *spawn) reap(child *mxexec.Child, remote netip.AddrPort) {
 	s := h.s
 	status, err := child.Wait()
+	if s.Observer != nil && err == nil {
+		s.Observer.ChildExited(status, time.Since(h.start))
+	}
 	s.tally.dropChild()
 	s.tally.dropNet(remote.Addr())
 	s.tally.dropConn()
