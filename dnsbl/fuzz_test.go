@@ -372,7 +372,9 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // FuzzQuery holds appendQuery against miekg/dns's packing: the same bytes
 // whenever appendQuery packs, and an error only where miekg/dns errs too,
-// but for the empty name and escapes, which appendQuery refuses.
+// but for the empty name and escapes, which appendQuery refuses, and names
+// longer than 255 octets on the wire (RFC 1035 section 2.3.4), which
+// miekg/dns packs without a word (found by this target: 0faf1b50b4511713).
 func FuzzQuery(f *testing.F) {
 	f.Add("2.0.0.127.bl.test.", uint16(typeA), true)
 	f.Add("b.1.0.0.2.Zen.Example.", uint16(typeTXT), false)
@@ -387,7 +389,7 @@ func FuzzQuery(f *testing.F) {
 			t.Fatalf("%q:\n got %x\nwant %x", name, got, want)
 		case err == nil && len(got) > maxQuery:
 			t.Fatalf("%q: %d octets", name, len(got))
-		case err != nil && merr == nil && name != "" && !strings.Contains(name, `\`):
+		case err != nil && merr == nil && name != "" && !strings.Contains(name, `\`) && len(name)+1 <= maxName:
 			t.Fatalf("%q: %v; miekg/dns packs it", name, err)
 		}
 	})
