@@ -41,10 +41,10 @@ func TestAppendQuery(t *testing.T) {
 		{"x.", true},
 		{label63 + ".bl.test.", true},
 		{longest, true},
-		{"a" + longest, false},                    // 256 octets, a label of 64
+		{"a" + longest, false},                   // 256 octets, a label of 64
 		{longest[:len(longest)-1] + "b.", false}, // 256 octets, labels of 63 at most
-		{strings.Repeat("a", 64) + ".", false},    // label of 64
-		{"2.0.0.127.bl.test", false},              // not fully qualified
+		{strings.Repeat("a", 64) + ".", false},   // label of 64
+		{"2.0.0.127.bl.test", false},             // not fully qualified
 		{"", false},
 		{"a..b.", false},
 		{".a.", false},
