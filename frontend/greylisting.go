@@ -6,9 +6,11 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/logline"
 )
 
 // Greylisting is step 5 of the checks: per-network greylisting. A client
@@ -30,6 +32,10 @@ type Greylisting struct {
 	// passes. Zero: no bound here (bbolt bounds its own wait for the
 	// file's lock, and ignores a context).
 	Timeout time.Duration
+	// Health, if set (serve mode), logs a failing store once per incident
+	// instead of once per client; nil: an ERROR line for each client
+	// passed so (chain mode: one process, one client).
+	Health *StoreHealth
 }
 
 // bound gives one decision's store work its deadline.
@@ -115,6 +121,7 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 		p.greylistFailed(ip, v, err)
 		return
 	}
+	g.Health.answered(now, p.Log)
 	if p.DryRun {
 		v.Details = append(v.Details, outcomeDetail(o))
 	}
@@ -150,11 +157,77 @@ func (p *Policy) greylistFailed(ip netip.Addr, v *Verdict, err error) {
 		v.DNS = dns
 		return
 	}
-	p.Log.Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
+	if h := p.Greylist.Health; h != nil {
+		h.failed(p.Greylist.now(), p.Log, ip, err)
+	} else {
+		p.Log.Error("greylist failed: client passed", "ip", ip.String(), "error", err.Error())
+	}
 	v.Greylist = GreylistResult{State: GreylistError}
 	if p.DryRun {
 		v.Details = append(v.Details, "greylist: error (the client would pass): "+err.Error())
 	}
+}
+
+// StoreHealth makes incidents of a store's failures for a long-running
+// frontend, where a store that is down would otherwise cost an ERROR line
+// per client: the first failure after an answer logs one ERROR line
+// (greylist store failing: clients pass), a reminder follows every
+// RemindEvery while the failures go on, and the first answer after them
+// logs how many clients passed unchecked meanwhile. Each such client is
+// still in its own connection's line (GREYLIST=error). Safe for
+// concurrent use; the zero value is ready.
+type StoreHealth struct {
+	failing  atomic.Bool // read without the lock by every decision
+	mu       sync.Mutex
+	since    time.Time // the incident's first failure
+	reminded time.Time // its last ERROR line
+	passed   int       // clients passed unchecked in this incident
+	unsure   atomic.Uint64
+}
+
+// RemindEvery is how often a StoreHealth repeats its ERROR line while the
+// store keeps failing.
+const RemindEvery = time.Minute
+
+// Unsure reports how many clients passed unchecked because the store
+// failed, since the start (for serve mode's counters).
+func (h *StoreHealth) Unsure() uint64 {
+	if h == nil {
+		return 0
+	}
+	return h.unsure.Load()
+}
+
+func (h *StoreHealth) failed(now time.Time, log *logline.Logger, ip netip.Addr, err error) {
+	h.unsure.Add(1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.passed++
+	switch {
+	case !h.failing.Load():
+		h.failing.Store(true)
+		h.since, h.reminded = now, now
+		log.Error("greylist store failing: clients pass unchecked until it answers", "ip", ip.String(), "error", err.Error())
+	case now.Sub(h.reminded) >= RemindEvery || now.Before(h.reminded):
+		h.reminded = now
+		log.Error("greylist store still failing: clients pass unchecked", "ip", ip.String(), "passed", h.passed,
+			"for", now.Sub(h.since).Round(time.Second).String(), "error", err.Error())
+	}
+}
+
+// answered ends the incident, if there is one.
+func (h *StoreHealth) answered(now time.Time, log *logline.Logger) {
+	if h == nil || !h.failing.Load() {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.failing.Load() {
+		return // another decision ended it
+	}
+	log.Warn("greylist store answers again", "passed", h.passed, "for", now.Sub(h.since).Round(time.Second).String())
+	h.failing.Store(false)
+	h.passed = 0
 }
 
 func outcomeDetail(o greylist.Outcome) string {

@@ -254,6 +254,47 @@ func TestGreylistNoTimeoutNoDeadline(t *testing.T) {
 	}
 }
 
+// With a StoreHealth (serve mode) a failing store is one incident: one
+// ERROR line at its start, a reminder a minute on, one WARN line when the
+// store answers again with how many clients passed unchecked; every
+// client still passes with GREYLIST=error, and each is counted.
+func TestStoreHealthLogsIncidents(t *testing.T) {
+	f := newGreyFixture(t, nil, nil)
+	h := &StoreHealth{}
+	f.p.Greylist.Health = h
+	count := func(s string) int { return strings.Count(f.log.String(), s) }
+	f.store.fail.Store(true)
+	for i := range 3 {
+		v := f.decide(fmt.Sprintf("192.0.%d.7", i))
+		if v.Action != Pass || v.Greylist.State != GreylistError {
+			t.Fatalf("client %d with the store failing: %+v", i, v)
+		}
+		f.clock.add(10 * time.Second)
+	}
+	if count("level=ERROR") != 1 || count(`msg="greylist store failing: clients pass unchecked until it answers" ip=192.0.0.7 error=`) != 1 {
+		t.Fatalf("three failures, want one ERROR line:\n%s", f.log)
+	}
+	f.clock.add(RemindEvery)
+	f.decide("192.0.3.7")
+	if count("level=ERROR") != 2 || count(`msg="greylist store still failing: clients pass unchecked" ip=192.0.3.7 passed=4 for=1m30s`) != 1 {
+		t.Fatalf("a minute on, want a reminder:\n%s", f.log)
+	}
+	f.store.fail.Store(false)
+	f.decide("192.0.4.7")
+	f.decide("192.0.5.7")
+	if count(`level=WARN msg="greylist store answers again" passed=4 for=1m30s`) != 1 || count("level=") != 3 {
+		t.Fatalf("the store answers again, want one WARN line:\n%s", f.log)
+	}
+	if h.Unsure() != 4 {
+		t.Errorf("Unsure() = %d, want 4", h.Unsure())
+	}
+	f.store.fail.Store(true)
+	f.decide("192.0.6.7")
+	if count(`msg="greylist store failing: clients pass unchecked until it answers" ip=192.0.6.7`) != 1 {
+		t.Fatalf("a new incident, want a new ERROR line:\n%s", f.log)
+	}
+}
+
 // mxfront check decides without writing: a new network stays unknown.
 func TestGreylistDryRun(t *testing.T) {
 	f := newGreyFixture(t, nil, nil)

@@ -281,7 +281,7 @@ func TestGreylistStoreFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Greylist.ExpiresItself() || cfg.Greylist.Name != closed || cfg.Policy.Greylist.Known == nil ||
+	if !cfg.Greylist.ExpiresItself() || cfg.Greylist.Name != closed || cfg.Policy.Greylist.Known == nil || cfg.Policy.Greylist.Health == nil ||
 		cfg.Policy.Greylist.Timeout != 50*time.Millisecond || len(cfg.Closers) != 1 {
 		t.Fatalf("serve mode on Redis: %+v, timeout %v", cfg.Greylist, cfg.Policy.Greylist.Timeout)
 	}

@@ -147,6 +147,8 @@ func loadGreylist(o Options, cfg *Config) error {
 		}
 	}
 	g.Known = frontend.NewPassCache(passCacheTTL, passCacheMax)
+	// A store down costs one ERROR line per incident, not per client.
+	g.Health = &frontend.StoreHealth{}
 	cfg.Greylist = gs
 	cfg.Closers = append(cfg.Closers, func() { gs.Store.Close() })
 	return nil

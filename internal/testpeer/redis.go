@@ -46,6 +46,16 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 	return r
 }
 
+// Restart stops the server (by its PID) if it runs, and starts it again
+// with the same arguments on the same port, as an administrator would
+// after an outage.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	r.Stop()
+	r.Proc = Start(t, exec.Command(r.Cmd.Path, r.Cmd.Args[1:]...))
+	r.awaitPING(t)
+}
+
 // RedisCommand sends one inline command to addr on a new connection and
 // returns the first line of the reply.
 func RedisCommand(addr, cmd string) (string, error) {

@@ -42,12 +42,13 @@ func build(t *testing.T) bins {
 type host struct {
 	name, addr, spool string
 	p                 *testpeer.Proc
+	serve             bool // mxfront serve; else chain mode under tcpserver
 }
 
 // serveHost starts `mxfront serve` on ip with the greylist flags given.
 func serveHost(t *testing.T, b bins, name, ip string, flags ...string) *host {
 	t.Helper()
-	h := &host{name: name, addr: net.JoinHostPort(ip, fmt.Sprint(testpeer.FreePort(t))), spool: t.TempDir()}
+	h := &host{name: name, addr: net.JoinHostPort(ip, fmt.Sprint(testpeer.FreePort(t))), spool: t.TempDir(), serve: true}
 	args := append([]string{"serve", "--listen", h.addr, "--hostname", name, "--log", "stderr"}, flags...)
 	args = append(args, "--", b.mxsink, "-hostname", name, "-spool", h.spool)
 	h.p = testpeer.Start(t, exec.Command(b.mxfront, args...))
@@ -136,6 +137,18 @@ func (h *host) logLine(t *testing.T, want ...string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// unsureLine waits for the ERROR line that says the store failed for src:
+// chain mode logs one per client; serve mode one per incident, which src
+// began (see frontend.StoreHealth).
+func (h *host) unsureLine(t *testing.T, src string, want ...string) string {
+	t.Helper()
+	msg := `level=ERROR msg="greylist failed: client passed" ip=`
+	if h.serve {
+		msg = `level=ERROR msg="greylist store failing: clients pass unchecked until it answers" ip=`
+	}
+	return h.logLine(t, append([]string{msg + src + " "}, want...)...)
 }
 
 // greylistEnv returns MXFRONT_GREYLIST of every message h's server got,
