@@ -39,6 +39,9 @@ type DialogueConfig struct {
 	// GreetDelay is --greet-delay: the time a client must stay silent after
 	// the first line of a multi-line greeting (greet.go); 0: none.
 	GreetDelay time.Duration
+	// EarlyTalkerLogOnly: an early talker is logged and passed
+	// (--early-talker-action log).
+	EarlyTalkerLogOnly bool
 	// HELO judges the client's HELO/EHLO name (helo.go); zero: not judged.
 	HELO HELOCheck
 }

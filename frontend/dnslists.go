@@ -33,6 +33,9 @@ type DNSLists struct {
 	// AntiRBL holds the zones given as rblsmtpd's -a: a listing there
 	// trusts the client whatever the score.
 	AntiRBL map[string]bool
+	// LogOnly: a refusal by the lists is logged, not enforced
+	// (--dnsbl-action log).
+	LogOnly bool
 }
 
 // dnsLists runs the DNS lists for ip and updates v; true means v is final

@@ -87,5 +87,10 @@ func Environ(base []string, remote, local netip.AddrPort, localHost string, v Ve
 	for _, e := range v.Exports() {
 		env = append(env, "MXFRONT_"+e.Name+"="+sanitize.Text(e.Value, 1024))
 	}
+	if v.Observed != nil {
+		// --observe: what would have refused the client, for PROGRAM and
+		// mxfilter to see; MXFRONT_VERDICT stays pass.
+		env = append(env, "MXFRONT_WOULD_REFUSE="+sanitize.Text(v.Observed.Reply.String(), 1024))
+	}
 	return env
 }

@@ -36,6 +36,9 @@ type Greylisting struct {
 	// instead of once per client; nil: an ERROR line for each client
 	// passed so (chain mode: one process, one client).
 	Health *StoreHealth
+	// LogOnly: a client that would be greylisted is logged and passed,
+	// and nothing is recorded (--greylist-action log; --observe too).
+	LogOnly bool
 }
 
 // bound gives one decision's store work its deadline.
@@ -105,16 +108,18 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 		return
 	}
 	now := g.now()
-	if first, ok := g.Known.get(n, now); ok && !p.DryRun {
+	// Observing writes nothing: no record, nothing remembered.
+	writes := !p.DryRun && !p.Observe && !g.LogOnly
+	if first, ok := g.Known.get(n, now); ok && writes {
 		v.Greylist = GreylistResult{State: GreylistPassed, Age: now.Sub(first)}
 		return
 	}
 	var o greylist.Outcome
 	sctx, cancel := g.bound(ctx)
-	if p.DryRun {
-		o, err = g.Policy.Peek(sctx, ip)
-	} else {
+	if writes {
 		o, err = g.Policy.Decide(sctx, ip)
+	} else {
+		o, err = g.Policy.Peek(sctx, ip)
 	}
 	cancel()
 	if err != nil {
@@ -132,7 +137,9 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 		v.Greylist = GreylistResult{State: GreylistPassed, Age: o.Age}
 	}
 	if !o.Greylisted() {
-		g.Known.put(n, o.FirstSeen, now)
+		if writes {
+			g.Known.put(n, o.FirstSeen, now)
+		}
 		return
 	}
 	retry := o.RetryIn.Round(time.Second)
@@ -256,7 +263,7 @@ func (g *Greylisting) now() time.Time {
 // showed itself bogus (an early talker, a bogus HELO with --helo-check
 // refuse), so that retrying never earns it a pass. Errors are logged.
 func (p *Policy) forgetGreylisted(ctx context.Context, ip netip.Addr, v Verdict) {
-	if p.DryRun || p.Greylist == nil || p.Greylist.Policy == nil || !v.Greylisted() {
+	if p.DryRun || p.Observe || p.Greylist == nil || p.Greylist.Policy == nil || p.Greylist.LogOnly || !v.Greylisted() {
 		return
 	}
 	ctx, cancel := p.Greylist.bound(ctx)

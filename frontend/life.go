@@ -169,7 +169,16 @@ func (l *Life) Run(ctx context.Context, c Conn, client Client, h Handover, start
 			// late): the client may have spoken in time. Unsure: accept.
 			if after := time.Since(t0); after < l.Dialogue.GreetDelay {
 				l.Policy.forgetGreylisted(ctx, client.Remote.Addr(), v)
-				v = earlyTalker(v, after, l.Dialogue.GreetDelay)
+				early := earlyTalker(v, after, l.Dialogue.GreetDelay)
+				if l.Policy.Observe || l.Dialogue.EarlyTalkerLogOnly {
+					// Enforced, an early talker's refusal would replace
+					// greylisting's, and no other refusal meets the delay.
+					if v.Observed != nil && !v.Observed.Greylisted() {
+						early.Observed = v.Observed
+					}
+					early = observedPass(early)
+				}
+				v = early
 			}
 		}
 	}
@@ -270,6 +279,10 @@ func (l *Life) ended(e Ending, start time.Time) {
 // LogPass writes the one line of a connection that was handed over; extra
 // are more key-value pairs (serve's via=, the proxy a client came through).
 func LogPass(log *logline.Logger, remote netip.AddrPort, v Verdict, took time.Duration, extra ...any) {
+	if v.Observed != nil {
+		logObserved(log, remote, v, took, extra...)
+		return
+	}
 	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String()}
 	if r := v.Reason(); r != "" {
 		attrs = append(attrs, "reason", r)
@@ -280,6 +293,27 @@ func LogPass(log *logline.Logger, remote netip.AddrPort, v Verdict, took time.Du
 	attrs = append(attrs, extra...)
 	attrs = append(attrs, "duration", took.Round(time.Microsecond).String())
 	log.Log(logline.LevelInfo, v.Action.String(), attrs)
+}
+
+// logObserved writes the one line of a client passed with a refusal that
+// was not enforced (--observe, a check's log action): the line the
+// refusal would have had (refused or greylisted, the reply, the network),
+// with verdict=would-refuse, every reason, and what PROGRAM was given.
+func logObserved(log *logline.Logger, remote netip.AddrPort, v Verdict, took time.Duration, extra ...any) {
+	o := v.Observed
+	msg := "refused"
+	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "would-refuse"}
+	if o.Greylisted() {
+		msg = "greylisted"
+		attrs = append(attrs, "network", o.Greylist.Network.String(), "retry_in", o.Greylist.RetryIn.String())
+	}
+	attrs = append(attrs, "reply", o.Reply.String(), "reason", v.Reason())
+	for _, e := range v.Exports() {
+		attrs = append(attrs, e.Name, e.Value)
+	}
+	attrs = append(attrs, extra...)
+	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
+	log.Log(logline.LevelInfo, msg, attrs)
 }
 
 // LogRefusal writes the one line of a refused connection: who, what they

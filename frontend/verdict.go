@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -94,6 +95,11 @@ type Verdict struct {
 	// Only a DryRun Policy writes them: chain mode would pay for the
 	// formatting at every process start.
 	Details []string
+	// Observed is the refusal a check would have given had it been
+	// enforced (--observe, or its --*-action log): the client passes, and
+	// its line says verdict=would-refuse with this reply. The first such
+	// refusal is kept; nil: none.
+	Observed *Verdict
 }
 
 // Temporary reports whether the refusal is a 4xx one.
@@ -127,12 +133,18 @@ type Policy struct {
 	Greylist *Greylisting
 	// DryRun decides without writing anything (mxfront check).
 	DryRun bool
+	// Observe runs every check and enforces none (--observe): every
+	// client passes with what would have refused it in Observed, and no
+	// greylist record is written.
+	Observe bool
 	// Log receives the errors of checks that failed open; nil: discarded.
 	Log *logline.Logger
 }
 
 // Decide runs the connect-time checks in DESIGN.md's order and returns the
-// verdict. With DryRun it writes nothing (mxfront check).
+// verdict. With DryRun it writes nothing (mxfront check). A refusal by a
+// check that is not enforced (Observe, or the check's log action) becomes
+// the verdict's Observed, and the later checks run.
 func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 	ip := c.Remote.Addr().Unmap()
 	// 1. Trusted.
@@ -145,27 +157,80 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 	if l, ok := p.Allow.Lookup(ip); ok {
 		return Verdict{Action: Trusted, By: ByAllowList, Reasons: []string{describe("allow list", l)}}
 	}
+	v := Verdict{Action: Pass}
 	// 2. Denied.
 	if c.HasRBLSMTPD {
-		return rblsmtpdVerdict(c.RBLSMTPD)
-	}
-	if l, ok := p.Deny.Lookup(ip); ok {
+		if v = p.unless(rblsmtpdVerdict(c.RBLSMTPD), nil); v.Action == Refuse {
+			return v
+		}
+	} else if l, ok := p.Deny.Lookup(ip); ok {
 		text := l.Reason
 		if text == "" {
 			text = fmt.Sprintf("Client host [%s] is on our local deny list", ip)
 		}
-		return p.refuse(ByDenyList, Reply{554, StatusPolicy, text}, describe("deny list", l))
+		if v = p.unless(p.refuse(ByDenyList, Reply{554, StatusPolicy, text}, describe("deny list", l)), nil); v.Action == Refuse {
+			return v
+		}
 	}
-	v := Verdict{Action: Pass}
 	// 3. DNS lists: may refuse, or trust (skipping the later checks).
+	observed := v.Observed
 	if p.dnsLists(ctx, ip, &v) {
-		return v
+		if v = p.unless(v, observed); v.Action != Pass {
+			return v
+		}
 	}
 	// 4. The early talker is caught in the connection's life (the
 	// greeting delay), not here: it needs the socket.
 	// 5. Greylisting.
+	observed = v.Observed
 	p.greylist(ctx, ip, &v)
-	return v
+	return p.unless(v, observed)
+}
+
+// unless returns v, or, when v is a refusal by a check that is not
+// enforced, a pass that keeps it as Observed (the first observed refusal,
+// earlier, wins). An earlier check's observed refusal is carried on.
+func (p *Policy) unless(v Verdict, observed *Verdict) Verdict {
+	if v.Observed == nil {
+		v.Observed = observed
+	}
+	if v.Action != Refuse || p.enforced(v.By) {
+		return v
+	}
+	return observedPass(v)
+}
+
+// observedPass is refusal v not enforced: a pass holding it as Observed,
+// unless an earlier one is there already.
+func observedPass(v Verdict) Verdict {
+	pass := Verdict{Action: Pass, DNS: v.DNS, Greylist: v.Greylist, Details: v.Details, Observed: v.Observed,
+		Reasons: slices.Clone(v.Reasons)}
+	if n := len(pass.Reasons); n > 0 {
+		pass.Reasons[n-1] += " (not enforced)"
+	}
+	if pass.Observed == nil {
+		refusal := v
+		refusal.Observed = nil
+		pass.Observed = &refusal
+	}
+	return pass
+}
+
+// enforced reports whether a refusal by check by refuses the client.
+// Running out of our own resources is never observed only: it is not a
+// judgement of the client.
+func (p *Policy) enforced(by Check) bool {
+	switch {
+	case by == ByResources:
+		return true
+	case p.Observe:
+		return false
+	case by == ByDNSLists:
+		return p.DNS == nil || !p.DNS.LogOnly
+	case by == ByGreylist:
+		return p.Greylist == nil || !p.Greylist.LogOnly
+	}
+	return true
 }
 
 // refuse builds a refusal by check with the reply given (its text

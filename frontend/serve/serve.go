@@ -34,10 +34,10 @@ type Server struct {
 	Dialogue frontend.DialogueConfig
 	Log      *logline.Logger
 	Observer Observer // nil: none
-	Argv     []string          // PROGRAM and its arguments
-	Path     string            // PROGRAM's resolved path
-	Environ  []string          // PROGRAM's base environment
-	Stderr   *os.File          // PROGRAM's stderr (mxfront's own log stream)
+	Argv     []string // PROGRAM and its arguments
+	Path     string   // PROGRAM's resolved path
+	Environ  []string // PROGRAM's base environment
+	Stderr   *os.File // PROGRAM's stderr (mxfront's own log stream)
 	// Listeners are the sockets to accept on.
 	Listeners []net.Listener
 	Limits    Limits

@@ -80,6 +80,10 @@ func Load(o Options, m Mode) (*Config, error) {
 	if err := loadGreylist(o, cfg); err != nil {
 		return nil, err
 	}
+	if err := loadObserve(o, cfg); err != nil {
+		cfg.Close()
+		return nil, err
+	}
 	return cfg, nil
 }
 

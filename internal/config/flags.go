@@ -99,7 +99,7 @@ var PolicySpecs = []Spec{
 }
 
 // AllSpecs is every flag of chain mode: the base table and each check's.
-func AllSpecs() [][]Spec { return [][]Spec{PolicySpecs, DNSSpecs, GreylistSpecs} }
+func AllSpecs() [][]Spec { return [][]Spec{PolicySpecs, DNSSpecs, GreylistSpecs, ObserveSpecs} }
 
 // AliasesOf lists the short names of the flag name, sorted.
 func AliasesOf(name string) []string {
