@@ -58,7 +58,7 @@ type Metrics struct {
 	// Connections: an outcome and what decided it.
 	connsVec *prometheus.CounterVec
 	byCheck  [nOutcomes][nChecks]atomic.Pointer[category]
-	byWhy    sync.Map // a turned-away client's Ending.Why → *category
+	byWhy    sync.Map   // a turned-away client's Ending.Why → *category
 	mu       sync.Mutex // guards new categories and the windows
 	cats     []*category
 	catIndex map[string]*category
@@ -114,9 +114,9 @@ const (
 	// Per zone: lookups, listed, timeouts, other failures, lookups timed
 	// (not cached), their summed latency in microseconds.
 	zLookups, zListed, zTimeouts, zFailed, zTimed, zMicros, zoneFields = 0, 1, 2, 3, 4, 5, 6
-	greyBase                                                            = maxCategories + maxZones*zoneFields
-	gStoreErrors                                                        = greyBase + nGreyStates
-	nCounts                                                             = gStoreErrors + 1
+	greyBase                                                           = maxCategories + maxZones*zoneFields
+	gStoreErrors                                                       = greyBase + nGreyStates
+	nCounts                                                            = gStoreErrors + 1
 )
 
 const (
@@ -483,7 +483,9 @@ func (m *Metrics) Replied(r frontend.Reply) {
 	p.c.Inc()
 }
 
-func itoa3(n int) string { return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)}) }
+func itoa3(n int) string {
+	return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
+}
 
 // Ended counts a connection by its outcome, and keeps a refusal for the
 // status page.
