@@ -38,6 +38,7 @@ func serveApp() *cli.App {
 		&cli.StringSliceFlag{Name: "proxy-from", Usage: "`NET` (IP or CIDR) of a proxy that must send a PROXY header; no one else may; repeatable", Category: "Serve"},
 		&cli.StringFlag{Name: "user", Usage: "run PROGRAM as `USER` (with its groups) when serve runs as root", Category: "Serve"},
 		&cli.StringFlag{Name: "group", Usage: "run PROGRAM with `GROUP` as its group (default: --user's)", Category: "Serve"},
+		metricsFlag(),
 	)
 	return &cli.App{
 		Name:      "serve",
@@ -88,6 +89,14 @@ func serveAction(c *cli.Context) error {
 		cfg.Log.Info("listening", "addr", l.Addr().String())
 	}
 	defer cfg.Close()
+	ms, err := startMetrics(ctx, c, cfg, s)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	}
+	defer ms.stop()
 	var addrs []string
 	for _, l := range listeners {
 		addrs = append(addrs, l.Addr().String())
@@ -120,7 +129,7 @@ func serveAction(c *cli.Context) error {
 		housekeeping.Add(1)
 		go func() { defer housekeeping.Done(); expireGreylist(hctx, g, cfg.Log) }()
 	}
-	go reloadOnHUP(ctx, hup, c, cfg, s)
+	go reloadOnHUP(ctx, hup, c, cfg, s, ms)
 	err = s.Serve(ctx)
 	sayStopping()
 	if err != nil {
@@ -299,7 +308,7 @@ func statusLine(st serve.Stats) string {
 // reloadOnHUP re-reads every list file on SIGHUP. Connections in progress
 // keep the lists they started with; a file that cannot be read keeps the
 // old lists (and says why in the log).
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg *config.Config, s *serve.Server) {
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg *config.Config, s *serve.Server, ms *metricsServer) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -308,6 +317,7 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg 
 		}
 		notify(fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d\nSTATUS=reloading the list files", monotonicUsec()))
 		p, d, err := config.ReloadLists(cliOptions{c}, cfg)
+		ms.reloaded(err)
 		if err != nil {
 			cfg.Log.Error("reload failed: keeping the old lists", "error", err.Error())
 		} else {
