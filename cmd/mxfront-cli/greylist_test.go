@@ -371,6 +371,16 @@ func TestGreylistCommandsRedis(t *testing.T) {
 	if out, _, code := g("allow", "2001:db8:1:2::9"); code != 0 || out != "allowed 2001:db8:1:2::/64\n" {
 		t.Fatalf("allow v6: %d %q", code, out)
 	}
+	// mxfront check peeks: a known network passes, a new one would be
+	// greylisted, and nothing is written.
+	if out, _, code := runMxfront(t, "check", "--greylist", "--greylist-store", r.URL(), "192.0.2.9"); code != 0 ||
+		!strings.Contains(out, "verdict: pass") || !strings.Contains(out, "192.0.2.0/24 known") {
+		t.Errorf("check of an allowed network: %d %q", code, out)
+	}
+	if out, _, code := runMxfront(t, "check", "--greylist", "--greylist-store", r.URL(), "198.51.100.9"); code != 1 ||
+		!strings.Contains(out, "198.51.100.0/24 new") {
+		t.Errorf("check of a new network: %d %q", code, out)
+	}
 	if ttl, err := testpeer.RedisCommand(r.Addr, "PTTL mxfront:gl:192.0.2.0/24"); err != nil || !strings.HasPrefix(ttl, ":") || len(ttl) < 11 {
 		t.Errorf("the allowed network's key has TTL %q (%v), want the lifetime, 36d in ms", ttl, err)
 	}

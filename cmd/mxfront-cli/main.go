@@ -25,7 +25,7 @@ const chainUsage = `mxfront [flags] [--] PROGRAM [ARGS...]
    mxfront serve [--listen ADDR]... [flags] [--] PROGRAM [ARGS...]
    mxfront check [flags] IP [--helo NAME]
    mxfront check --lists [flags]
-   mxfront greylist list|allow|remove|expire|compact|stats [flags]`
+   mxfront greylist list|allow|remove|expire|compact|stats|export|import [flags]`
 
 const chainDescription = `Chain mode (the default) decides on the one connection it was given (fd 0
 from tcpserver, inetd/xinetd nowait or systemd Accept=yes with StandardInput=socket;
