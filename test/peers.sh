@@ -22,6 +22,10 @@ rspamd rspamd
 haproxy haproxy
 systemd-socket-activate systemd
 systemd-analyze systemd
+prometheus prometheus
+chromium chromium
+unbound unbound
+cdb tinycdb
 '
 
 missing=$(
