@@ -303,6 +303,7 @@ func (x *exchange) answered(q *question, r *reply, err error) bool {
 		x.failed(q, &badAnswer{fmt.Sprintf("NXDOMAIN answer with %d A and %d TXT records", len(r.addrs), r.txts)}, now)
 	case r.rcode == rcodeSuccess || r.rcode == rcodeNameError:
 		q.answered, q.ans = true, r.records
+		q.ans.nxdomain = r.rcode == rcodeNameError
 		return true
 	case r.rcode == rcodeFormatError && q.edns:
 		// A server that does not know EDNS0: the same attempt without.

@@ -170,6 +170,8 @@ type records struct {
 	// without one.
 	soaTTL, soaMinimum uint32
 	soa                bool
+	mail               *mailRecords // MX and AAAA records (mail.go)
+	nxdomain           bool         // the answer code was NXDOMAIN (mail.go)
 }
 
 // rr is what dnsbl reads of a resource record's header, and where its
@@ -288,7 +290,7 @@ func (r *records) answer(msg []byte, h rr, qtype uint16, owner *int) error {
 			return fmt.Errorf("CNAME record: %d octets after the name", h.end-end)
 		}
 	default:
-		return nil
+		return r.mailRecord(msg, h, qtype, *owner) // mail.go: MX and AAAA
 	}
 	switch {
 	case h.class != classINET:

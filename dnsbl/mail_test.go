@@ -1,0 +1,112 @@
+package dnsbl
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/mxfront/mxfront/internal/testpeer"
+)
+
+// mailServer answers from zone lines (dns.NewRR's format); a name it has
+// no record of at all is NXDOMAIN, one with records of other types NODATA.
+// Names under "servfail." answer SERVFAIL; under "silent." nothing.
+func mailServer(t *testing.T, lines ...string) string {
+	t.Helper()
+	var rrs []dns.RR
+	for _, l := range lines {
+		rr, err := dns.NewRR(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrs = append(rrs, rr)
+	}
+	h := func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		name := strings.ToLower(q.Question[0].Name)
+		switch {
+		case strings.HasSuffix(name, "silent."):
+			return
+		case strings.HasSuffix(name, "servfail."):
+			m.Rcode = dns.RcodeServerFailure
+			_ = w.WriteMsg(m)
+			return
+		}
+		known := false
+		for _, rr := range rrs {
+			if strings.EqualFold(rr.Header().Name, name) {
+				known = true
+				if rr.Header().Rrtype == q.Question[0].Qtype || rr.Header().Rrtype == dns.TypeCNAME {
+					m.Answer = append(m.Answer, rr)
+				}
+			}
+		}
+		if !known {
+			m.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	}
+	pc, l := testpeer.ListenUDPTCP(t)
+	testpeer.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(h)})
+	testpeer.ServeDNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(h)})
+	return pc.LocalAddr().String()
+}
+
+func TestMailDomain(t *testing.T) {
+	addr := mailServer(t,
+		"mx.example. 300 IN MX 10 mail.mx.example.",
+		"mx.example. 300 IN MX 20 backup.example.net.",
+		"a.example. 300 IN A 192.0.2.1",
+		"aaaa.example. 300 IN AAAA 2001:db8::1",
+		"null.example. 300 IN MX 0 .",
+		"null.example. 300 IN A 192.0.2.2",
+		"nodata.example. 300 IN TXT \"v=spf1 -all\"",
+		"alias.example. 300 IN CNAME mx.example.",
+	)
+	for _, poller := range []bool{false, true} {
+		r, err := NewResolver([]string{addr}, 5*time.Second, poller)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			domain                   string
+			exists, null, nx, unsure bool
+		}{
+			{domain: "mx.example", exists: true},
+			{domain: "MX.Example.", exists: true},
+			{domain: "a.example", exists: true},
+			{domain: "aaaa.example", exists: true},
+			{domain: "null.example", null: true},
+			{domain: "nodata.example"},
+			{domain: "nowhere.example", nx: true},
+			{domain: "alias.example", exists: true},
+			{domain: "x.servfail", unsure: true},
+			{domain: "bad..name", unsure: true},
+		} {
+			md := r.MailDomain(context.Background(), tc.domain)
+			if md.Exists != tc.exists || md.NullMX != tc.null || md.NXDomain != tc.nx || (md.Err != nil) != tc.unsure {
+				t.Errorf("poller=%v %s: %+v (err %v)", poller, tc.domain, md, md.Err)
+			}
+		}
+		md := r.MailDomain(context.Background(), "mx.example")
+		if len(md.MX) != 2 || md.MX[0] != (MX{10, "mail.mx.example."}) || md.MX[1] != (MX{20, "backup.example.net."}) {
+			t.Errorf("MX records: %+v", md.MX)
+		}
+	}
+}
+
+// A server that never answers: unsure within the deadline, a timeout.
+func TestMailDomainTimeout(t *testing.T) {
+	addr := mailServer(t)
+	r, err := NewResolver([]string{addr}, 300*time.Millisecond, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := r.MailDomain(context.Background(), "x.silent")
+	if md.Err == nil || md.Err.Cause != Timeout || md.Exists || md.NXDomain {
+		t.Fatalf("%+v (err %v)", md, md.Err)
+	}
+}
