@@ -106,7 +106,9 @@ func Spawn(conn *os.File, stderr *os.File, path string, argv, env []string, cred
 	pidfd := -1
 	attr := &syscall.ProcAttr{Env: env, Files: []uintptr{uintptr(fd), uintptr(fd), stderr.Fd()},
 		Sys: &syscall.SysProcAttr{Setpgid: true, Credential: cred, PidFD: &pidfd}}
-	pid, err := syscall.ForkExec(path, argv, attr)
+	var pid int
+	var err error
+	onSpawnThread(func() { pid, err = syscall.ForkExec(path, argv, attr) })
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %v", path, err)
 	}

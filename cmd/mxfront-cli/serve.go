@@ -259,14 +259,18 @@ func serveOptions(c *cli.Context, s *serve.Server) error {
 	return nil
 }
 
-// credential resolves --user and --group for PROGRAM. mxfront itself stays
-// root: starting PROGRAM as another user takes setuid and setgid.
+// credential resolves --user and --group for PROGRAM. Starting PROGRAM
+// as another user takes CAP_SETUID and CAP_SETGID: root has them, and so
+// has an unprivileged mxfront given them as ambient capabilities (systemd's
+// AmbientCapabilities=), which is the better way: then nothing that
+// parses network input runs as root.
 func credential(name, group string) (*syscall.Credential, error) {
 	if name == "" && group == "" {
 		return nil, nil
 	}
-	if os.Geteuid() != 0 {
-		return nil, fail.Usage("start mxfront serve as root, or leave out --user and --group", "--user and --group need root")
+	if os.Geteuid() != 0 && !canSetIDs() {
+		return nil, fail.Usage("give mxfront CAP_SETUID and CAP_SETGID (AmbientCapabilities= in its unit), start it as root, or leave out --user and --group",
+			"--user and --group need CAP_SETUID and CAP_SETGID")
 	}
 	cred := &syscall.Credential{Uid: 0, Gid: 0}
 	if name != "" {
@@ -293,6 +297,23 @@ func credential(name, group string) (*syscall.Credential, error) {
 		cred.Gid = uint32(gid)
 	}
 	return cred, nil
+}
+
+// canSetIDs reports whether the process holds CAP_SETUID and CAP_SETGID
+// in its effective set (/proc/self/status CapEff).
+func canSetIDs() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			const setgid, setuid = 1 << 6, 1 << 7
+			return err == nil && caps&setgid != 0 && caps&setuid != 0
+		}
+	}
+	return false
 }
 
 // status tells systemd the live counters every few seconds.

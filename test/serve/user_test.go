@@ -81,3 +81,42 @@ func TestProgramGetsOnlyItsFds(t *testing.T) {
 		}
 	}
 }
+
+// Nothing that parses network input runs as root: serve started as nobody
+// with CAP_SETUID and CAP_SETGID as ambient capabilities (as a unit's
+// AmbientCapabilities= gives them) starts PROGRAM as --user daemon, and
+// PROGRAM inherits none of those capabilities.
+func TestUserWithoutRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to set up the capabilities")
+	}
+	b := build(t)
+	setpriv := testpeer.Need(t, "setpriv")
+	daemon, err := user.Lookup("daemon")
+	if err != nil {
+		t.Skip("no user daemon")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	const program = `echo "220 child uid=$(id -u) $(grep -E '^Cap(Eff|Prm|Inh|Amb):' /proc/self/status | tr -s '\t\n' ' ')"; read x`
+	addr, p := serve(t, func(addr string) *exec.Cmd {
+		return exec.Command(setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+			"--inh-caps=+setuid,+setgid", "--ambient-caps=+setuid,+setgid", "--",
+			b.mxfront, "serve", "--listen", addr, "--user", "daemon", "--", "/bin/sh", "-c", program)
+	})
+	got := testpeer.Dial(t, addr, "127.0.0.2").Await(t, "220 child")
+	if !strings.Contains(got, "uid="+daemon.Uid+" ") {
+		t.Errorf("PROGRAM is not daemon: %q", got)
+	}
+	for _, set := range []string{"CapEff:", "CapPrm:", "CapInh:", "CapAmb:"} {
+		if !strings.Contains(got, set+" 0000000000000000") {
+			t.Errorf("PROGRAM holds capabilities (%s): %q", set, got)
+		}
+	}
+	status, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Cmd.Process.Pid) + "/status")
+	if !strings.Contains(string(status), "\nUid:\t"+nobody.Uid+"\t") {
+		t.Errorf("mxfront does not run as nobody:\n%s", status)
+	}
+}
