@@ -1,0 +1,180 @@
+package relay
+
+import (
+	"errors"
+	"io"
+	"time"
+
+	"github.com/mxfront/mxfront/frontend"
+)
+
+// data relays DATA: the command, the server's 354, the message as it
+// comes (never parsed, never held whole: dot-stuffing, bare LFs and 8-bit
+// octets reach the server as sent), then the server's reply to it.
+func (s *session) data(line []byte) error {
+	rp, err := s.ask(line, s.cfg.ServerTimeout)
+	if err != nil {
+		return err
+	}
+	s.pass(rp)
+	if rp.code != 354 {
+		if rp.code >= 500 && rp.code <= 504 {
+			s.errors++
+		}
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return errEnd
+	}
+	n, err := s.copyMessage()
+	s.tx.size = n
+	switch {
+	case errors.Is(err, errBareLFDot):
+		// The client ended its message with a dot line next to a bare
+		// LF. Some servers take that for the end, some do not: the
+		// commands after it could reach a server unchecked (SMTP
+		// smuggling). The server's copy is cut short, so it takes
+		// nothing; the client is told why, and the session ends.
+		s.srvGone = true
+		s.reply(frontend.Reply{Code: 554, Status: frontend.Status{Class: 5, Subject: 6, Detail: 0},
+			Text: "Message refused: its end was marked with a bare LF; end lines with CRLF"})
+		s.tx.notes = append(s.tx.notes, "message ended with a bare LF next to the dot")
+		s.logTransaction("bare-lf-dot")
+		s.tx = transaction{}
+		s.closeWith(frontend.StatusProtocol, "closing", "bare-lf-dot")
+		return errEnd
+	case errors.Is(err, errServerWrite):
+		s.srvGone = true
+		s.logTransaction("server-gone")
+		s.tx = transaction{}
+		return s.serverFailed(err)
+	case err != nil:
+		// The client went quiet or away mid-message: nothing was taken.
+		s.srvGone = true
+		s.logTransaction("client-gone-in-data")
+		s.tx = transaction{}
+		return s.readFailed(err)
+	}
+	final, err := s.srv.read(s.cfg.FinalTimeout)
+	if err != nil {
+		s.logTransaction("server-gone")
+		s.tx = transaction{}
+		return s.serverFailed(err)
+	}
+	s.pass(final)
+	s.logDelivered(final)
+	s.tx = transaction{}
+	if final.code/100 == 2 {
+		s.messages++
+		s.commands = 0
+		s.deadline = time.Now().Add(s.cfg.Dialogue.SessionTimeout)
+	}
+	return nil
+}
+
+var (
+	errBareLFDot   = errors.New("a dot line next to a bare LF")
+	errServerWrite = errors.New("writing the message to the server")
+)
+
+// copyMessage copies the message from the client to the server until
+// its end (CRLF . CRLF, forwarded too), through the client's read buffer:
+// what follows the end stays there for the command reader. It returns
+// the octets copied.
+func (s *session) copyMessage() (int64, error) {
+	var sc dataScanner
+	var total int64
+	held := 0 // octets at the buffer's start that may begin the end
+	for {
+		_ = s.client.SetReadDeadline(time.Now().Add(s.cfg.DataTimeout))
+		if s.stopped.Load() {
+			_ = s.client.SetReadDeadline(time.Unix(1, 0))
+		}
+		if _, err := s.cr.Peek(held + 1); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return total, err
+		}
+		b, _ := s.cr.Peek(s.cr.Buffered())
+		n, end, bare := sc.scan(b)
+		if n > 0 {
+			_ = s.srv.conn.SetWriteDeadline(time.Now().Add(s.cfg.DataTimeout))
+			if _, err := s.srv.conn.Write(b[:n]); err != nil {
+				return total, errors.Join(errServerWrite, err)
+			}
+			total += int64(n)
+			_, _ = s.cr.Discard(n)
+		}
+		switch {
+		case bare:
+			// Drop the dot line: it is the client's end, not the server's.
+			_, _ = s.cr.Discard(sc.dotLen)
+			return total, errBareLFDot
+		case end:
+			return total, nil
+		}
+		held = len(b) - n
+	}
+}
+
+// dataScanner finds the end of a message: a line of one dot after a line
+// ended by CRLF, itself ended by CRLF. A dot line with a bare LF on
+// either side is the end of some servers' reading and not of others':
+// scan reports it apart.
+type dataScanner struct {
+	st     int
+	dotLen int // the length of the bare-LF dot line, when found
+}
+
+const (
+	atStart     = iota // a line begins, after CRLF (or the message's start)
+	atBareStart        // a line begins, after a bare LF
+	inLine
+	afterCR
+)
+
+// scan looks at b, which follows what was scanned before, and returns how
+// many octets may go on to the server now: all of b, or up to a dot at
+// a line's start whose line is not yet whole (held back, and given again
+// with more octets after it), or through the end. bare: b[n:] begins a
+// dot line next to a bare LF (dotLen octets long).
+func (sc *dataScanner) scan(b []byte) (n int, end, bare bool) {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '.' && (sc.st == atStart || sc.st == atBareStart) {
+			if i+1 >= len(b) {
+				return i, false, false
+			}
+			switch b[i+1] {
+			case '\n':
+				sc.dotLen = 2
+				return i, false, true
+			case '\r':
+				if i+2 >= len(b) {
+					return i, false, false
+				}
+				if b[i+2] == '\n' {
+					if sc.st == atBareStart {
+						sc.dotLen = 3
+						return i, false, true
+					}
+					return i + 3, true, false
+				}
+			}
+			sc.st = inLine
+			continue
+		}
+		switch {
+		case c == '\r':
+			sc.st = afterCR
+		case c == '\n' && sc.st == afterCR:
+			sc.st = atStart
+		case c == '\n':
+			sc.st = atBareStart
+		default:
+			sc.st = inLine
+		}
+	}
+	return len(b), false, false
+}
