@@ -23,12 +23,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mxfront/mxfront/dnsbl"
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/internal/logline"
 	"github.com/mxfront/mxfront/internal/recipients"
 	"github.com/mxfront/mxfront/internal/sanitize"
-	"github.com/mxfront/mxfront/dnsbl"
 )
 
 // Check is what a relay check does: off, log (what it would refuse is
