@@ -37,6 +37,7 @@ var (
 	idle     = flag.Int("idle", 2000, "idle clients held open against mxfront serve for the memory figure")
 	execOnly = flag.Bool("exec-only", false, "only time the exec path")
 	execN    = flag.Int("exec-n", 300, "process starts per exec-path case")
+	srvCPU   = flag.Bool("server-cpu", false, "also print each mxfront serve row's own CPU time per session (its threads' schedstat): steadier than a rate on a loaded machine")
 	compare  = flag.String("compare", "", "directory holding another mxfront (e.g. the last release's) whose chain and serve pass rows run beside this one's")
 )
 
@@ -75,6 +76,13 @@ func main() {
 		}
 	}
 	serve := func(extra ...string) func() (string, int, func(), error) { return serveWith(mx, extra...) }
+	// The same with --metrics-listen: the observer's cost, row beside row.
+	metrics := func(extra ...string) func() (string, int, func(), error) {
+		return func() (string, int, func(), error) {
+			flags := append([]string{"--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort())}, extra...)
+			return serveWith(mx, flags...)()
+		}
+	}
 	// DNS lists on rbldnsd (three that do not list the load client, one
 	// that does) and greylist databases (one where the client's network
 	// has passed, one where it is always new).
@@ -89,6 +97,8 @@ func main() {
 	fresh := filepath.Join(work, "fresh.db")
 	greyKnown := []string{"--greylist", "--greylist-db", known}
 	greyFresh := []string{"--greylist", "--greylist-db", fresh, "--greylist-delay", "1h", "--greylist-window", "2h"}
+	// serve holds its database open: the row with metrics has its own.
+	greyFresh2 := []string{"--greylist", "--greylist-db", filepath.Join(work, "fresh2.db"), "--greylist-delay", "1h", "--greylist-window", "2h"}
 	var rows []row
 	if tcpserver != "" {
 		rows = append(rows,
@@ -117,9 +127,12 @@ func main() {
 	rows = append(rows,
 		row{name: "mxfront serve > sink", start: serve("--deny", "192.0.2.0/24")},
 		row{name: "mxfront serve refusing (deny list)", refuses: true, start: serve("--deny", "127.0.0.0/8")},
-		row{name: "mxfront serve refusing (greylisted)", refuses: true, start: serve(greyFresh...)})
+		row{name: "mxfront serve refusing (greylisted)", refuses: true, start: serve(greyFresh...)},
+		row{name: "mxfront serve refusing (deny, metrics)", refuses: true, start: metrics("--deny", "127.0.0.0/8")},
+		row{name: "mxfront serve refusing (grey, metrics)", refuses: true, start: metrics(greyFresh2...)})
 	if listedArgs != nil {
-		rows = append(rows, row{name: "mxfront serve refusing (DNS listed)", refuses: true, start: serve(listedArgs...)})
+		rows = append(rows, row{name: "mxfront serve refusing (DNS listed)", refuses: true, start: serve(listedArgs...)},
+			row{name: "mxfront serve refusing (DNS, metrics)", refuses: true, start: metrics(listedArgs...)})
 	}
 	if *compare != "" {
 		old, _ := filepath.Abs(filepath.Join(*compare, "mxfront"))
@@ -219,6 +232,7 @@ type result struct {
 	greetLat  []time.Duration
 	sessLat   []time.Duration
 	unexpectd string
+	cpu       time.Duration // the server's CPU time (serve rows, -server-cpu)
 }
 
 func table(rows []row) {
@@ -231,15 +245,16 @@ func table(rows []row) {
 	results := map[key][]result{}
 	type running struct {
 		addr string
+		pid  int
 		stop func()
 	}
 	live := make([]running, len(rows))
 	for i, r := range rows {
-		addr, _, stop, err := r.start()
+		addr, pid, stop, err := r.start()
 		if err != nil {
 			fatal("%s: %v", r.name, err)
 		}
-		live[i] = running{addr, stop}
+		live[i] = running{addr, pid, stop}
 	}
 	defer func() {
 		for _, l := range live {
@@ -250,7 +265,9 @@ func table(rows []row) {
 		for _, mode := range ms {
 			for _, c := range cl {
 				for i, r := range rows {
+					cpu0 := serverCPU(r.name, live[i].pid)
 					res := measure(live[i].addr, mode, c, r.refuses, *duration)
+					res.cpu = serverCPU(r.name, live[i].pid) - cpu0
 					results[key{r.name, mode, c}] = append(results[key{r.name, mode, c}], res)
 				}
 			}
@@ -260,7 +277,11 @@ func table(rows []row) {
 	for _, mode := range ms {
 		for _, c := range cl {
 			fmt.Printf("\n%s, concurrency %d\n", mode, c)
-			fmt.Printf("  %-40s %10s %8s %21s %21s %7s\n", "row", "sess/s", "ratio", "greeting p50/p99", "session p50/p99", "errors")
+			fmt.Printf("  %-40s %10s %8s %21s %21s %7s", "row", "sess/s", "ratio", "greeting p50/p99", "session p50/p99", "errors")
+			if *srvCPU {
+				fmt.Printf(" %14s", "srv CPU/sess")
+			}
+			fmt.Println()
 			var bare float64
 			for _, r := range rows {
 				rs := results[key{r.name, mode, c}]
@@ -272,9 +293,13 @@ func table(rows []row) {
 				if bare > 0 {
 					ratio = fmt.Sprintf("%.2f", rate/bare)
 				}
-				fmt.Printf("  %-40s %10.1f %8s %10s/%-10s %10s/%-10s %7d\n", r.name, rate, ratio,
+				fmt.Printf("  %-40s %10.1f %8s %10s/%-10s %10s/%-10s %7d", r.name, rate, ratio,
 					g50.Round(10*time.Microsecond), g99.Round(10*time.Microsecond),
 					s50.Round(10*time.Microsecond), s99.Round(10*time.Microsecond), errs)
+				if *srvCPU {
+					fmt.Printf(" %14s", cpuPerSession(rs))
+				}
+				fmt.Println()
 				for _, x := range rs {
 					if x.unexpectd != "" {
 						fmt.Printf("    (first error: %s)\n", x.unexpectd)
@@ -285,6 +310,42 @@ func table(rows []row) {
 		}
 	}
 	fmt.Println()
+}
+
+// serverCPU is the CPU time of an mxfront serve row's process so far, the
+// sum over its threads (0 for other rows, whose work is in children).
+func serverCPU(name string, pid int) time.Duration {
+	if !*srvCPU || !strings.Contains(name, "mxfront serve") || pid == 0 {
+		return 0
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			ns += n
+		}
+	}
+	return time.Duration(ns)
+}
+
+// cpuPerSession is the median over runs of the server's CPU time per
+// session, or "-".
+func cpuPerSession(rs []result) string {
+	var per []time.Duration
+	for _, r := range rs {
+		if r.cpu > 0 && r.sessions > 0 {
+			per = append(per, r.cpu/time.Duration(r.sessions))
+		}
+	}
+	if len(per) == 0 {
+		return "-"
+	}
+	return median(per).Round(100 * time.Nanosecond).String()
 }
 
 func summarise(rs []result) (rate float64, g50, g99, s50, s99 time.Duration, errs int) {
