@@ -64,7 +64,7 @@ func dispatch(args []string, stderr io.Writer) int {
 	}
 	// The fast path: chain mode without building the cli application.
 	if opts, argv, ok := config.ParseChain(args[1:]); ok && len(argv) > 0 {
-		err := run.Chain(opts, argv)
+		err := chain(opts, argv)
 		if logline.IsInetSocket(2) {
 			// inetd: fd 2 is the client (mxfront execs mxfront-cli for
 			// chain mode with a Redis store).
@@ -100,7 +100,7 @@ func chainApp() *cli.App {
 }
 
 func chainAction(c *cli.Context) error {
-	return run.Chain(cliOptions{c}, c.Args().Slice())
+	return chain(cliOptions{c}, c.Args().Slice())
 }
 
 // permute moves flags (and their values) after positional arguments to the

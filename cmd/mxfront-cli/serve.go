@@ -76,7 +76,7 @@ func serveAction(c *cli.Context) error {
 		Limits:          serve.Limits{MaxConns: c.Int("max-conns"), MaxConnsPerIP: c.Int("max-conns-per-ip"), MaxChildren: c.Int("max-children")},
 		ShutdownTimeout: cliOptions{c}.Duration("shutdown-timeout"),
 	}
-	if err := serveOptions(c, s); err != nil {
+	if err := firstErr(serveOptions(c, s), serveRelay(cliOptions{c}, cfg, s)); err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
@@ -343,6 +343,7 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, c *cli.Context, cfg 
 			cfg.Log.Error("reload failed: keeping the old lists", "error", err.Error())
 		} else {
 			s.SetRules(p, d)
+			reloadRelay(cliOptions{c}, d, s, cfg.Log)
 			cfg.Log.Info("reloaded", "allow", p.Allow.Len(), "deny", p.Deny.Len())
 		}
 		notify("READY=1\nSTATUS=" + statusLine(s.Stats()))

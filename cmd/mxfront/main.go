@@ -40,15 +40,19 @@ func main() {
 		os.Exit(run.Report(execCLI(args), os.Stderr))
 	}
 	opts, argv, ok := config.ParseChain(args[1:])
-	if ok && len(argv) > 0 && config.WantsNetworkStore(opts) {
+	if ok && len(argv) > 0 && (config.WantsNetworkStore(opts) || opts.Bool("inspect")) {
 		// A Redis greylist: mxfront-cli links its client, which would
 		// cost every connection's start here (about 0.4 ms) on the sites
-		// that greylist in a bbolt file, or not at all.
+		// that greylist in a bbolt file, or not at all. So for the
+		// inspecting relay (net, crypto/tls).
 		err := execCLI(args)
 		var ee *run.ExitError
 		if errors.As(err, &ee) && ee.Code == run.ExitUsage {
 			ee.Hint = "chain mode with a Redis store (--greylist-store redis://...) runs " + cliName +
 				", which links the Redis client: install it beside mxfront (make install, or go install ./cmd/...)"
+			if opts.Bool("inspect") {
+				ee.Hint = "chain mode with --inspect runs " + cliName + ", which links the relay: install it beside mxfront (make install, or go install ./cmd/...)"
+			}
 		}
 		if logline.IsInetSocket(2) {
 			os.Exit(run.ToClient(err))

@@ -61,6 +61,9 @@ func (s *session) hello(verb, arg string, line []byte) error {
 	s.tx = transaction{}
 	s.helo, s.heloBogus, s.heloReply = sanitized(name), "", nil
 	h := s.cfg.Dialogue.HELO
+	if s.rules.HELO != nil {
+		h = *s.rules.HELO
+	}
 	if why, public := heloBogus(h, name, s.cfg.Dialogue.Hostname, s.p.Client.Local); why != "" {
 		s.heloBogus = why
 		if h.Mode == frontend.HELORefuse && !s.cfg.Observe && !s.trusted() {

@@ -102,6 +102,9 @@ const (
 type Rules struct {
 	Recipients   *recipients.Set
 	LocalDomains *recipients.Domains
+	// HELO replaces the Config's HELO check (its patterns re-read); nil:
+	// the Config's.
+	HELO *frontend.HELOCheck
 }
 
 // Relay relays sessions; one Relay serves many at once.
@@ -163,6 +166,7 @@ type Started interface {
 // environment. Exited, if set, hears how it ended.
 type Program struct {
 	Environ []string // the base of PROGRAM's environment
+	Extra   []string // more variables, after mxfront's (MXFRONT_SOCKET=...)
 	Start   func(conn *os.File, env []string) (Started, error)
 	Exited  func(status mxexec.Status, took time.Duration)
 }

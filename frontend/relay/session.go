@@ -317,7 +317,7 @@ func (s *session) ensureServer() error {
 		return nil
 	}
 	env := frontend.Environ(s.prog.Environ, s.p.Client.Remote, s.p.Client.Local, s.p.Host, s.p.Verdict)
-	env = append(env, "MXFRONT_INSPECTED=1")
+	env = append(append(env, s.prog.Extra...), "MXFRONT_INSPECTED=1")
 	if s.helo != "" {
 		env = append(env, "MXFRONT_HELO="+s.helo)
 	}

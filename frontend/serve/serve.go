@@ -25,6 +25,7 @@ import (
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/frontend/proxy"
+	"github.com/mxfront/mxfront/frontend/relay"
 	"github.com/mxfront/mxfront/internal/logline"
 )
 
@@ -49,6 +50,8 @@ type Server struct {
 	ProxyFrom *frontend.NetList
 	// Credential, when set, is the user PROGRAM runs as.
 	Credential *syscall.Credential
+	// Relay, when set (--inspect), relays passed clients (relay.go).
+	Relay *relay.Relay
 
 	// hardConns and hardChildren are serve's own ceilings (limits.go);
 	// 0: none.
@@ -305,7 +308,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn, socket string) {
 		return
 	}
 	conn.net = client.Remote.Addr()
-	h := &spawn{s: s, socket: socket, start: start, via: via}
+	h := s.handover(socket, start, via)
 	_ = life.Run(ctx, conn, client, h, start, via...)
 }
 

@@ -84,7 +84,7 @@ func Load(o Options, m Mode) (*Config, error) {
 		cfg.Close()
 		return nil, err
 	}
-	return cfg, nil
+	return loadRelay(o, cfg)
 }
 
 // ReloadLists builds the policy and dialogue of cfg again with the list

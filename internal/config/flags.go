@@ -99,7 +99,9 @@ var PolicySpecs = []Spec{
 }
 
 // AllSpecs is every flag of chain mode: the base table and each check's.
-func AllSpecs() [][]Spec { return [][]Spec{PolicySpecs, DNSSpecs, GreylistSpecs, ObserveSpecs} }
+func AllSpecs() [][]Spec {
+	return [][]Spec{PolicySpecs, DNSSpecs, GreylistSpecs, ObserveSpecs, RelaySpecs}
+}
 
 // AliasesOf lists the short names of the flag name, sorted.
 func AliasesOf(name string) []string {

@@ -99,13 +99,17 @@ type Domains struct {
 	suffix []string // ".example.org"
 }
 
-// ReadDomains reads the domains file at path.
-func ReadDomains(path string) (*Domains, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+// ReadDomains reads the domains files at paths, together.
+func ReadDomains(paths ...string) (*Domains, error) {
+	var lines []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		lines = append(lines, strings.Split(string(b), "\n")...)
 	}
-	return ParseDomains(strings.Split(string(b), "\n")), nil
+	return ParseDomains(lines), nil
 }
 
 // ParseDomains reads the lines of a domains file.
