@@ -145,7 +145,7 @@ func (s *session) mail(arg string, line []byte) error {
 		return err
 	}
 	refusal, note := s.checkSender(path)
-	tx := transaction{from: sanitized(path), fromNote: note, start: time.Now()}
+	tx := transaction{from: sanitized(path), rawFrom: path, fromNote: note, start: time.Now()}
 	if refusal != nil {
 		s.reply(*refusal)
 		tx.fromRefused = refusal.String()
