@@ -51,6 +51,9 @@ func newRelay(o config.Options, cfg *config.Config) (*relay.Relay, error) {
 	if rc.Domains != nil {
 		c.Domains = rc.Domains
 	}
+	if g := rc.Greylist; g != nil {
+		c.Greylist = &relay.Greylist{Networks: g.Networks, Triplets: g.Triplets, Skip: g.Skip, Timeout: g.Timeout, LogOnly: g.LogOnly}
+	}
 	return relay.New(c, relayRules(rc.Rules, cfg.Dialogue)), nil
 }
 

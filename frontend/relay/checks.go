@@ -225,7 +225,7 @@ func (s *session) rcpt(arg string, line []byte) error {
 		s.tx.add(path, "refused "+r.String())
 		return nil
 	}
-	if r, bad := s.checkRcpt(path); r != nil {
+	if r, bad := s.judgeRcpt(path); r != nil {
 		s.refuseRcpt(path, *r, bad)
 		return nil
 	}
@@ -324,4 +324,12 @@ func (s *session) checkRcpt(path string) (*frontend.Reply, bool) {
 		s.cfg.Log.Error("relay: recipient check failed: accepted", "ip", s.ip(), "rcpt", addr, "error", res.Err.Error())
 	}
 	return nil, false
+}
+
+// judgeRcpt judges a recipient, then greylists it by its triplet.
+func (s *session) judgeRcpt(path string) (*frontend.Reply, bool) {
+	if r, bad := s.checkRcpt(path); r != nil {
+		return r, bad
+	}
+	return s.greylistRcpt(path), false
 }

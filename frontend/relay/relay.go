@@ -83,6 +83,8 @@ type Config struct {
 	BadRcptDelay time.Duration
 	// Observe (--observe): every check only logs.
 	Observe bool
+	// Greylist greylists each RCPT by its triplet; nil: not in the relay.
+	Greylist *Greylist
 	// ServerTimeout bounds the wait for each of the server's replies;
 	// FinalTimeout the one to the end of a message (RFC 5321 4.5.3.2:
 	// 10 minutes); DataTimeout each read of a message from the client.

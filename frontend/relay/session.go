@@ -53,6 +53,7 @@ type session struct {
 	heloBogus string // why it is bogus; "" if it is not
 	heloReply *frontend.Reply
 	authed    bool // the server accepted AUTH: the client may relay
+	netState  int  // the network's greylisting (greylist.go)
 	tx        transaction
 }
 

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/mxfront/mxfront/dnsbl"
+	"github.com/mxfront/mxfront/frontend"
+	"github.com/mxfront/mxfront/greylist"
 	"github.com/mxfront/mxfront/internal/fail"
 	"github.com/mxfront/mxfront/internal/recipients"
 	"github.com/mxfront/mxfront/internal/sanitize"
@@ -22,6 +24,7 @@ var RelaySpecs = []Spec{
 	{"local-domains", KindList, "", "the local domains, one a line of `FILE` (.example.org: every domain below): a recipient elsewhere is a relay attempt (553) unless the client is trusted; re-read on SIGHUP; repeatable", "Inspecting relay"},
 	{"max-bad-rcpts", KindInt, "0", "with --inspect, close with 421 at the `N`th refused recipient of a session; 0: never", "Inspecting relay"},
 	{"bad-rcpt-delay", KindDuration, "0s", "with --inspect, wait `D` before refusing a recipient", "Inspecting relay"},
+	{"greylist-by", KindString, "ip", "with --greylist, greylist by `KEY`: ip (the client's network, when it connects) or triplet (network, sender and recipient, at each RCPT: needs --inspect)", "Inspecting relay"},
 }
 
 // relayOnly are the flags that mean nothing without --inspect.
@@ -40,6 +43,14 @@ func loadRelay(o Options, cfg *Config) (*Config, error) {
 }
 
 func checkRelay(o Options) error {
+	switch by := o.String("greylist-by"); {
+	case by != "ip" && by != "triplet":
+		return fail.Usage("--greylist-by takes ip or triplet", "bad --greylist-by %q", sanitize.Text(by, 64))
+	case by == "triplet" && !o.Bool("inspect"):
+		return fail.Usage("add --inspect: only the inspecting relay sees senders and recipients", "--greylist-by triplet without --inspect")
+	case by == "triplet" && !o.Bool("greylist"):
+		return fail.Usage("add --greylist", "--greylist-by triplet without --greylist")
+	}
 	if !o.Bool("inspect") {
 		for _, name := range relayOnly {
 			if len(o.StringSlice(name)) > 0 || o.String(name) != "" && name == "rcpt-command" {
@@ -79,6 +90,19 @@ type Relay struct {
 	Rules        RelayRules
 	MaxBadRcpts  int
 	BadRcptDelay time.Duration
+	// Greylist is --greylist-by triplet's; nil: greylisting (if any) is
+	// by network when the client connects.
+	Greylist *RelayGreylist
+}
+
+// RelayGreylist is greylisting by triplet: the per-network policy and the
+// triplets' (the same store, IPv6 /128 keys), and what per-network
+// greylisting was configured with.
+type RelayGreylist struct {
+	Networks, Triplets *greylist.Policy
+	Skip               *frontend.NetList
+	Timeout            time.Duration
+	LogOnly            bool
 }
 
 // RelayRules are what SIGHUP reads anew.
@@ -117,7 +141,33 @@ func LoadRelay(o Options, cfg *Config, environ []string) (*Relay, error) {
 	if r.Rules, err = LoadRelayRules(o, environ); err != nil {
 		return nil, err
 	}
+	if o.String("greylist-by") == "triplet" && cfg.Policy.Greylist != nil {
+		if r.Greylist, err = tripletGreylist(o, cfg); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// tripletGreylist moves greylisting from the connection to each RCPT: the
+// connection's greylisting is turned off, and the relay gets the policies
+// over the store (opened anew: the policy does not give its store out).
+func tripletGreylist(o Options, cfg *Config) (*RelayGreylist, error) {
+	g := cfg.Policy.Greylist
+	gs, err := OpenGreylist(o, cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	c := greylistConfig(o)
+	c.V6Prefix = 128
+	trip, err := greylist.NewPolicy(gs.Store, c)
+	if err != nil {
+		gs.Store.Close()
+		return nil, policyError(err)
+	}
+	cfg.Closers = append(cfg.Closers, func() { gs.Store.Close() })
+	cfg.Policy.Greylist = nil
+	return &RelayGreylist{Networks: gs.Policy, Triplets: trip, Skip: g.Skip, Timeout: g.Timeout, LogOnly: g.LogOnly}, nil
 }
 
 // LoadRelayRules reads the recipient sources and the local domains.
