@@ -64,6 +64,18 @@ bench: build $(BIN)/mxsink
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./test/load -bin $(BIN)
 
+# Every fuzz target for FUZZTIME each (the corpora under testdata/fuzz
+# run in `make test` too). A finding stops it; its input is written under
+# the package's testdata/fuzz: fix the bug and commit the input.
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
 man: $(MANPAGES)
 
 man/%.8: man/%.8.md
