@@ -17,20 +17,21 @@ import (
 
 const benchNets = 10000
 
-// BenchmarkServeDecideKnown is serve mode: one KeepOpen store, decisions
-// from many goroutines for networks that passed (reads only).
-func BenchmarkServeDecideKnown(b *testing.B) {
+// BenchmarkKeptOpenDecideKnown is one KeepOpen store, decisions from many
+// goroutines for networks that passed (reads only).
+func BenchmarkKeptOpenDecideKnown(b *testing.B) {
 	benchDecide(b, greylist.BoltOptions{KeepOpen: true}, false)
 }
 
-// BenchmarkServeDecideNew is serve mode for networks never seen: every
-// decision writes, and concurrent writes share transactions.
-func BenchmarkServeDecideNew(b *testing.B) {
+// BenchmarkKeptOpenDecideNew is a KeepOpen store for networks never seen:
+// every decision writes, and concurrent writes share transactions.
+func BenchmarkKeptOpenDecideNew(b *testing.B) {
 	benchDecide(b, greylist.BoltOptions{KeepOpen: true}, true)
 }
 
-// BenchmarkSharedDecideKnown is a serve-mode process that opens the file
-// per decision (no KeepOpen), leaving it usable by other processes.
+// BenchmarkSharedDecideKnown is serve mode: the file opened per decision
+// (no KeepOpen), leaving it usable by chain-mode processes and the admin
+// commands (serve's PassCache spares most known clients even that).
 func BenchmarkSharedDecideKnown(b *testing.B) {
 	benchDecide(b, greylist.BoltOptions{}, false)
 }

@@ -25,7 +25,7 @@ type BoltOptions struct {
 	LockTimeout time.Duration
 
 	// KeepOpen opens the file once, holding its exclusive lock until Close,
-	// for a long-running frontend. Without it, every operation opens the
+	// for a process that owns the file alone (benchmarks, tools). Without it, every operation opens the
 	// file, takes the lock it needs and closes the file again, so that many
 	// short-lived processes can share it.
 	KeepOpen bool
@@ -52,8 +52,11 @@ var ErrLocked = errors.New("lock not had")
 // the first write. Scan and Expire work in chunks, each under its own lock,
 // so that no lock is held for long even on a million networks.
 //
-// With KeepOpen (serve mode) the process holds the exclusive lock for its
-// life: other processes, admin commands included, then get ErrLocked. Writes
+// With KeepOpen the process holds the exclusive lock for its life: other
+// processes, admin commands included, then get ErrLocked. Serve mode does
+// not use it: it opens the file per decision as chain mode does (its
+// PassCache spares known clients the file), so that chain-mode processes
+// and `mxfront greylist` can share the file with it. Writes
 // from concurrent goroutines are batched into shared transactions.
 //
 // Any failure (a lock not had in time, a file that is not a database or is
