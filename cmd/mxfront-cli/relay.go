@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/mxfront/mxfront/cmd/internal/run"
 	"github.com/mxfront/mxfront/frontend"
@@ -54,8 +57,36 @@ func newRelay(o config.Options, cfg *config.Config) (*relay.Relay, error) {
 	if g := rc.Greylist; g != nil {
 		c.Greylist = &relay.Greylist{Networks: g.Networks, Triplets: g.Triplets, Skip: g.Skip, Timeout: g.Timeout, LogOnly: g.LogOnly}
 	}
+	if rc.TLSCert != "" {
+		cert := &certificate{cert: rc.TLSCert, key: rc.TLSKey}
+		if err := cert.load(); err != nil {
+			return nil, fail.Usage("--tls-cert is the PEM certificate chain, --tls-key its PEM private key, both readable by mxfront", "%v", err)
+		}
+		relayCert = cert
+		c.TLS = &tls.Config{GetCertificate: cert.get, MinVersion: tls.VersionTLS12}
+	}
 	return relay.New(c, relayRules(rc.Rules, cfg.Dialogue)), nil
 }
+
+// certificate is --tls-cert and --tls-key, re-read on SIGHUP (serve).
+type certificate struct {
+	cert, key string
+	cur       atomic.Pointer[tls.Certificate]
+}
+
+// relayCert is the relay's certificate, for the reload; nil: none.
+var relayCert *certificate
+
+func (c *certificate) load() error {
+	kp, err := tls.LoadX509KeyPair(c.cert, c.key)
+	if err != nil {
+		return fmt.Errorf("--tls-cert %s, --tls-key %s: %v", c.cert, c.key, err)
+	}
+	c.cur.Store(&kp)
+	return nil
+}
+
+func (c *certificate) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cur.Load(), nil }
 
 func relayRules(rr config.RelayRules, d frontend.DialogueConfig) *relay.Rules {
 	h := d.HELO
@@ -75,11 +106,16 @@ func serveRelay(o config.Options, cfg *config.Config, s *serve.Server) error {
 	return nil
 }
 
-// reloadRelay reads the relay's recipient files and local domains anew
-// on SIGHUP; a file that cannot be read keeps the old rules.
+// reloadRelay reads the relay's recipient files, local domains and
+// certificate anew on SIGHUP; one that cannot be read keeps the old.
 func reloadRelay(o config.Options, d frontend.DialogueConfig, s *serve.Server, log *logline.Logger) {
 	if s.Relay == nil {
 		return
+	}
+	if relayCert != nil {
+		if err := relayCert.load(); err != nil {
+			log.Error("relay reload failed: keeping the old certificate", "error", err.Error())
+		}
 	}
 	rr, err := config.LoadRelayRules(o, os.Environ())
 	if err != nil {

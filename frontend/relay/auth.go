@@ -26,11 +26,15 @@ func (s *session) auth(line []byte) error {
 	return err
 }
 
-// starttls relays STARTTLS when the relay has no certificate: the
+// starttls relays STARTTLS when the relay has no certificate (with one,
+// tls.go answers it): the
 // server's 220 makes the session opaque (TLS between the client and the
 // server), and the relay copies octets both ways until either side
 // closes. Inspection ends there, and the log says so.
 func (s *session) starttls(line []byte) error {
+	if s.cfg.TLS != nil {
+		return s.startTLS()
+	}
 	rp, err := s.relayed(line)
 	if err != nil || rp.code != 220 {
 		return err

@@ -101,7 +101,9 @@ func heloBogus(h frontend.HELOCheck, name, host string, local netip.AddrPort) (w
 }
 
 // editEHLO takes out of the server's EHLO reply what the relay cannot
-// relay: CHUNKING (and BINARYMIME, which needs it).
+// relay: CHUNKING (and BINARYMIME, which needs it); with a certificate of
+// its own, the server's STARTTLS gives way to the relay's (never offered
+// again within TLS).
 func (s *session) editEHLO(rp reply) reply {
 	out := reply{code: rp.code}
 	var texts []string
@@ -111,10 +113,13 @@ func (s *session) editEHLO(rp reply) reply {
 			text = ""
 		}
 		kw, _, _ := strings.Cut(strings.ToUpper(text), " ")
-		if i > 0 && (kw == "CHUNKING" || kw == "BINARYMIME") {
+		if i > 0 && (kw == "CHUNKING" || kw == "BINARYMIME" || kw == "STARTTLS" && s.cfg.TLS != nil) {
 			continue
 		}
 		texts = append(texts, text)
+	}
+	if s.cfg.TLS != nil && s.tls == "" {
+		texts = append(texts, "STARTTLS") // ours, in place of the server's
 	}
 	for i, t := range texts {
 		sep := "-"

@@ -18,6 +18,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -85,6 +86,10 @@ type Config struct {
 	Observe bool
 	// Greylist greylists each RCPT by its triplet; nil: not in the relay.
 	Greylist *Greylist
+	// TLS, when set (--tls-cert), makes the relay offer STARTTLS itself
+	// and terminate TLS (tls.go); nil: the server's STARTTLS passes
+	// through, and inspection ends there.
+	TLS *tls.Config
 	// ServerTimeout bounds the wait for each of the server's replies;
 	// FinalTimeout the one to the end of a message (RFC 5321 4.5.3.2:
 	// 10 minutes); DataTimeout each read of a message from the client.

@@ -24,6 +24,8 @@ var RelaySpecs = []Spec{
 	{"local-domains", KindList, "", "the local domains, one a line of `FILE` (.example.org: every domain below): a recipient elsewhere is a relay attempt (553) unless the client is trusted; re-read on SIGHUP; repeatable", "Inspecting relay"},
 	{"max-bad-rcpts", KindInt, "0", "with --inspect, close with 421 at the `N`th refused recipient of a session; 0: never", "Inspecting relay"},
 	{"bad-rcpt-delay", KindDuration, "0s", "with --inspect, wait `D` before refusing a recipient", "Inspecting relay"},
+	{"tls-cert", KindString, "", "with --inspect, offer STARTTLS with the certificate chain in `FILE` (PEM) and terminate TLS, inspecting on (re-read on SIGHUP); without it the server's STARTTLS passes through and inspection ends there", "Inspecting relay"},
+	{"tls-key", KindString, "", "the private key of --tls-cert, in `FILE` (PEM)", "Inspecting relay"},
 	{"greylist-by", KindString, "ip", "with --greylist, greylist by `KEY`: ip (the client's network, when it connects) or triplet (network, sender and recipient, at each RCPT: needs --inspect)", "Inspecting relay"},
 }
 
@@ -51,7 +53,13 @@ func checkRelay(o Options) error {
 	case by == "triplet" && !o.Bool("greylist"):
 		return fail.Usage("add --greylist", "--greylist-by triplet without --greylist")
 	}
+	if (o.String("tls-cert") == "") != (o.String("tls-key") == "") {
+		return fail.Usage("give both, e.g. --tls-cert /etc/mxfront/cert.pem --tls-key /etc/mxfront/key.pem", "--tls-cert and --tls-key go together")
+	}
 	if !o.Bool("inspect") {
+		if o.String("tls-cert") != "" {
+			return fail.Usage("add --inspect: only the inspecting relay speaks TLS", "--tls-cert without --inspect")
+		}
 		for _, name := range relayOnly {
 			if len(o.StringSlice(name)) > 0 || o.String(name) != "" && name == "rcpt-command" {
 				return fail.Usage("add --inspect: only the inspecting relay sees recipients", "--%s without --inspect", name)
@@ -90,6 +98,8 @@ type Relay struct {
 	Rules        RelayRules
 	MaxBadRcpts  int
 	BadRcptDelay time.Duration
+	// TLSCert and TLSKey are --tls-cert's and --tls-key's files; "": none.
+	TLSCert, TLSKey string
 	// Greylist is --greylist-by triplet's; nil: greylisting (if any) is
 	// by network when the client connects.
 	Greylist *RelayGreylist
@@ -114,7 +124,8 @@ type RelayRules struct {
 // LoadRelay builds the relay's configuration from o, for mode m (serve
 // waits for DNS answers in Go's poller). cfg is the rest, already loaded.
 func LoadRelay(o Options, cfg *Config, environ []string) (*Relay, error) {
-	r := &Relay{MaxBadRcpts: o.Int("max-bad-rcpts"), BadRcptDelay: o.Duration("bad-rcpt-delay")}
+	r := &Relay{MaxBadRcpts: o.Int("max-bad-rcpts"), BadRcptDelay: o.Duration("bad-rcpt-delay"),
+		TLSCert: o.String("tls-cert"), TLSKey: o.String("tls-key")}
 	var err error
 	if r.Sender, err = checkMode(o, "sender-check"); err != nil {
 		return nil, err

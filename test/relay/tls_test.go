@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,5 +78,42 @@ func TestSTARTTLSPassesThrough(t *testing.T) {
 	testpeer.WaitOutput(t, proc, "end=tls-passthrough")
 	if !strings.Contains(proc.Output(), "ended at STARTTLS (no certificate): passed through") {
 		t.Errorf("the relay's log:\n%s", proc.Output())
+	}
+}
+
+// With --tls-cert the relay offers STARTTLS itself: swaks --tls talks
+// TLS with mxfront, PROGRAM (mxsink, which offers no STARTTLS) gets the
+// message in cleartext with MXFRONT_TLS; under tcpserver and in serve
+// mode.
+func TestSTARTTLSTerminated(t *testing.T) {
+	b := build(t)
+	s := newSite(t)
+	cert, key := testCert(t)
+	for _, mode := range []string{"tcpserver", "serve"} {
+		t.Run(mode, func(t *testing.T) {
+			spool := t.TempDir()
+			flags := s.flags("--tls-cert", cert, "--tls-key", key)
+			var addr string
+			if mode == "tcpserver" {
+				argv := append(append([]string{b.mxfront}, flags...), "--", b.mxsink, "-spool", spool)
+				addr, _ = testpeer.TCPServer(t, "127.0.0.1", argv...)
+			} else {
+				addr = "127.0.0.1:" + itoa(testpeer.FreePort(t))
+				args := append(append([]string{"serve", "--listen", addr}, flags...), "--", b.mxsink, "-spool", spool)
+				p := testpeer.Start(t, exec.Command(b.mxfront, args...))
+				testpeer.WaitOutput(t, p, "listening")
+			}
+			out, code := testpeer.Swaks(t, addr, "127.0.0.2", "--tls", "--to", "alice@example.test,nobody@example.test", "--header", "Subject: terminated")
+			if code != 0 || !strings.Contains(out, "TLS started") || !strings.Contains(out, "550 5.1.1 Recipient <nobody@example.test>") {
+				t.Fatalf("swaks --tls: exit %d\n%s", code, out)
+			}
+			msgs := testpeer.Spooled(t, spool)
+			if len(msgs) != 1 || !strings.Contains(msgs[0], "Subject: terminated") {
+				t.Fatalf("mxsink spooled %d messages", len(msgs))
+			}
+			if !strings.Contains(msgs[0], "X-Mxsink-Env: MXFRONT_TLS=TLS 1.3 TLS_") || !strings.Contains(msgs[0], "X-Mxsink-Env: MXFRONT_INSPECTED=1") {
+				t.Errorf("PROGRAM's environment:\n%s", msgs[0])
+			}
+		})
 	}
 }
