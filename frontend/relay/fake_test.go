@@ -144,6 +144,12 @@ func (f *fakeServer) serve(c *os.File) {
 	}
 }
 
+func (f *fakeServer) heardLines() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.lines...)
+}
+
 func (f *fakeServer) heard() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

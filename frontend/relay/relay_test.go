@@ -420,3 +420,20 @@ func TestSTARTTLSPassthrough(t *testing.T) {
 		t.Fatalf("%s", res.log)
 	}
 }
+
+// Commands are judged as the most lenient server would read them: white
+// space before the verb or a tab after it does not slip a RCPT past the
+// checks, and a bare CR (which some servers take for a line's end) is
+// refused.
+func TestLenientCommandForms(t *testing.T) {
+	fake := &fakeServer{}
+	res := run{rules: rcptRules(t, "alice@example.test\n"), cfg: Config{Rcpt: Refuse}, fake: fake,
+		in: "EHLO c.example.org\r\nMAIL FROM:<s@example.org>\r\n  RCPT TO:<nobody@example.test>\r\nRCPT\tTO:<nobody@example.test>\r\n" +
+			"NOOP\rRCPT TO:<nobody@example.test>\r\nrcpt to:<alice@example.test>\r\nQUIT\r\n"}.go_(t)
+	if got := codes(res.out); !slices.Equal(got, []string{"220", "250", "250", "550", "550", "500", "250", "221"}) {
+		t.Fatalf("%v\n%s", got, res.out)
+	}
+	if strings.Contains(fake.heard(), "nobody") {
+		t.Fatalf("the server heard %q", fake.heard())
+	}
+}

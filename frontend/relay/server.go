@@ -76,6 +76,11 @@ var errNotSMTP = errors.New("server reply is not SMTP")
 // read reads one whole reply, waiting at most d for it.
 func (s *server) read(d time.Duration) (reply, error) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(d))
+	return s.readFrom()
+}
+
+// readFrom reads one whole reply from the buffered connection.
+func (s *server) readFrom() (reply, error) {
 	var rp reply
 	for {
 		line, err := readBounded(s.r, maxReplyLine)

@@ -106,6 +106,11 @@ func (s *session) run() error {
 		case bytesHasNUL(line):
 			s.count(true)
 			s.reply(frontend.Reply{Code: 500, Status: frontend.StatusSyntax, Text: "Error: NUL character in command"})
+		case bareCR(line):
+			// A server that takes a CR for a line's end would see two
+			// commands where the relay judged one.
+			s.count(true)
+			s.reply(frontend.Reply{Code: 500, Status: frontend.StatusSyntax, Text: "Error: bare CR in command"})
 		default:
 			if s.count(false); s.end != "" {
 				return nil
@@ -137,6 +142,16 @@ func (s *session) count(bad bool) {
 	if s.commands > s.cfg.Dialogue.MaxCommands+s.cfg.Dialogue.MaxRecipients {
 		s.closeWith(frontend.StatusSecurity, "Error: too many commands", "commands")
 	}
+}
+
+// bareCR reports whether line holds a CR other than its line end's.
+func bareCR(line []byte) bool {
+	for i, c := range line {
+		if c == '\r' && !(i == len(line)-2 && line[i+1] == '\n') {
+			return true
+		}
+	}
+	return false
 }
 
 func bytesHasNUL(b []byte) bool {
@@ -217,8 +232,13 @@ func (s *session) closeWith(st frontend.Status, text, why string) {
 
 // command handles one command line (its line end included).
 func (s *session) command(line []byte) error {
-	text := strings.TrimRight(string(line), "\r\n")
-	verb, arg, _ := strings.Cut(text, " ")
+	// Servers differ on white space before a verb and between it and its
+	// argument: the relay judges as the most lenient would.
+	text := strings.TrimLeft(strings.TrimRight(string(line), "\r\n"), " \t")
+	verb, arg := text, ""
+	if i := strings.IndexAny(text, " \t"); i >= 0 {
+		verb, arg = text[:i], strings.TrimLeft(text[i:], " \t")
+	}
 	switch strings.ToUpper(verb) {
 	case "EHLO", "HELO":
 		return s.hello(strings.ToUpper(verb), strings.TrimSpace(arg), line)
