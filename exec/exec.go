@@ -99,7 +99,13 @@ type Child struct {
 // Wait. It is syscall.ForkExec, not os/exec: the child needs nothing of
 // os/exec's, and its pidfd is kept for Wait.
 func Spawn(conn *os.File, stderr *os.File, path string, argv, env []string, cred *syscall.Credential) (*Child, error) {
-	fd := int(conn.Fd())
+	return SpawnFD(int(conn.Fd()), stderr, path, argv, env, cred)
+}
+
+// SpawnFD is Spawn on the connection's fd itself (serve mode passes a
+// net.Conn's own fd rather than a dup of it: the fd's open file, and so
+// its blocking mode, is the child's from then on).
+func SpawnFD(fd int, stderr *os.File, path string, argv, env []string, cred *syscall.Credential) (*Child, error) {
 	if err := unix.SetNonblock(fd, false); err != nil {
 		return nil, fmt.Errorf("set blocking: %v", err)
 	}

@@ -33,8 +33,19 @@ func (v Verdict) Exports() []Export {
 // inetd and systemd), and the verdict is exported under MXFRONT_*. Every
 // value taken from the network is sanitised.
 func Environ(base []string, remote, local netip.AddrPort, localHost string, v Verdict) []string {
-	env := make([]string, 0, len(base)+16)
-	set := make(map[string]bool, len(base))
+	return NewBaseEnv(base).Environ(remote, local, localHost, v)
+}
+
+// BaseEnv is PROGRAM's base environment read once: serve mode starts a
+// PROGRAM per client from the same base.
+type BaseEnv struct {
+	env []string
+	set map[string]bool // names in env; read-only once made
+}
+
+// NewBaseEnv filters base (mxfront's own environment) as Environ does.
+func NewBaseEnv(base []string) *BaseEnv {
+	b := &BaseEnv{env: make([]string, 0, len(base)), set: make(map[string]bool, len(base))}
 	for _, kv := range base {
 		name, _, _ := strings.Cut(kv, "=")
 		switch {
@@ -43,13 +54,20 @@ func Environ(base []string, remote, local netip.AddrPort, localHost string, v Ve
 		case strings.HasPrefix(name, "MXFRONT_"):
 			continue // ours to set: never trust a value from outside
 		}
-		set[name] = true
-		env = append(env, kv)
+		b.set[name] = true
+		b.env = append(b.env, kv)
 	}
+	return b
+}
+
+// Environ is Environ for one client, from the base.
+func (b *BaseEnv) Environ(remote, local netip.AddrPort, localHost string, v Verdict) []string {
+	env := make([]string, len(b.env), len(b.env)+16)
+	copy(env, b.env)
+	// Each name below is added once: only the base can hold it already.
 	add := func(name, value string) {
-		if !set[name] {
+		if !b.set[name] {
 			env = append(env, name+"="+sanitize.Text(value, sanitize.MaxField))
-			set[name] = true
 		}
 	}
 	// ucspi-tcp6 sets the TCP6* names beside the TCP* ones for IPv6.

@@ -57,6 +57,7 @@ type Server struct {
 	// 0: none.
 	hardConns, hardChildren int
 
+	env     atomic.Pointer[frontend.BaseEnv] // Environ, read once
 	life    atomic.Pointer[frontend.Life]
 	once    sync.Once
 	tally   tally
@@ -233,6 +234,16 @@ func (s *Server) accept(ctx, connCtx context.Context, l net.Listener) error {
 			s.handle(connCtx, c, socket)
 		}()
 	}
+}
+
+// base is PROGRAM's base environment, filtered once.
+func (s *Server) base() *frontend.BaseEnv {
+	if b := s.env.Load(); b != nil {
+		return b
+	}
+	b := frontend.NewBaseEnv(s.Environ)
+	s.env.CompareAndSwap(nil, b)
+	return s.env.Load()
 }
 
 // connLimit is the limit on connections now: --max-conns, or serve's fd

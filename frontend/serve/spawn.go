@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
+	"syscall"
 	"time"
 
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/frontend/proxy"
 	"github.com/mxfront/mxfront/internal/sanitize"
+	"golang.org/x/sys/unix"
 )
 
 // spawn is serve mode's hand-over: PROGRAM as a child on the connection
@@ -38,23 +39,32 @@ func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
 		}
 		return &frontend.TurnedAway{Text: "Error: too busy, try again later", Why: "max-children"}
 	}
-	tc, ok := c.Conn.(interface{ File() (*os.File, error) })
+	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {
 		s.tally.dropChild()
 		return fmt.Errorf("pass: %T is not a socket", c.Conn)
 	}
-	f, err := tc.File()
+	rc, err := sc.SyscallConn()
 	if err != nil {
-		// Out of fds (EMFILE): the client hears it is temporary.
 		s.tally.dropChild()
 		return fmt.Errorf("pass: %v", err)
 	}
-	env := frontend.Environ(s.Environ, p.Client.Remote, p.Client.Local, p.Host, p.Verdict)
+	env := s.base().Environ(p.Client.Remote, p.Client.Local, p.Host, p.Verdict)
 	if h.socket != "" {
 		env = append(env, "MXFRONT_SOCKET="+sanitize.Text(h.socket, sanitize.MaxField))
 	}
-	child, err := mxexec.Spawn(f, s.Stderr, s.Path, s.Argv, env, s.Credential)
-	f.Close() // the child's copy is the one that keeps the connection open
+	// The child gets the connection's own fd (no dup): after the spawn,
+	// it is the child's, in blocking mode; serve only closes its copy.
+	var child *mxexec.Child
+	cerr := rc.Control(func(fd uintptr) {
+		child, err = mxexec.SpawnFD(int(fd), s.Stderr, s.Path, s.Argv, env, s.Credential)
+		if err != nil {
+			_ = unix.SetNonblock(int(fd), true) // serve's again, for the 421
+		}
+	})
+	if err == nil {
+		err = cerr
+	}
 	if err != nil {
 		s.tally.dropChild()
 		return fmt.Errorf("cannot run %s: %v", s.Argv[0], err)
