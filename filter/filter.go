@@ -28,7 +28,7 @@ const (
 
 // Checks lists every check in the order they run.
 var Checks = []string{CheckSize, CheckNUL, CheckHeaderChars, CheckHeaders, CheckAddresses, CheckMIME,
-	CheckAttachments, CheckDomains, CheckVirus, CheckSpam, CheckRspamd, CheckExec}
+	CheckAttachments, CheckDomains, CheckLocalAddresses, CheckVirus, CheckSpam, CheckRspamd, CheckExec}
 
 // DefaultBlocked is the default --block-attachments list: Windows
 // programs and scripts, and the containers and shortcuts malware has
@@ -74,6 +74,9 @@ type Config struct {
 
 	CheckRelayClients bool // RELAYCLIENT set: judge anyway
 
+	// LocalAddresses is --local-header-addresses' (local.go); nil: off.
+	LocalAddresses *LocalAddresses
+
 	// Observe runs every check and scanner, none skipped after a
 	// refusal, and accepts every message: the report's Observed is the
 	// verdict it would have given.
@@ -104,6 +107,10 @@ func (c *Config) Mode(check string) Mode {
 	switch check {
 	case CheckDomains:
 		if !c.HeaderDomainsExist {
+			return Off
+		}
+	case CheckLocalAddresses:
+		if c.LocalAddresses == nil {
 			return Off
 		}
 	case CheckVirus:
@@ -353,6 +360,8 @@ func (j *judge) check(name string) (*finding, string, error) {
 		return j.attachments(st)
 	case CheckDomains:
 		return j.domains(st)
+	case CheckLocalAddresses:
+		return j.localAddresses(st)
 	case CheckVirus:
 		return j.virus()
 	case CheckSpam:

@@ -68,7 +68,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func commonFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "require-headers", Value: "From,Date", Usage: "header fields a message must have (Message-ID is not required of bounces)"},
 		&cli.StringFlag{Name: "block-attachments", Value: strings.Join(filter.DefaultBlocked, ","), Usage: "file name extensions refused, every name of a part, also inside zips"},
 		&cli.BoolFlag{Name: "strip-nul", Usage: "remove NUL bytes on hand-over instead of refusing the message"},
@@ -98,7 +98,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "action", Usage: "`CHECK=MODE`: off, log, tempfail or reject for a check; repeatable"},
 		&cli.StringFlag{Name: "log-file", Usage: "append the log line to `FILE` instead of stderr (exim's ${run} mixes stderr into the reply)"},
 		&cli.StringFlag{Name: "tmpdir", EnvVars: []string{"TMPDIR"}, Value: os.TempDir(), Usage: "where the message is spooled (unlinked at once)"},
-	}
+	}, localFlags()...)
 }
 
 func newApp(args []string, stdin io.Reader, stdout, stderr io.Writer, code *int) *cli.App {
@@ -203,6 +203,11 @@ func config(c *cli.Context) (*filter.Config, error) {
 	cfg.DNSServer = c.String("dns-server")
 	cfg.DNSTimeout = c.Duration("dns-timeout")
 	cfg.CheckRelayClients = c.Bool("check-relayclients")
+	la, err := localAddresses(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg.LocalAddresses = la
 	known := map[string]bool{}
 	for _, n := range filter.Checks {
 		known[n] = true
