@@ -134,6 +134,7 @@ func main() {
 		rows = append(rows, row{name: "mxfront serve refusing (DNS listed)", refuses: true, start: serve(listedArgs...)},
 			row{name: "mxfront serve refusing (DNS, metrics)", refuses: true, start: metrics(listedArgs...)})
 	}
+	rows = append(rows, relayRows(tcpserver, ts, serve, mx, sink)...)
 	if *compare != "" {
 		old, _ := filepath.Abs(filepath.Join(*compare, "mxfront"))
 		rows = append(rows, row{name: "compared: mxfront serve > sink", start: serveWith(old, "--deny", "192.0.2.0/24")})
@@ -161,6 +162,7 @@ func main() {
 	}
 	table(rows)
 	memory(mx, sink)
+	relayFigures(mx, sink, tcpserver)
 }
 
 // execPath times a process start to PROGRAM's exit with /bin/true as
