@@ -193,7 +193,7 @@ type result struct {
 	err error
 }
 
-func socketpair(t *testing.T) (*os.File, *os.File) {
+func socketpair(t testing.TB) (*os.File, *os.File) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -205,7 +205,7 @@ func socketpair(t *testing.T) (*os.File, *os.File) {
 	return os.NewFile(uintptr(fds[0]), "test-client"), os.NewFile(uintptr(fds[1]), "relay-client")
 }
 
-func (rn run) go_(t *testing.T) result {
+func (rn run) go_(t testing.TB) result {
 	t.Helper()
 	if rn.fake == nil {
 		rn.fake = &fakeServer{}
@@ -237,7 +237,7 @@ func (rn run) go_(t *testing.T) result {
 	var out string
 	if rn.talk != nil {
 		br := bufio.NewReader(client)
-		rn.talk(t, client, br)
+		rn.talk(t.(*testing.T), client, br)
 		rest, _ := io.ReadAll(br)
 		out = string(rest)
 	} else {
