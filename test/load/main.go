@@ -37,7 +37,7 @@ var (
 	idle     = flag.Int("idle", 2000, "idle clients held open against mxfront serve for the memory figure")
 	execOnly = flag.Bool("exec-only", false, "only time the exec path")
 	execN    = flag.Int("exec-n", 300, "process starts per exec-path case")
-	srvCPU   = flag.Bool("server-cpu", false, "also print each mxfront serve row's own CPU time per session (its threads' schedstat): steadier than a rate on a loaded machine")
+	srvCPU   = flag.Bool("server-cpu", false, "also print each row's server process's own CPU time per session (mxfront serve's, tcpserver's; its threads' schedstat): steadier than a rate on a loaded machine")
 	compare  = flag.String("compare", "", "directory holding another mxfront (e.g. the last release's) whose chain and serve pass rows run beside this one's")
 )
 
@@ -314,10 +314,11 @@ func table(rows []row) {
 	fmt.Println()
 }
 
-// serverCPU is the CPU time of an mxfront serve row's process so far, the
-// sum over its threads (0 for other rows, whose work is in children).
+// serverCPU is the CPU time of a row's server process so far (mxfront
+// serve, or tcpserver: its accept and fork, not its children's work), the
+// sum over its threads.
 func serverCPU(name string, pid int) time.Duration {
-	if !*srvCPU || !strings.Contains(name, "mxfront serve") || pid == 0 {
+	if !*srvCPU || pid == 0 || !(strings.Contains(name, "mxfront serve") || strings.HasPrefix(name, "tcpserver")) {
 		return 0
 	}
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
