@@ -7,7 +7,6 @@ import (
 
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
-	"github.com/mxfront/mxfront/frontend/proxy"
 	"github.com/mxfront/mxfront/frontend/relay"
 	"github.com/mxfront/mxfront/internal/sanitize"
 )
@@ -34,16 +33,8 @@ type relayed struct {
 func (h *relayed) Hand(ctx context.Context, p *frontend.Passed) error {
 	s := h.s
 	c := p.Conn.(*serveConn)
-	if s.ProxyFrom != nil {
-		if _, listed := s.ProxyFrom.Lookup(addrPort(c.RemoteAddr()).Addr()); !listed && proxy.LooksLike(peekNow(c.Conn)) {
-			return &frontend.TurnedAway{Text: "Error: PROXY header from a peer not allowed to send one", Why: "proxy-not-allowed"}
-		}
-	}
-	if max, hard := s.childLimit(); !s.tally.takeChild(max) {
-		if hard {
-			return &frontend.TurnedAway{Why: "thread-ceiling", Overloaded: true}
-		}
-		return &frontend.TurnedAway{Text: "Error: too busy, try again later", Why: "max-children"}
+	if err := s.admit(c); err != nil {
+		return err
 	}
 	defer s.tally.dropChild()
 	prog := relay.Program{Environ: s.Environ,

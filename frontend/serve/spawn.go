@@ -23,12 +23,13 @@ type spawn struct {
 	via    []any
 }
 
-func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
-	s := h.s
-	c := p.Conn.(*serveConn)
+// admit turns a passed client away before PROGRAM runs, or takes its
+// place among the children (the caller drops it when PROGRAM is done): a
+// PROXY header that came after the accept's look, from a peer not allowed
+// to send one, must not reach PROGRAM as its client's; then the child
+// limits.
+func (s *Server) admit(c *serveConn) error {
 	if s.ProxyFrom != nil {
-		// A PROXY header that came after the accept's look, from a peer
-		// not allowed to send one, must not reach PROGRAM as its client's.
 		if _, listed := s.ProxyFrom.Lookup(addrPort(c.RemoteAddr()).Addr()); !listed && proxy.LooksLike(peekNow(c.Conn)) {
 			return &frontend.TurnedAway{Text: "Error: PROXY header from a peer not allowed to send one", Why: "proxy-not-allowed"}
 		}
@@ -38,6 +39,15 @@ func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
 			return &frontend.TurnedAway{Why: "thread-ceiling", Overloaded: true}
 		}
 		return &frontend.TurnedAway{Text: "Error: too busy, try again later", Why: "max-children"}
+	}
+	return nil
+}
+
+func (h *spawn) Hand(_ context.Context, p *frontend.Passed) error {
+	s := h.s
+	c := p.Conn.(*serveConn)
+	if err := s.admit(c); err != nil {
+		return err
 	}
 	sc, ok := c.Conn.(syscall.Conn)
 	if !ok {

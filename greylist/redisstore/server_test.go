@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -155,19 +154,7 @@ func ping(addr string) (string, error) {
 
 // command sends one inline command on a new connection and returns the
 // first line of the reply.
-func command(addr, cmd string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
-		return "", err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimRight(line, "\r\n"), err
-}
+func command(addr, cmd string) (string, error) { return testpeer.RedisCommand(addr, cmd) }
 
 // startRedis starts a redis-server of its own for the test, with extra
 // configuration arguments ("--requirepass", "x"), and stops it when the
