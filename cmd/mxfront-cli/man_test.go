@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -39,6 +40,24 @@ func TestManPageDocumentsEveryFlag(t *testing.T) {
 			name := strings.TrimLeft(part, "-")
 			if strings.HasPrefix(part, "-") && name != "" && !strings.ContainsAny(name, " =") && !known[name] {
 				t.Errorf("man/mxfront.8.md documents %s, which mxfront does not have", part)
+			}
+		}
+	}
+}
+
+// An underscore in a variable's name (LISTEN_FDS, AUTH_AS) that markdown
+// read as emphasis renders as "LISTEN\fIFDS" in roff: italics starting
+// between two capitals (not after a \fP) are that mistake.
+func TestManPagesNoStrayEmphasis(t *testing.T) {
+	stray := regexp.MustCompile(`(?:^|[^f])[A-Z]\\fI[A-Z]`)
+	for _, page := range []string{"../../man/mxfront.8", "../../man/mxfilter.8"} {
+		b, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if stray.MatchString(line) {
+				t.Errorf("%s:%d: emphasis inside a word (an unescaped _ in the .md?): %s", page, i+1, line)
 			}
 		}
 	}
