@@ -48,8 +48,12 @@ peers:
 	@if [ "$$(id -u)" = 0 ]; then sh test/peers.sh; \
 	else echo "make: not root: not installing end-to-end peers (see test/peers.sh)"; fi
 
+# staticcheck at a pinned version, through the module proxy (STYLE.md).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 vet:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 

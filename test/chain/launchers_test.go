@@ -35,8 +35,9 @@ func checkHandover(t *testing.T, out, clientIP string) {
 			t.Errorf("PROGRAM saw %s=%q, want %q (all: %v)", k, env[k], v, env)
 		}
 	}
+	digits := regexp.MustCompile(`^[0-9]+$`)
 	for _, k := range []string{"TCPREMOTEPORT", "TCPLOCALPORT"} {
-		if ok, _ := regexp.MatchString(`^[0-9]+$`, env[k]); !ok {
+		if !digits.MatchString(env[k]) {
 			t.Errorf("PROGRAM saw %s=%q", k, env[k])
 		}
 	}

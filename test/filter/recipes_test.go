@@ -266,7 +266,6 @@ func TestPostfixPipeRecipe(t *testing.T) {
 // its maildir.
 func TestEximRecipe(t *testing.T) {
 	clamdAddr := clamd(t)
-	logFile := filepath.Join(os.TempDir(), "unused")
 	conf := recipe(t, "exim-acl.conf", "127.0.0.1:3310", clamdAddr, "/var/log/exim4/", "@LOGDIR@/")
 	_, acl, ok := strings.Cut(conf, "acl_check_data:\n")
 	if !ok {
@@ -296,7 +295,7 @@ func TestEximRecipe(t *testing.T) {
 	if !strings.Contains(out, "554 5.7.1 message contains a virus: Eicar-Test-Signature") {
 		t.Errorf("the virus was not refused at DATA with mxfilter's text:\n%s\n%s", out, e.Log())
 	}
-	logFile = filepath.Join(e.LogDir, "mxfilter.log")
+	logFile := filepath.Join(e.LogDir, "mxfilter.log")
 	if log, err := os.ReadFile(logFile); err != nil || strings.Count(string(log), "msg=message") != 2 {
 		t.Errorf("mxfilter's log lines in %s: %v\n%s", logFile, err, log)
 	}
