@@ -66,27 +66,16 @@ func DefaultDNSServer() string {
 }
 
 // addressDomains returns the domains of the addresses in the named header
-// fields, each once, lower-case.
+// fields, each once, lower-case (address literals left out).
 func addressDomains(h Header, fields ...string) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, name := range fields {
-		for _, f := range h {
-			if !strings.EqualFold(f.Name, name) {
-				continue
-			}
-			list, _, err := parseAddressList(f.Value)
-			if err != nil {
-				continue
-			}
-			for _, a := range list {
-				if i := strings.LastIndexByte(a, '@'); i >= 0 {
-					d := strings.ToLower(strings.TrimSuffix(a[i+1:], "."))
-					if !seen[d] && !strings.HasPrefix(d, "[") {
-						seen[d] = true
-						out = append(out, d)
-					}
-				}
+	for _, a := range headerAddresses(h, fields...) {
+		if i := strings.LastIndexByte(a, '@'); i >= 0 {
+			d := strings.ToLower(strings.TrimSuffix(a[i+1:], "."))
+			if !seen[d] && !strings.HasPrefix(d, "[") {
+				seen[d] = true
+				out = append(out, d)
 			}
 		}
 	}

@@ -297,7 +297,7 @@ func (d *dialogue) command(line string, atGreeting bool) bool {
 	case "VRFY", "EXPN", "HELP", "ETRN", "TURN", "STARTTLS", "AUTH", "SEND", "SOML", "SAML":
 		d.send(Reply{502, StatusProtocol, "Error: command not implemented"})
 	default:
-		if nonSMTP(line) {
+		if NonSMTP(line) {
 			// An HTTP request or a proxy probe: no point in talking on.
 			d.closeWith(StatusSecurity, "Error: this is an SMTP server", "non-smtp")
 			return false
@@ -318,7 +318,7 @@ func (d *dialogue) hello(verb, arg string) bool {
 	d.t.HELO = sanitize.Text(name, sanitize.MaxField)
 	d.helo, d.mail = true, false
 	if d.t.HELOBogus == "" {
-		if why, public := d.cfg.HELO.bogus(name, d.cfg.Hostname, d.ci.local); why != "" {
+		if why, public := d.cfg.HELO.Judge(name, d.cfg.Hostname, d.ci.local); why != "" {
 			d.t.HELOBogus = why
 			if d.cfg.HELO.Mode == HELORefuse {
 				// Still 250 to the HELO, so that the log shows what the
@@ -399,11 +399,11 @@ func pathArg(arg, keyword string) (string, bool) {
 	return path, true
 }
 
-// nonSMTP recognises lines no SMTP client sends, as Postfix's postscreen
-// does: HTTP requests and headers, and a PROXY header (serve reads a listed
+// NonSMTP recognises lines no SMTP client sends, as Postfix's postscreen
+// does (the refusal dialogue and the relay close on them): HTTP requests and headers, and a PROXY header (serve reads a listed
 // proxy's before the dialogue: this one is from a peer not allowed to send
 // one, or a second).
-func nonSMTP(line string) bool {
+func NonSMTP(line string) bool {
 	u := strings.ToUpper(line)
 	for _, p := range []string{"GET ", "POST ", "HEAD ", "PUT ", "CONNECT ", "OPTIONS ", "USER-AGENT:", "HOST:", "PROXY "} {
 		if strings.HasPrefix(u, p) {

@@ -53,13 +53,14 @@ type HELOCheck struct {
 // a --helo-deny-file pattern are bogus. Unsure means fine: underscores and
 // a trailing dot, common in honest clients, are tolerated.
 func (h HELOCheck) Bogus(name, hostname string, local netip.AddrPort) string {
-	why, _ := h.bogus(name, hostname, local)
+	why, _ := h.Judge(name, hostname, local)
 	return why
 }
 
-// bogus is Bogus, with the reason as the client may read it: a
-// --helo-deny-file match shows its reason text, never the file.
-func (h HELOCheck) bogus(name, hostname string, local netip.AddrPort) (why, public string) {
+// Judge is Bogus, with also the reason as the client may read it: a
+// --helo-deny-file match shows its reason text, never the file. The
+// refusal dialogue and the relay both judge HELO names with it.
+func (h HELOCheck) Judge(name, hostname string, local netip.AddrPort) (why, public string) {
 	if h.Mode == HELOOff {
 		return "", ""
 	}

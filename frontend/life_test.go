@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,5 +178,42 @@ func TestLifeSurvivesPanic(t *testing.T) {
 	}
 	if len(obs.ended) != 1 || obs.ended[0].Outcome != OutcomeFailed || !strings.Contains(log.String(), "bug in a check") {
 		t.Fatalf("endings %+v\n%s", obs.ended, log.String())
+	}
+}
+
+// emfileStore is a greylist store out of fds: every read fails with EMFILE.
+type emfileStore struct{ greylist.Store }
+
+func (emfileStore) Get(context.Context, netip.Prefix) (greylist.Record, error) {
+	return greylist.Record{}, &os.PathError{Op: "open", Path: "greylist.db", Err: syscall.EMFILE}
+}
+
+// A client the checks could not judge for lack of our own resources hears
+// one 421 4.3.2 and is closed: no dialogue, no hand-over, a rejected line.
+func TestLifeOutOfResources(t *testing.T) {
+	gp, err := greylist.NewPolicy(emfileStore{greylist.NewMemory()}, greylist.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	obs := &recorder{}
+	l := &Life{Policy: &Policy{Greylist: &Greylisting{Policy: gp}}, Dialogue: DialogueConfig{Hostname: "mx"},
+		Log: logline.WriterLogger(&log), Observer: obs}
+	c := &fakeConn{}
+	h := &fakeHandover{}
+	if err := l.Run(context.Background(), c, Client{Remote: netip.MustParseAddrPort("192.0.2.7:1")}, h, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if h.passed != nil || c.done != nil {
+		t.Fatal("handed over, or a dialogue ran")
+	}
+	if len(c.said) != 1 || c.said[0].Wire() != "421 4.3.2 mx Too busy, try again later\r\n" || !c.closed {
+		t.Fatalf("said %v, closed %v", c.said, c.closed)
+	}
+	if !strings.Contains(log.String(), "msg=rejected") || !strings.Contains(log.String(), "reason=out-of-resources") {
+		t.Errorf("log:\n%s", log.String())
+	}
+	if len(obs.ended) != 1 || obs.ended[0].Outcome != OutcomeBusy || obs.ended[0].Why != "out-of-resources" {
+		t.Errorf("endings %+v", obs.ended)
 	}
 }

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"net/netip"
 	"strings"
 	"time"
 
@@ -64,7 +63,7 @@ func (s *session) hello(verb, arg string, line []byte) error {
 	if s.rules.HELO != nil {
 		h = *s.rules.HELO
 	}
-	if why, public := heloBogus(h, name, s.cfg.Dialogue.Hostname, s.p.Client.Local); why != "" {
+	if why, public := h.Judge(name, s.cfg.Dialogue.Hostname, s.p.Client.Local); why != "" {
 		s.heloBogus = why
 		if h.Mode == frontend.HELORefuse && !s.cfg.Observe && !s.trusted() {
 			s.heloReply = &frontend.Reply{Code: 554, Status: frontend.StatusPolicy,
@@ -80,24 +79,6 @@ func (s *session) hello(verb, arg string, line []byte) error {
 	}
 	s.pass(rp)
 	return nil
-}
-
-// heloBogus is frontend.HELOCheck.Bogus, with the reason as the client
-// may read it: a --helo-deny-file match shows its reason text, never the
-// file.
-func heloBogus(h frontend.HELOCheck, name, host string, local netip.AddrPort) (why, public string) {
-	why = h.Bogus(name, host, local)
-	if why == "" {
-		return "", ""
-	}
-	public = why
-	if p, ok := h.Deny.Match(strings.ToLower(strings.TrimSuffix(name, "."))); ok && strings.HasPrefix(why, "matches "+p.Pattern+" (") {
-		public = "is on our list of bogus names"
-		if p.Reason != "" {
-			public += ": " + p.Reason
-		}
-	}
-	return why, public
 }
 
 // editEHLO takes out of the server's EHLO reply what the relay cannot

@@ -18,6 +18,7 @@ import (
 	mxexec "github.com/mxfront/mxfront/exec"
 	"github.com/mxfront/mxfront/frontend"
 	"github.com/mxfront/mxfront/internal/logline"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // fakeServer is PROGRAM in the relay's unit tests: a small SMTP server in
@@ -156,24 +157,6 @@ func (f *fakeServer) heard() string {
 	return strings.Join(f.lines, "")
 }
 
-// syncBuffer is a log sink the test reads after the session.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // run is one relayed session: the client sends in at once (pipelined)
 // and then half-closes; run returns all the relay said, and its log.
 type run struct {
@@ -210,7 +193,7 @@ func (rn run) go_(t testing.TB) result {
 	if rn.fake == nil {
 		rn.fake = &fakeServer{}
 	}
-	var logs syncBuffer
+	var logs testpeer.Buffer
 	rn.cfg.Log = logline.WriterLogger(&logs)
 	if rn.cfg.Dialogue.Hostname == "" {
 		rn.cfg.Dialogue.Hostname = "mx.example.test"

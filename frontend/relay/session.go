@@ -285,7 +285,7 @@ func (s *session) command(line []byte) error {
 		s.end = "quit"
 		return errEnd
 	}
-	if nonSMTP(text) {
+	if frontend.NonSMTP(text) {
 		s.closeWith(frontend.StatusSecurity, "Error: this is an SMTP server", "non-smtp")
 		return nil
 	}
@@ -366,18 +366,6 @@ func (s *session) ensureServer() error {
 }
 
 func (s *session) ip() string { return s.p.Client.Remote.Addr().String() }
-
-// nonSMTP recognises lines no SMTP client sends (HTTP, a PROXY header),
-// as the refusal dialogue does.
-func nonSMTP(line string) bool {
-	u := strings.ToUpper(line)
-	for _, p := range []string{"GET ", "POST ", "HEAD ", "PUT ", "CONNECT ", "OPTIONS ", "USER-AGENT:", "HOST:", "PROXY "} {
-		if strings.HasPrefix(u, p) {
-			return true
-		}
-	}
-	return false
-}
 
 // sanitized is text from the network made safe for a log field.
 func sanitized(s string) string { return sanitize.Text(s, sanitize.MaxField) }

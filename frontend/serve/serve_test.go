@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,27 +24,10 @@ import (
 // and that no byte of the client's was lost on the way.
 const childScript = `echo "220 child $TCPREMOTEIP $TCPLOCALIP socket=$MXFRONT_SOCKET"; read x; echo "250 got $x"`
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testServer struct {
 	*Server
 	addr   string
-	log    *syncBuffer
+	log    *testpeer.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -65,7 +47,7 @@ func newServer(t *testing.T) *testServer {
 			t.Fatal(err)
 		}
 	}
-	log := &syncBuffer{}
+	log := &testpeer.Buffer{}
 	s := &Server{
 		Policy:    &frontend.Policy{Deny: deny},
 		Dialogue:  frontend.DialogueConfig{Hostname: "mx.example.test"},

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -30,7 +29,7 @@ type server struct {
 	Addr string // 127.0.0.1:PORT
 	Port int
 	Dir  string
-	out  *syncBuffer
+	out  *testpeer.Buffer
 	done chan struct{} // closed when the process has exited and been waited for
 }
 
@@ -113,7 +112,7 @@ func launch(t testing.TB, bin string, portArgs func(port int, dir string) []stri
 	var last error
 	for range 5 {
 		port := testpeer.FreePort(t)
-		s := &server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, out: &syncBuffer{}}
+		s := &server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, out: &testpeer.Buffer{}}
 		s.cmd = exec.Command(bin, portArgs(port, dir)...)
 		s.cmd.Dir = dir
 		s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -254,21 +253,4 @@ func writeFile(t testing.TB, dir, name, content string, mode os.FileMode) string
 		t.Fatal(err)
 	}
 	return p
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

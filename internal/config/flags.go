@@ -94,7 +94,7 @@ var PolicySpecs = []Spec{
 	{"session-timeout", KindDuration, "5m", "refusal dialogue: end it after `D` in all", "Refusal"},
 	{"max-errors", KindInt, "10", "refusal dialogue: close with 421 after `N` bad commands", "Refusal"},
 	{"max-commands", KindInt, "100", "refusal dialogue: close with 421 after `N` commands", "Refusal"},
-	{"max-rcpts", KindInt, "50", "refusal dialogue: answer 452 to RCPTs beyond `N`", "Refusal"},
+	{"max-rcpts", KindInt, "50", "answer 452 to RCPTs beyond `N` (the refusal dialogue; with --inspect, per transaction)", "Refusal"},
 	{"log", KindString, "", "log to `WHERE`: stderr, syslog, journal or none (default: stderr, or syslog when fd 2 is the client's connection)", "Logging"},
 }
 

@@ -28,7 +28,7 @@ var GreylistSpecs = []Spec{
 	{"greylist-v6-prefix", KindInt, "64", "judge IPv6 clients by their /`N` network", "Greylisting"},
 	{"greylist-skip-file", KindList, "", "never greylist the networks in `FILE` (the format of --allow-file); repeatable", "Greylisting"},
 	{"greet-delay", KindDuration, "0s", "send \"220-NAME\" and refuse (5xx) a client that speaks within `D` (early talker); 0: off", "Greeting and HELO"},
-	{"helo-check", KindString, "log", "bogus HELO/EHLO names in the refusal dialogue: `MODE` off, log, or refuse (5xx, and a greylisted client never passes)", "Greeting and HELO"},
+	{"helo-check", KindString, "log", "bogus HELO/EHLO names in the refusal dialogue (with --inspect, every client's): `MODE` off, log, or refuse (5xx, and a greylisted client never passes)", "Greeting and HELO"},
 	{"helo-deny-file", KindList, "", "HELO names matching a pattern of `FILE` are bogus (one shell pattern a line, e.g. *.dyn.example.net, then a reason); repeatable", "Greeting and HELO"},
 }
 

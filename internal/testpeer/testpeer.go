@@ -71,7 +71,7 @@ func FreePort(t testing.TB) int {
 // Proc is a peer program started by Start.
 type Proc struct {
 	Cmd *exec.Cmd
-	out *lockedBuffer
+	out *Buffer
 }
 
 // Output returns what the program wrote to stdout and stderr so far.
@@ -98,7 +98,7 @@ func (p *Proc) Stop() {
 // when the test ends; the output is logged if the test failed.
 func Start(t testing.TB, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	p := &Proc{Cmd: cmd, out: &lockedBuffer{}}
+	p := &Proc{Cmd: cmd, out: &Buffer{}}
 	if cmd.Stdout == nil {
 		cmd.Stdout = p.out
 	}
@@ -209,18 +209,20 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-type lockedBuffer struct {
+// Buffer is a bytes.Buffer that one goroutine may write while another
+// reads it: a peer's output, or a log sink a test reads.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *Buffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
