@@ -10,10 +10,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,25 +49,84 @@ func Need(t testing.TB, name string) string {
 }
 
 // FreePort returns a port that is free for both TCP and UDP on 127.0.0.1
-// (a DNS server wants both). Another process may take it before the caller
-// binds it; the tests accept that small race.
+// (a DNS server wants both) and reserves it for the rest of the test.
+//
+// Several test processes run at once (go test runs packages in parallel,
+// and a second `make test` may run beside the first), and a port is
+// chosen before the peer binds it. So the port is drawn below the
+// kernel's ephemeral range, where no bind(0) or outgoing connection takes
+// it, and claimed with an exclusive lock on a file named after it (shared
+// by every process of the suite on this machine) until the test ends: no
+// other test takes it in the meantime, and a port that a test keeps
+// closed ("nothing listens there") stays closed. The kernel drops the
+// lock of a process that dies.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("testpeer: listen: %v", err)
+	low, high := portRange()
+	if err := os.MkdirAll(portDir, 0o777); err != nil {
+		t.Fatalf("testpeer: %v", err)
+	}
+	_ = os.Chmod(portDir, 0o777|os.ModeSticky)
+	for i := 0; i < 500; i++ {
+		port := low + rand.IntN(high-low)
+		lock, ok := claimPort(port)
+		if !ok {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
+		if portFree(port) {
+			t.Cleanup(func() { lock.Close() })
 			return port
 		}
+		lock.Close()
 	}
 	t.Fatal("testpeer: no free port")
 	return 0
+}
+
+// portDir holds one lock file per port claimed by FreePort.
+var portDir = filepath.Join(os.TempDir(), "mxfront-test-ports")
+
+// portRange is where FreePort draws ports: below the ephemeral range
+// (net.ipv4.ip_local_port_range), from 10000.
+func portRange() (low, high int) {
+	low, high = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var eph int
+		if _, err := fmt.Sscan(string(b), &eph); err == nil && eph > low+1000 {
+			high = eph
+		}
+	}
+	return low, high
+}
+
+// claimPort takes the lock of port without waiting; ok is false when
+// another test holds it.
+func claimPort(port int) (*os.File, bool) {
+	f, err := os.OpenFile(filepath.Join(portDir, strconv.Itoa(port)), os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	return f, true
+}
+
+// portFree reports whether port can be bound for TCP and UDP on 127.0.0.1.
+func portFree(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	u.Close()
+	return true
 }
 
 // Proc is a peer program started by Start.

@@ -1,0 +1,32 @@
+package testpeer
+
+import "testing"
+
+// Ports handed out stay reserved until the test ends: another claim of one
+// fails (as it does from another process), and none repeats or falls in
+// the ephemeral range, where the kernel's own choices would collide.
+func TestFreePortReserves(t *testing.T) {
+	low, high := portRange()
+	seen := map[int]bool{}
+	for i := 0; i < 50; i++ {
+		p := FreePort(t)
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+		if p < low || p >= high {
+			t.Fatalf("port %d outside [%d, %d)", p, low, high)
+		}
+		if lock, ok := claimPort(p); ok {
+			lock.Close()
+			t.Fatalf("port %d claimed again while reserved", p)
+		}
+	}
+	var released int
+	t.Run("released", func(t *testing.T) { released = FreePort(t) })
+	lock, ok := claimPort(released)
+	if !ok {
+		t.Fatalf("port %d still reserved after its test ended", released)
+	}
+	lock.Close()
+}
