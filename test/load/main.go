@@ -56,6 +56,10 @@ func main() {
 			fatal("%v (run `make build bin/mxsink` and build testdata/goexec into %s)", err, *binDir)
 		}
 	}
+	if *childrenN > 0 {
+		childrenFigures(mx)
+		return
+	}
 	tcpserver, _ := exec.LookPath("tcpserver")
 	rblsmtpd, _ := exec.LookPath("rblsmtpd")
 	ts := func(env []string, argv ...string) func() (string, int, func(), error) {
