@@ -335,8 +335,9 @@ func TestDeadlineSharedAcrossZones(t *testing.T) {
 		Servers: []string{srv.Addr}, Timeout: 300 * time.Millisecond})
 	start := time.Now()
 	r := check(t, c, listedIP)
-	// A sanity bound only; TestOneDeadlineForManyZones shows the sharing.
-	if el := time.Since(start); el > 3*time.Second {
+	// A hang guard only (the timeouts below show the deadline held, s3
+	// answering after 1s); TestOneDeadlineForManyZones shows the sharing.
+	if el := time.Since(start); el > 30*time.Second {
 		t.Errorf("Check took %v with a 300ms deadline", el)
 	}
 	for _, z := range r.Zones[:3] {
@@ -362,18 +363,20 @@ func TestDeadlineSharedAcrossZones(t *testing.T) {
 }
 
 // Twelve silent zones cost one deadline, not twelve: asked one after
-// another they would take 3s; the bound leaves an 8-fold margin.
+// another they would take 12s. The bound is far from both, so that a
+// loaded machine's scheduling delays (seconds, under -race beside another
+// make test) do not fail it.
 func TestOneDeadlineForManyZones(t *testing.T) {
 	var specs []string
 	for i := range 12 {
 		specs = append(specs, fmt.Sprintf("s%d.test", i))
 	}
 	srv := startServer(t, map[string]rule{"test": {silent: true}})
-	c := newChecker(t, Config{Zones: zones(t, specs...), Servers: []string{srv.Addr}, Timeout: 250 * time.Millisecond})
+	c := newChecker(t, Config{Zones: zones(t, specs...), Servers: []string{srv.Addr}, Timeout: time.Second})
 	start := time.Now()
 	r := check(t, c, listedIP)
-	if el := time.Since(start); el > 2*time.Second {
-		t.Errorf("12 silent zones took %v with a 250ms deadline", el)
+	if el := time.Since(start); el > 6*time.Second {
+		t.Errorf("12 silent zones took %v with a 1s deadline", el)
 	}
 	if len(r.Errors()) != 12 {
 		t.Errorf("%d errors, want 12", len(r.Errors()))

@@ -40,8 +40,6 @@ func TestDialTCP(t *testing.T) {
 	_, err = dialTCP(dead, start.Add(2*time.Second))
 	if !isRefused(err) || err.Error() != "connect tcp "+dead.String()+": connection refused" {
 		t.Errorf("dead server: %v", err)
-	} else if d := time.Since(start); d > time.Second {
-		t.Errorf("dead server: refused after %v", d)
 	}
 }
 
@@ -74,7 +72,9 @@ func TestDialTCPTimeout(t *testing.T) {
 		if !isTimeout(err) {
 			t.Fatalf("full queue: %v", err)
 		}
-		if d := time.Since(start); d < 150*time.Millisecond || d > time.Second {
+		// Not before the deadline; the upper bound only tells the deadline
+		// from the kernel's own SYN timeout (about two minutes).
+		if d := time.Since(start); d < 150*time.Millisecond || d > 30*time.Second {
 			t.Errorf("full queue: timeout after %v", d)
 		}
 		return
