@@ -62,6 +62,10 @@ func main() {
 	}
 	tcpserver, _ := exec.LookPath("tcpserver")
 	rblsmtpd, _ := exec.LookPath("rblsmtpd")
+	if *relayOnly {
+		relayFigures(mx, sink, tcpserver)
+		return
+	}
 	ts := func(env []string, argv ...string) func() (string, int, func(), error) {
 		return func() (string, int, func(), error) {
 			port := freePort()

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +22,7 @@ import (
 var (
 	relayRuns = flag.Int("relay-data-runs", 5, "10 MB messages sent through each path for the relay's DATA figure")
 	relayIdle = flag.Int("relay-idle", 200, "relayed sessions held open against mxfront serve --inspect for the memory figure")
+	relayOnly = flag.Bool("relay-only", false, "only the relay's figures: the 10 MB DATA (exec'd, relayed and -compare's relay, interleaved) and serve's memory per relayed session")
 )
 
 var relayFlags = []string{"--inspect", "--sender-check", "off", "--log", "none"}
@@ -35,39 +38,87 @@ func relayRows(tcpserver string, ts func(env []string, argv ...string) func() (s
 	return append(rows, row{name: "mxfront serve --inspect > sink", start: serve(append([]string{"--deny", "192.0.2.0/24"}, relayFlags...)...)})
 }
 
-// relayFigures prints the time of a 10 MB DATA through the exec'd and the
-// relayed chain, and serve's memory per relayed session.
+// relayFigures prints the throughput of a 10 MB DATA through the exec'd
+// and the relayed chain (and, with -compare, the other mxfront's relay),
+// the runs interleaved so that a noisy machine hurts them alike, and
+// serve's memory per relayed session.
 func relayFigures(mx, sink, tcpserver string) {
 	if tcpserver != "" {
-		msg := bigBody(10 << 20)
-		for _, c := range []struct {
-			name string
-			args []string
-		}{{"exec'd: tcpserver > mxfront > sink", nil}, {"relayed: tcpserver > mxfront --inspect > sink", relayFlags}} {
-			port := freePort()
-			argv := append(append(append([]string{"-HRl0", "127.0.0.1", fmt.Sprint(port), mx}, c.args...), "--"), sink)
-			addr, _, stop, err := startServer(tcpserver, argv, nil, port)
-			if err != nil {
-				fatal("relay data: %v", err)
-			}
-			var ds []time.Duration
-			for i := 0; i < *relayRuns; i++ {
-				d, err := dataSession(addr, msg)
-				if err != nil {
-					fmt.Printf("relay data: %s: %v\n", c.name, err)
-					break
-				}
-				ds = append(ds, d)
-			}
-			stop()
-			if len(ds) > 0 {
-				sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-				m := median(ds)
-				fmt.Printf("relay data: %-46s 10 MB DATA in %v (median of %d): %.0f MB/s\n", c.name, m.Round(time.Millisecond), len(ds), 10/m.Seconds())
-			}
-		}
+		relayData(mx, sink, tcpserver)
 	}
 	relayMemory(mx, sink)
+}
+
+func relayData(mx, sink, tcpserver string) {
+	msg := bigBody(10 << 20)
+	type path struct {
+		name string
+		argv []string
+		addr string
+		stop func()
+		ds   []time.Duration
+	}
+	paths := []*path{
+		{name: "exec'd: tcpserver > mxfront > sink", argv: []string{mx}},
+		{name: "relayed: tcpserver > mxfront --inspect > sink", argv: append([]string{mx}, relayFlags...)},
+	}
+	if *compare != "" {
+		old, _ := filepath.Abs(filepath.Join(*compare, "mxfront"))
+		paths = append(paths, &path{name: "compared: tcpserver > mxfront --inspect > sink", argv: append([]string{old}, relayFlags...)})
+	}
+	for _, p := range paths {
+		port := freePort()
+		argv := append(append([]string{"-HRl0", "127.0.0.1", fmt.Sprint(port)}, p.argv...), "--", sink)
+		addr, _, stop, err := startServer(tcpserver, argv, nil, port)
+		if err != nil {
+			fatal("relay data: %s: %v", p.name, err)
+		}
+		p.addr, p.stop = addr, stop
+		defer stop()
+	}
+	// One message through each first, untimed: page cache, CPU frequency.
+	for _, p := range paths {
+		if _, err := dataSession(p.addr, msg); err != nil {
+			fatal("relay data: %s: %v", p.name, err)
+		}
+	}
+	load0 := loadAverage()
+	var ratios []float64 // relayed/exec'd, per round
+	for i := 0; i < *relayRuns; i++ {
+		for _, p := range paths {
+			d, err := dataSession(p.addr, msg)
+			if err != nil {
+				fatal("relay data: %s: %v", p.name, err)
+			}
+			p.ds = append(p.ds, d)
+		}
+		ratios = append(ratios, paths[0].ds[i].Seconds()/paths[1].ds[i].Seconds())
+	}
+	mb := float64(len(msg)) / 1e6
+	fmt.Printf("relay data: a %.1f MB message's DATA (354 to its 250), median of %d interleaved runs; load average %s before, %s after\n",
+		mb, *relayRuns, load0, loadAverage())
+	base := median(paths[0].ds)
+	for _, p := range paths {
+		m := median(p.ds)
+		fmt.Printf("relay data: %-48s %8v  %6.1f MB/s  (min %v, max %v)  ratio %.2f\n", p.name, m.Round(time.Millisecond),
+			mb/m.Seconds(), pct(p.ds, 0).Round(time.Millisecond), pct(p.ds, 100).Round(time.Millisecond), base.Seconds()/m.Seconds())
+	}
+	sort.Float64s(ratios)
+	fmt.Printf("relay data: relayed/exec'd throughput: %.2f of medians; per round median %.2f (min %.2f, max %.2f)\n",
+		base.Seconds()/median(paths[1].ds).Seconds(), ratios[(len(ratios)-1)/2], ratios[0], ratios[len(ratios)-1])
+}
+
+// loadAverage is /proc/loadavg's first three fields.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // dataSession sends one message and returns the time from DATA's 354 to
