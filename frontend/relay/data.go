@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"time"
@@ -121,12 +122,16 @@ func (s *session) copyMessage() (int64, error) {
 // dataScanner finds the end of a message: a line of one dot after a line
 // ended by CRLF, itself ended by CRLF. A dot line with a bare LF on
 // either side is the end of some servers' reading and not of others':
-// scan reports it apart.
+// scan reports it apart. Only the octets after an LF can matter, so scan
+// looks for "\n." with bytes.Index over the whole buffer and at nothing
+// else but the last two octets (what the next buffer's first octets
+// follow).
 type dataScanner struct {
 	st     int
 	dotLen int // the length of the bare-LF dot line, when found
 }
 
+// What the octets before the next one to scan were.
 const (
 	atStart     = iota // a line begins, after CRLF (or the message's start)
 	atBareStart        // a line begins, after a bare LF
@@ -134,47 +139,77 @@ const (
 	afterCR
 )
 
+var lfDot = []byte("\n.")
+
 // scan looks at b, which follows what was scanned before, and returns how
 // many octets may go on to the server now: all of b, or up to a dot at
 // a line's start whose line is not yet whole (held back, and given again
 // with more octets after it), or through the end. bare: b[n:] begins a
 // dot line next to a bare LF (dotLen octets long).
 func (sc *dataScanner) scan(b []byte) (n int, end, bare bool) {
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c == '.' && (sc.st == atStart || sc.st == atBareStart) {
-			if i+1 >= len(b) {
-				return i, false, false
-			}
-			switch b[i+1] {
-			case '\n':
-				sc.dotLen = 2
-				return i, false, true
-			case '\r':
-				if i+2 >= len(b) {
-					return i, false, false
-				}
-				if b[i+2] == '\n' {
-					if sc.st == atBareStart {
-						sc.dotLen = 3
-						return i, false, true
-					}
-					return i + 3, true, false
-				}
-			}
-			sc.st = inLine
-			continue
-		}
-		switch {
-		case c == '\r':
-			sc.st = afterCR
-		case c == '\n' && sc.st == afterCR:
-			sc.st = atStart
-		case c == '\n':
-			sc.st = atBareStart
-		default:
-			sc.st = inLine
+	if len(b) == 0 {
+		return 0, false, false
+	}
+	if (sc.st == atStart || sc.st == atBareStart) && b[0] == '.' {
+		if n, end, bare, done := sc.dotLine(b, 0, sc.st == atBareStart); done {
+			return n, end, bare
 		}
 	}
+	for p := 0; ; {
+		k := bytes.Index(b[p:], lfDot)
+		if k < 0 {
+			break
+		}
+		dot := p + k + 1
+		crlf := dot >= 2 && b[dot-2] == '\r' || dot == 1 && sc.st == afterCR
+		if n, end, bare, done := sc.dotLine(b, dot, !crlf); done {
+			return n, end, bare
+		}
+		p = dot
+	}
+	switch last := b[len(b)-1]; {
+	case last == '\r':
+		sc.st = afterCR
+	case last != '\n':
+		sc.st = inLine
+	case len(b) >= 2 && b[len(b)-2] == '\r' || len(b) == 1 && sc.st == afterCR:
+		sc.st = atStart
+	default:
+		sc.st = atBareStart
+	}
 	return len(b), false, false
+}
+
+// dotLine judges the dot at b[dot], at a line's start (after a bare LF if
+// bareBefore). done: scan returns n, end and bare; otherwise the line is
+// not an end and scanning goes on after the dot.
+func (sc *dataScanner) dotLine(b []byte, dot int, bareBefore bool) (n int, end, bare, done bool) {
+	hold := func() (int, bool, bool, bool) {
+		// Rescanned from the dot, after what came before it.
+		sc.st = atStart
+		if bareBefore {
+			sc.st = atBareStart
+		}
+		return dot, false, false, true
+	}
+	if dot+1 >= len(b) {
+		return hold()
+	}
+	switch b[dot+1] {
+	case '\n':
+		sc.dotLen = 2
+		return dot, false, true, true
+	case '\r':
+		if dot+2 >= len(b) {
+			return hold()
+		}
+		if b[dot+2] == '\n' {
+			if bareBefore {
+				sc.dotLen = 3
+				return dot, false, true, true
+			}
+			return dot + 3, true, false, true
+		}
+	}
+	return 0, false, false, false
 }
