@@ -139,8 +139,6 @@ const (
 	afterCR
 )
 
-var lfDot = []byte("\n.")
-
 // scan looks at b, which follows what was scanned before, and returns how
 // many octets may go on to the server now: all of b, or up to a dot at
 // a line's start whose line is not yet whole (held back, and given again
@@ -155,17 +153,20 @@ func (sc *dataScanner) scan(b []byte) (n int, end, bare bool) {
 			return n, end, bare
 		}
 	}
-	for p := 0; ; {
-		k := bytes.Index(b[p:], lfDot)
+	for p := 1; p < len(b); {
+		k := bytes.IndexByte(b[p:], '.')
 		if k < 0 {
 			break
 		}
-		dot := p + k + 1
+		dot := p + k
+		p = dot + 1
+		if b[dot-1] != '\n' {
+			continue
+		}
 		crlf := dot >= 2 && b[dot-2] == '\r' || dot == 1 && sc.st == afterCR
 		if n, end, bare, done := sc.dotLine(b, dot, !crlf); done {
 			return n, end, bare
 		}
-		p = dot
 	}
 	switch last := b[len(b)-1]; {
 	case last == '\r':
