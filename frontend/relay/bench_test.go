@@ -67,8 +67,8 @@ func BenchmarkCopyMessage(b *testing.B) {
 			}
 		}
 	}()
-	s := &session{cfg: &Config{DataTimeout: time.Minute}, client: relayEnd,
-		cr: bufio.NewReaderSize(relayEnd, clientBuffer), srv: &server{conn: ours}}
+	s := &session{cfg: &Config{DataTimeout: time.Minute}, client: relayEnd, in: clientReader{conn: relayEnd}, srv: &server{conn: ours}}
+	s.cr = bufio.NewReaderSize(&s.in, clientBuffer)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/mxfront/mxfront/frontend"
@@ -79,44 +80,122 @@ var (
 )
 
 // copyMessage copies the message from the client to the server until
-// its end (CRLF . CRLF, forwarded too), through the client's read buffer:
-// what follows the end stays there for the command reader. It returns
-// the octets copied.
+// its end (CRLF . CRLF, forwarded too) through a DATA buffer, writing
+// straight from it: what follows the end is left to the command reader
+// (clientReader). It returns the octets copied.
 func (s *session) copyMessage() (int64, error) {
+	bp, rest := s.in.take()
+	b := *bp
+	// What the command reader holds goes first, then the rest: both are
+	// what the client sent after DATA. (All the command reader holds came
+	// from the rest, while there is one: the two fit in the buffer.)
+	k := s.cr.Buffered()
+	copy(b[k:], rest)
+	p, _ := s.cr.Peek(k)
+	copy(b, p)
+	_, _ = s.cr.Discard(k)
+	filled := k + len(rest)
 	var sc dataScanner
 	var total int64
-	held := 0 // octets at the buffer's start that may begin the end
 	for {
+		if filled > 0 {
+			n, end, bare := sc.scan(b[:filled])
+			if n > 0 {
+				_ = s.srv.conn.SetWriteDeadline(time.Now().Add(s.cfg.DataTimeout))
+				if _, err := s.srv.conn.Write(b[:n]); err != nil {
+					s.in.giveBack(bp, nil)
+					return total, errors.Join(errServerWrite, err)
+				}
+				total += int64(n)
+			}
+			switch {
+			case bare:
+				// The dot line is the client's end, not the server's; the
+				// session ends.
+				s.in.giveBack(bp, nil)
+				return total, errBareLFDot
+			case end:
+				s.in.giveBack(bp, b[n:filled])
+				return total, nil
+			}
+			// What is held back (a dot and up to one octet) is scanned
+			// again with what comes after it.
+			filled = copy(b, b[n:filled])
+		}
 		_ = s.client.SetReadDeadline(time.Now().Add(s.cfg.DataTimeout))
 		if s.stopped.Load() {
 			_ = s.client.SetReadDeadline(time.Unix(1, 0))
 		}
-		if _, err := s.cr.Peek(held + 1); err != nil {
+		m, err := s.client.Read(b[filled:])
+		filled += m
+		if err != nil && m == 0 {
+			s.in.giveBack(bp, nil)
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return total, err
 		}
-		b, _ := s.cr.Peek(s.cr.Buffered())
-		n, end, bare := sc.scan(b)
-		if n > 0 {
-			_ = s.srv.conn.SetWriteDeadline(time.Now().Add(s.cfg.DataTimeout))
-			if _, err := s.srv.conn.Write(b[:n]); err != nil {
-				return total, errors.Join(errServerWrite, err)
-			}
-			total += int64(n)
-			_, _ = s.cr.Discard(n)
-		}
-		switch {
-		case bare:
-			// Drop the dot line: it is the client's end, not the server's.
-			_, _ = s.cr.Discard(sc.dotLen)
-			return total, errBareLFDot
-		case end:
-			return total, nil
-		}
-		held = len(b) - n
 	}
+}
+
+// dataBuffer is what a message passes through: a session holds one only
+// while in DATA (or while the command reader has not yet read what
+// followed the end), so that an idle session costs its command buffer
+// alone.
+const dataBuffer = 64 * 1024
+
+var dataBuffers = sync.Pool{New: func() any { b := make([]byte, dataBuffer); return &b }}
+
+// clientReader is what the command reader reads: the octets the client
+// sent after a message's end (still in the DATA buffer), then the
+// connection.
+type clientReader struct {
+	conn io.Reader
+	rest []byte
+	buf  *[]byte // rest's DATA buffer
+}
+
+func (c *clientReader) Read(p []byte) (int, error) {
+	if len(c.rest) == 0 {
+		return c.conn.Read(p)
+	}
+	n := copy(p, c.rest)
+	c.rest = c.rest[n:]
+	if len(c.rest) == 0 {
+		c.giveBack(c.buf, nil)
+	}
+	return n, nil
+}
+
+// take returns a DATA buffer and the rest, in it: the rest's own buffer,
+// or one from the pool and no rest.
+func (c *clientReader) take() (*[]byte, []byte) {
+	bp, rest := c.buf, c.rest
+	c.buf, c.rest = nil, nil
+	if bp == nil {
+		return dataBuffers.Get().(*[]byte), nil
+	}
+	return bp, rest
+}
+
+// giveBack keeps rest (in bp) for the command reader, or puts bp back in
+// the pool when there is none.
+func (c *clientReader) giveBack(bp *[]byte, rest []byte) {
+	c.rest, c.buf = nil, nil
+	if len(rest) == 0 {
+		dataBuffers.Put(bp)
+		return
+	}
+	c.rest, c.buf = rest, bp
+}
+
+// drop forgets the rest, and returns how many octets it held.
+func (c *clientReader) drop() int {
+	n := len(c.rest)
+	if c.buf != nil {
+		c.giveBack(c.buf, nil)
+	}
+	return n
 }
 
 // dataScanner finds the end of a message: a line of one dot after a line

@@ -19,7 +19,7 @@ import (
 const (
 	maxCommand   = 512
 	maxAuthLine  = 12288
-	clientBuffer = 16 * 1024 // the message passes through it
+	clientBuffer = 16 * 1024 // commands; a message passes through a DATA buffer (data.go)
 	clientWrites = 4096
 )
 
@@ -32,6 +32,7 @@ type session struct {
 	prog   Program
 	ctx    context.Context
 	client frontend.DialogueConn
+	in     clientReader // the client's octets: cr reads them
 	cr     *bufio.Reader
 	cw     *bufio.Writer
 	srv    *server
@@ -66,7 +67,9 @@ var errEnd = errors.New("session over")
 // every other end has been answered already.
 func (r *Relay) Session(ctx context.Context, client frontend.DialogueConn, p *frontend.Passed, prog Program) error {
 	s := &session{relay: r, cfg: &r.cfg, rules: r.rules.Load(), p: p, prog: prog, ctx: ctx, client: client,
-		cr: bufio.NewReaderSize(client, clientBuffer), cw: bufio.NewWriterSize(client, clientWrites)}
+		in: clientReader{conn: client}, cw: bufio.NewWriterSize(client, clientWrites)}
+	s.cr = bufio.NewReaderSize(&s.in, clientBuffer)
+	defer s.in.drop()
 	s.deadline = time.Now().Add(s.cfg.Dialogue.SessionTimeout)
 	stop := context.AfterFunc(ctx, func() {
 		// A shutdown: the next read fails at once, and the session ends
@@ -183,7 +186,7 @@ func (s *session) readFailed(err error) error {
 // order and in one batch), within the command timeout and the session's
 // deadline.
 func (s *session) readLine(max int) ([]byte, error) {
-	if s.cr.Buffered() == 0 {
+	if s.cr.Buffered() == 0 && len(s.in.rest) == 0 {
 		if err := s.flush(); err != nil {
 			return nil, err
 		}

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"crypto/tls"
 	"net"
 	"net/netip"
@@ -54,8 +53,8 @@ func (s *session) startTLS() error {
 	}
 	// Octets after the command were sent before TLS and must not count
 	// as sent within it (a command injected in cleartext).
-	if n := s.cr.Buffered(); n > 0 {
-		_, _ = s.cr.Discard(n)
+	if n := s.cr.Buffered() + s.in.drop(); n > 0 {
+		_, _ = s.cr.Discard(s.cr.Buffered())
 		s.cfg.Log.Warn("relay: octets after STARTTLS dropped", "ip", s.ip(), "octets", n)
 	}
 	s.reply(frontend.Reply{Code: 220, Status: frontend.StatusOK, Text: "Ready to start TLS"})
@@ -80,7 +79,8 @@ func (s *session) startTLS() error {
 	st := tc.ConnectionState()
 	s.tls = tls.VersionName(st.Version) + " " + tls.CipherSuiteName(st.CipherSuite)
 	s.client = tc
-	s.cr = bufio.NewReaderSize(tc, clientBuffer)
+	s.in.conn = tc
+	s.cr.Reset(&s.in)
 	s.cw.Reset(tc)
 	// The session starts over (RFC 3207 section 4.2).
 	s.helo, s.heloBogus, s.heloReply, s.authed, s.tx = "", "", nil, false, transaction{}
