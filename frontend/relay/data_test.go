@@ -80,7 +80,7 @@ func dataSession(t testing.TB, client *chunked) (s *session, heard func() string
 // relayOnce copies one message of in (read as sizes say) and returns what
 // the server heard, the octets copied, the error and what the command
 // reader reads after it.
-func relayOnce(t testing.TB, in string, sizes []int) (heard string, n int64, err error, rest string) {
+func relayOnce(t testing.TB, in string, sizes []int) (heard, rest string, n int64, err error) {
 	t.Helper()
 	s, h := dataSession(t, &chunked{b: []byte(in), sizes: sizes})
 	n, err = s.copyMessage()
@@ -93,11 +93,11 @@ func relayOnce(t testing.TB, in string, sizes []int) (heard string, n int64, err
 		rest = string(b)
 	}
 	s.in.drop()
-	return heard, n, err, rest
+	return heard, rest, n, err
 }
 
 // checkRelayed compares one copy of in with what lineEnd says.
-func checkRelayed(t *testing.T, in string, sizes []int, heard string, n int64, err error, rest string) {
+func checkRelayed(t *testing.T, in string, sizes []int, heard, rest string, n int64, err error) {
 	t.Helper()
 	at, bare := lineEnd([]byte(in))
 	switch {
@@ -152,13 +152,13 @@ func TestCopyMessageSplits(t *testing.T) {
 			t.Fatalf("oracle: %q: end at %d bare=%v; the case says %d bare=%v", tc.in, at, bare, tc.at, tc.bare)
 		}
 		for size := 1; size <= len(tc.in)+1; size++ {
-			heard, n, err, rest := relayOnce(t, tc.in, []int{size})
-			checkRelayed(t, tc.in, []int{size}, heard, n, err, rest)
+			heard, rest, n, err := relayOnce(t, tc.in, []int{size})
+			checkRelayed(t, tc.in, []int{size}, heard, rest, n, err)
 		}
 		// Every split into two reads.
 		for cut := 0; cut <= len(tc.in); cut++ {
-			heard, n, err, rest := relayOnce(t, tc.in, []int{cut, len(tc.in)})
-			checkRelayed(t, tc.in, []int{cut, len(tc.in)}, heard, n, err, rest)
+			heard, rest, n, err := relayOnce(t, tc.in, []int{cut, len(tc.in)})
+			checkRelayed(t, tc.in, []int{cut, len(tc.in)}, heard, rest, n, err)
 		}
 	}
 }
@@ -172,8 +172,8 @@ func TestCopyMessageBufferEdges(t *testing.T) {
 		for _, tail := range []string{"\r\n.\r\nQUIT\r\n", "\r\n..\r\n.\r\n", "\n.\r\nQUIT\r\n", "\r\n.\nQUIT\r\n", "\r\n.x"} {
 			in := strings.Repeat("x", l) + tail
 			for _, sizes := range [][]int{{1 << 20}, {dataBuffer}, {7919}, {dataBuffer - 1, 1, 2, dataBuffer}} {
-				heard, n, err, rest := relayOnce(t, in, sizes)
-				checkRelayed(t, in, sizes, heard, n, err, rest)
+				heard, rest, n, err := relayOnce(t, in, sizes)
+				checkRelayed(t, in, sizes, heard, rest, n, err)
 			}
 		}
 	}
@@ -295,8 +295,8 @@ func FuzzCopyMessage(f *testing.F) {
 		for _, c := range sizes {
 			sz = append(sz, 1+int(c))
 		}
-		heard, n, err, rest := relayOnce(t, string(in), sz)
-		checkRelayed(t, string(in), sz, heard, n, err, rest)
+		heard, rest, n, err := relayOnce(t, string(in), sz)
+		checkRelayed(t, string(in), sz, heard, rest, n, err)
 		at, bare := lineEnd(in)
 		if oat, obare := octetEnd(in, sz); oat != at || obare != bare {
 			t.Fatalf("%q: the octet scanner ends at %d bare=%v; the oracle at %d bare=%v", in, oat, obare, at, bare)
