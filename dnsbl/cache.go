@@ -28,10 +28,12 @@ type cacheKey struct {
 	qtype uint16
 }
 
-// cacheEntry is an answer: A records, or a TXT text.
+// cacheEntry is an answer: A (or AAAA) records, a TXT text, or PTR names.
 type cacheEntry struct {
 	addrs []netip.Addr
 	txt   string
+	names []string // PTR (rdns.go)
+	count int      // PTR records in the answer
 }
 
 type cacheItem struct {

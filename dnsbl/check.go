@@ -30,6 +30,10 @@ type Config struct {
 	// a few hundred microseconds; but each Check in flight holds an OS
 	// thread, and a cancelled context is noticed only at the deadline.
 	Poller bool
+	// RDNS asks the client's PTR names, and each name's A or AAAA
+	// records, in the same exchange as the zones (rdns.go): the Result's
+	// RDNS. A Checker with RDNS may have no zone.
+	RDNS bool
 }
 
 // Checker asks the configured lists about client addresses. It is safe for
@@ -42,6 +46,7 @@ type Checker struct {
 	res     *resolver
 	cache   *Cache
 	stats   map[string]*counters
+	rdns    bool
 }
 
 type counters struct{ queries, listings, failures atomic.Uint64 }
@@ -65,6 +70,7 @@ func New(cfg Config) (*Checker, error) {
 		timeout: cfg.Timeout,
 		cache:   cfg.Cache,
 		stats:   map[string]*counters{},
+		rdns:    cfg.RDNS,
 	}
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
@@ -119,6 +125,8 @@ type Result struct {
 	Text string
 	// TextZone is the zone Text comes from.
 	TextZone string
+	// RDNS is what reverse DNS said (Config.RDNS); nil when not asked.
+	RDNS *RDNS
 }
 
 // Outcome is the DNS lists' verdict on a client.
@@ -221,6 +229,10 @@ func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 	k := c.begin(ctx)
 	defer k.x.close()
 	answers := make([]answer, len(c.names))
+	var rd *rdnsLookup
+	if c.rdns {
+		rd = c.askRDNS(k, ip)
+	}
 	for i, name := range c.names {
 		c.stats[name].queries.Add(1)
 		a := &answers[i]
@@ -236,6 +248,10 @@ func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 	}
 	for q := k.x.next(); q != nil; q = k.x.next() {
 		i := q.tag
+		if i >= len(c.names) {
+			rd.got(c, k, q)
+			continue
+		}
 		name, a := c.names[i], &answers[i]
 		if q.qtype == typeA {
 			var e cacheEntry
@@ -255,7 +271,11 @@ func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 		}
 		c.finish(k, name, a)
 	}
-	return c.judge(ip, answers)
+	r := c.judge(ip, answers)
+	if rd != nil {
+		r.RDNS = rd.result()
+	}
+	return r
 }
 
 // checking is one Check's (or Health's) exchange and clock.

@@ -242,6 +242,9 @@ func seedReplies() []*dns.Msg {
 // an OPT record (the resolver asks again over TCP whatever the RCODE).
 func FuzzUnpack(f *testing.F) {
 	addSeedReplies(f, true)
+	for _, b := range seedPTRReplies(f) {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r reply
 		err := unpack(data, &r)
@@ -286,7 +289,65 @@ func FuzzUnpack(f *testing.F) {
 		if neg, old := negativeTTL(&r.records), oldNegativeTTL(m); neg != old {
 			t.Fatalf("negative TTL %d; miekg/dns: %d", neg, old)
 		}
+		// PTR names (rdns.go): the same count, and the same names where
+		// miekg/dns's presentation needs no escape.
+		var names []string
+		count := 0
+		if r.ptr != nil {
+			names, count = r.ptr.names, r.ptr.count
+		}
+		var old []string
+		for _, rr := range m.Answer {
+			if p, ok := rr.(*dns.PTR); ok {
+				old = append(old, p.Ptr)
+			}
+		}
+		if count != len(old) || len(names) != min(count, MaxPTR) {
+			t.Fatalf("PTR: %d records, %d names kept; miekg/dns: %d", count, len(names), len(old))
+		}
+		for i, n := range names {
+			if strings.Trim(old[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") == "" && n != old[i] {
+				t.Fatalf("PTR name %d: %q; miekg/dns: %q", i, n, old[i])
+			}
+		}
 	})
+}
+
+// seedPTRReplies are answers to a PTR question: a name, several, a
+// classless delegation's CNAME, NXDOMAIN, compressed and not.
+func seedPTRReplies(f *testing.F) [][]byte {
+	q := new(dns.Msg)
+	q.SetQuestion("5.2.0.192.in-addr.arpa.", dns.TypePTR)
+	var out [][]byte
+	for _, rrs := range [][]string{
+		{"5.2.0.192.in-addr.arpa. 300 IN PTR mail.example.com."},
+		{"5.2.0.192.in-addr.arpa. 300 IN PTR a.example.", "5.2.0.192.in-addr.arpa. 60 IN PTR b.example."},
+		{"5.2.0.192.in-addr.arpa. 300 IN CNAME 5.0-25.2.0.192.in-addr.arpa.", "5.0-25.2.0.192.in-addr.arpa. 300 IN PTR mx.example.net."},
+		{`5.2.0.192.in-addr.arpa. 300 IN PTR bad\007name.example.`},
+		{},
+	} {
+		for _, compress := range []bool{false, true} {
+			m := new(dns.Msg)
+			m.SetReply(q)
+			m.Compress = compress
+			for _, s := range rrs {
+				rr, err := dns.NewRR(s)
+				if err != nil {
+					f.Fatal(err)
+				}
+				m.Answer = append(m.Answer, rr)
+			}
+			if len(rrs) == 0 {
+				m.Rcode = dns.RcodeNameError
+			}
+			b, err := m.Pack()
+			if err != nil {
+				f.Fatal(err)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // oldAddrsOf, oldNegativeTTL and oldTxtOf are the reading of the answer

@@ -35,6 +35,9 @@ type MX struct {
 // IN, for the name asked or the one a CNAME points to, of the type asked);
 // other types are skipped, as the lists' answers skip them.
 func (r *records) mailRecord(msg []byte, h rr, qtype uint16, owner int) error {
+	if h.rrtype == typePTR {
+		return r.ptrRecord(msg, h, qtype, owner)
+	}
 	if h.rrtype != typeMX && h.rrtype != typeAAAA {
 		return nil
 	}

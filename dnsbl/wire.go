@@ -171,6 +171,7 @@ type records struct {
 	soaTTL, soaMinimum uint32
 	soa                bool
 	mail               *mailRecords // MX and AAAA records (mail.go)
+	ptr                *ptrRecords  // PTR records (rdns.go)
 	nxdomain           bool         // the answer code was NXDOMAIN (mail.go)
 }
 
