@@ -61,7 +61,12 @@ func (p *Policy) dnsLists(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 		}
 	}
 	if p.DryRun {
-		v.Details = append(v.Details, d.details(r)...)
+		if len(r.Zones) > 0 {
+			v.Details = append(v.Details, d.details(r)...)
+		}
+		if r.RDNS != nil {
+			v.Details = append(v.Details, rdnsDetails(r.RDNS)...)
+		}
 	}
 	final := func(nv Verdict) bool {
 		nv.DNS, nv.Details = r, v.Details

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,6 +24,9 @@ func (v Verdict) Exports() []Export {
 	}
 	if g := v.Greylist.String(); g != "" {
 		out = append(out, Export{"GREYLIST", g})
+	}
+	if r := v.DNS; r != nil && r.RDNS != nil {
+		out = append(out, Export{"RDNS", r.RDNS.String()})
 	}
 	return out
 }
@@ -97,6 +101,21 @@ func (b *BaseEnv) Environ(remote, local netip.AddrPort, localHost string, v Verd
 	}
 	if localHost != "" {
 		both("LOCALHOST", localHost)
+	}
+	if v.DNS != nil && v.DNS.RDNS != nil {
+		// --rdns: TCPREMOTEHOST is the forward-confirmed name, or unset,
+		// whatever the launcher set (tcpserver -h sets an unconfirmed one).
+		if b.set["TCPREMOTEHOST"] || b.set["TCP6REMOTEHOST"] {
+			env = slices.DeleteFunc(env, func(kv string) bool {
+				return strings.HasPrefix(kv, "TCPREMOTEHOST=") || strings.HasPrefix(kv, "TCP6REMOTEHOST=")
+			})
+		}
+		if h := v.DNS.RDNS.Host(); h != "" {
+			env = append(env, "TCPREMOTEHOST="+h)
+			if v6 {
+				env = append(env, "TCP6REMOTEHOST="+h)
+			}
+		}
 	}
 	env = append(env, "MXFRONT_VERDICT="+v.Action.String())
 	if r := v.Reason(); r != "" {

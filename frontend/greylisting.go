@@ -39,6 +39,11 @@ type Greylisting struct {
 	// LogOnly: a client that would be greylisted is logged and passed,
 	// and nothing is recorded (--greylist-action log; --observe too).
 	LogOnly bool
+	// Names, if set (--greylist-by-name), greylists a client with a
+	// forward-confirmed host name that is not generic by the name's
+	// parent domain (GreylistName), kept at NameKey: the same store and
+	// durations, with /128 for the key. Other clients: by network.
+	Names *greylist.Policy
 }
 
 // bound gives one decision's store work its deadline.
@@ -66,8 +71,11 @@ type GreylistResult struct {
 	State   GreylistState
 	Store   greylist.State // the store's own word, for a refused client
 	Age     time.Duration  // since the network was first seen
-	Network netip.Prefix   // the network judged (a refused client)
+	Network netip.Prefix   // the network judged (a refused client); with Name, its key
 	RetryIn time.Duration  // before a retry can pass (a refused client)
+	// Name is the domain the client was judged by (--greylist-by-name);
+	// "": by its network.
+	Name string
 }
 
 // String is MXFRONT_GREYLIST's value: the state word, then the network's
@@ -89,20 +97,22 @@ func (g GreylistResult) String() string {
 	return ""
 }
 
-// greylist decides on ip's network and updates v.
-func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
+// greylist decides on ip's network (or its name, --greylist-by-name) and
+// updates v. force (--rdns-check greylist) overrides the skip list.
+func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict, force bool) {
 	g := p.Greylist
 	if g == nil || g.Policy == nil {
 		return
 	}
-	if l, ok := g.Skip.Lookup(ip); ok {
+	if l, ok := g.Skip.Lookup(ip); ok && !force {
 		v.Greylist = GreylistResult{State: GreylistSkipped}
 		if p.DryRun {
 			v.Details = append(v.Details, "greylist: skipped: "+describe("skip list", l))
 		}
 		return
 	}
-	n, err := g.Policy.Network(ip)
+	policy, key, name := g.subject(ip, *v)
+	n, err := policy.Network(key)
 	if err != nil {
 		p.greylistFailed(ip, v, err)
 		return
@@ -117,9 +127,9 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 	var o greylist.Outcome
 	sctx, cancel := g.bound(ctx)
 	if writes {
-		o, err = g.Policy.Decide(sctx, ip)
+		o, err = policy.Decide(sctx, key)
 	} else {
-		o, err = g.Policy.Peek(sctx, ip)
+		o, err = policy.Peek(sctx, key)
 	}
 	cancel()
 	if err != nil {
@@ -128,13 +138,13 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 	}
 	g.Health.answered(now, p.Log)
 	if p.DryRun {
-		v.Details = append(v.Details, outcomeDetail(o))
+		v.Details = append(v.Details, outcomeDetail(o, name))
 	}
 	switch o.State {
 	case greylist.Passed:
-		v.Greylist = GreylistResult{State: GreylistRetry, Age: o.Age}
+		v.Greylist = GreylistResult{State: GreylistRetry, Age: o.Age, Name: name}
 	case greylist.Known:
-		v.Greylist = GreylistResult{State: GreylistPassed, Age: o.Age}
+		v.Greylist = GreylistResult{State: GreylistPassed, Age: o.Age, Name: name}
 	}
 	if !o.Greylisted() {
 		if writes {
@@ -147,11 +157,30 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict) {
 		retry = time.Second
 	}
 	at := now.Add(retry).UTC().Format("15:04:05")
-	*v = Verdict{Action: Refuse, By: ByGreylist, DNS: v.DNS, Details: v.Details,
+	judged := "network " + o.Network.String()
+	if name != "" {
+		judged = "name " + name + " (key " + o.Network.String() + ")"
+	}
+	*v = Verdict{Action: Refuse, By: ByGreylist, DNS: v.DNS, Details: v.Details, GenericName: v.GenericName,
 		Reply: Reply{451, Status{4, 7, 1}, fmt.Sprintf("Greylisted: please try again in %v, after %s UTC", retry, at)},
-		Reasons: append(v.Reasons, fmt.Sprintf("greylisted: network %v %s, first seen %v ago, retry in %v",
-			o.Network, o.State, o.Age.Round(time.Second), retry)),
-		Greylist: GreylistResult{State: GreylistRefused, Store: o.State, Age: o.Age, Network: o.Network, RetryIn: retry}}
+		Reasons: append(v.Reasons, fmt.Sprintf("greylisted: %s %s, first seen %v ago, retry in %v",
+			judged, o.State, o.Age.Round(time.Second), retry)),
+		Greylist: GreylistResult{State: GreylistRefused, Store: o.State, Age: o.Age, Network: o.Network, RetryIn: retry, Name: name}}
+}
+
+// subject is what a client is greylisted by: its address under the
+// network policy, or (--greylist-by-name, a forward-confirmed name that
+// is not generic) its name's key under the names policy, with the name.
+func (g *Greylisting) subject(ip netip.Addr, v Verdict) (*greylist.Policy, netip.Addr, string) {
+	if g.Names == nil || v.GenericName || v.DNS == nil {
+		return g.Policy, ip, ""
+	}
+	host := v.DNS.RDNS.Host()
+	if host == "" {
+		return g.Policy, ip, ""
+	}
+	name := GreylistName(host)
+	return g.Names, NameKey(name), name
 }
 
 // greylistFailed passes the client: greylisting is not worth refusing mail
@@ -237,8 +266,12 @@ func (h *StoreHealth) answered(now time.Time, log *logline.Logger) {
 	h.passed = 0
 }
 
-func outcomeDetail(o greylist.Outcome) string {
-	s := fmt.Sprintf("greylist: network %v %s, first seen %v ago", o.Network, o.State, o.Age.Round(time.Second))
+func outcomeDetail(o greylist.Outcome, name string) string {
+	judged := "network " + o.Network.String()
+	if name != "" {
+		judged = "name " + name + " (key " + o.Network.String() + ")"
+	}
+	s := fmt.Sprintf("greylist: %s %s, first seen %v ago", judged, o.State, o.Age.Round(time.Second))
 	if !o.LastPass.IsZero() {
 		s += ", last pass " + o.LastPass.UTC().Format(time.RFC3339)
 	}
@@ -268,7 +301,11 @@ func (p *Policy) forgetGreylisted(ctx context.Context, ip netip.Addr, v Verdict)
 	}
 	ctx, cancel := p.Greylist.bound(ctx)
 	defer cancel()
-	if err := p.Greylist.Policy.Forget(ctx, ip); err != nil {
+	policy, key := p.Greylist.Policy, ip
+	if name := v.Greylist.Name; name != "" && p.Greylist.Names != nil {
+		policy, key = p.Greylist.Names, NameKey(name)
+	}
+	if err := policy.Forget(ctx, key); err != nil {
 		p.Log.Error("greylist: cannot forget a bogus client", "ip", ip.String(), "error", err.Error())
 	}
 }

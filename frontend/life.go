@@ -331,6 +331,9 @@ func LogRefusal(log *logline.Logger, remote netip.AddrPort, v Verdict, t Transcr
 	if t.HELOBogus != "" {
 		attrs = append(attrs, "helo_bogus", t.HELOBogus)
 	}
+	if v.DNS != nil && v.DNS.RDNS != nil {
+		attrs = append(attrs, "RDNS", v.DNS.RDNS.String())
+	}
 	attrs = append(attrs, extra...)
 	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
 	log.Log(logline.LevelInfo, msg, attrs)

@@ -67,10 +67,12 @@ const (
 	// the client hears 421 4.3.2 at once, so that holding connections
 	// open never switches the checks off.
 	ByResources
+	// ByRDNS: the client's reverse DNS (--rdns-check, --rdns-generic-check).
+	ByRDNS
 )
 
 func (c Check) String() string {
-	names := [...]string{"none", "relayclient", "rblsmtpd", "allow-list", "deny-list", "dns-lists", "greylist", "early-talker", "helo", "resources"}
+	names := [...]string{"none", "relayclient", "rblsmtpd", "allow-list", "deny-list", "dns-lists", "greylist", "early-talker", "helo", "resources", "rdns"}
 	if int(c) < len(names) {
 		return names[c]
 	}
@@ -100,6 +102,9 @@ type Verdict struct {
 	// its line says verdict=would-refuse with this reply. The first such
 	// refusal is kept; nil: none.
 	Observed *Verdict
+	// GenericName: the client's host name matched --rdns-generic-file
+	// (it is then never greylisted by name).
+	GenericName bool
 }
 
 // Temporary reports whether the refusal is a 4xx one.
@@ -128,7 +133,10 @@ type Policy struct {
 	// Temp makes refusals 4xx unless a rule says permanent.
 	Temp bool
 	// DNS holds the DNS block and allow lists (dnslists.go); nil: none.
+	// With --rdns its Checker asks the reverse DNS too, maybe with no zone.
 	DNS *DNSLists
+	// RDNS judges the reverse DNS (rdns.go); nil: not judged.
+	RDNS *RDNSCheck
 	// Greylist is per-network greylisting (greylisting.go); nil: off.
 	Greylist *Greylisting
 	// DryRun decides without writing anything (mxfront check).
@@ -173,8 +181,26 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 		}
 	}
 	// 3. DNS lists: may refuse, or trust (skipping the later checks).
+	// The reverse DNS is asked with them.
 	observed := v.Observed
+	force := false
 	if p.dnsLists(ctx, ip, &v) {
+		if v = p.unless(v, observed); v.Action != Pass {
+			if v.Action != Trusted {
+				return v
+			}
+			// A client the DNS allow lists trust is never refused for
+			// its reverse DNS, only greylisted when that is asked for.
+			probe := v
+			if p.rdns(ip, &probe, &force) || !force {
+				return v
+			}
+			return p.trustedGreylist(ctx, ip, probe)
+		}
+	}
+	// 3b. Reverse DNS: may refuse, or have the client greylisted.
+	observed = v.Observed
+	if p.rdns(ip, &v, &force) {
 		if v = p.unless(v, observed); v.Action != Pass {
 			return v
 		}
@@ -183,8 +209,23 @@ func (p *Policy) Decide(ctx context.Context, c Client) Verdict {
 	// greeting delay), not here: it needs the socket.
 	// 5. Greylisting.
 	observed = v.Observed
-	p.greylist(ctx, ip, &v)
+	p.greylist(ctx, ip, &v, force)
 	return p.unless(v, observed)
+}
+
+// trustedGreylist greylists a client the DNS allow lists trust because
+// --rdns-check (or --rdns-generic-check) greylist asks for it: greylisted
+// on first contact, and trusted once its network passed.
+func (p *Policy) trustedGreylist(ctx context.Context, ip netip.Addr, v Verdict) Verdict {
+	trusted := v
+	observed := v.Observed
+	g := Verdict{Action: Pass, DNS: v.DNS, Details: v.Details, Observed: v.Observed, Reasons: v.Reasons, GenericName: v.GenericName}
+	p.greylist(ctx, ip, &g, true)
+	if g = p.unless(g, observed); g.Action == Refuse || g.Observed != observed {
+		return g
+	}
+	trusted.Greylist, trusted.Details, trusted.Reasons = g.Greylist, g.Details, g.Reasons
+	return trusted
 }
 
 // unless returns v, or, when v is a refusal by a check that is not

@@ -277,3 +277,13 @@ func (p *Policy) ParseNetwork(s string) (netip.Prefix, error) {
 	}
 	return want, nil
 }
+
+// WithPrefixes returns a policy over the same store with the same
+// durations and clock that judges IPv4 clients by /v4 and IPv6 ones by /v6
+// (the relay's triplets and the names of --greylist-by-name are kept as
+// IPv6 /128 keys).
+func (p *Policy) WithPrefixes(v4, v6 int) (*Policy, error) {
+	c := p.c
+	c.V4Prefix, c.V6Prefix = v4, v6
+	return NewPolicy(p.store, c)
+}

@@ -80,6 +80,10 @@ func Load(o Options, m Mode) (*Config, error) {
 	if err := loadGreylist(o, cfg); err != nil {
 		return nil, err
 	}
+	if err := loadRDNS(o, cfg); err != nil {
+		cfg.Close()
+		return nil, err
+	}
 	if err := loadObserve(o, cfg); err != nil {
 		cfg.Close()
 		return nil, err
@@ -105,6 +109,13 @@ func ReloadLists(o Options, cfg *Config) (*frontend.Policy, frontend.DialogueCon
 			return nil, d, err
 		}
 		p.Greylist = &ng
+	}
+	if r := cfg.Policy.RDNS; r != nil && r.Generic != nil {
+		nr := *r
+		if nr.Generic, err = genericNames(o); err != nil {
+			return nil, d, err
+		}
+		p.RDNS = &nr
 	}
 	if d.HELO.Deny, err = heloPatterns(o); err != nil {
 		return nil, d, err

@@ -76,9 +76,11 @@ func loadDNS(o Options, cfg *Config) error {
 		if len(replies) > 0 {
 			return fail.Usage("add the zone with --dnsbl", "--dnsbl-reply given but no DNS list configured")
 		}
-		return nil
+		if !o.Bool("rdns") {
+			return nil
+		}
 	}
-	dc := dnsbl.Config{Zones: zones, Replies: map[string]string{}, Timeout: o.Duration("dns-timeout")}
+	dc := dnsbl.Config{Zones: zones, Replies: map[string]string{}, Timeout: o.Duration("dns-timeout"), RDNS: o.Bool("rdns")}
 	if dc.Timeout <= 0 {
 		return fail.Usage("e.g. --dns-timeout 2s", "--dns-timeout must be above zero")
 	}

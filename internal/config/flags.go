@@ -100,7 +100,7 @@ var PolicySpecs = []Spec{
 
 // AllSpecs is every flag of chain mode: the base table and each check's.
 func AllSpecs() [][]Spec {
-	return [][]Spec{PolicySpecs, DNSSpecs, GreylistSpecs, ObserveSpecs, RelaySpecs}
+	return [][]Spec{PolicySpecs, DNSSpecs, RDNSSpecs, GreylistSpecs, ObserveSpecs, RelaySpecs}
 }
 
 // AliasesOf lists the short names of the flag name, sorted.

@@ -293,7 +293,7 @@ func (m *Metrics) newConnections() {
 	pre := map[frontend.Outcome][]frontend.Check{
 		frontend.OutcomePassed:  {frontend.ByNone},
 		frontend.OutcomeTrusted: {frontend.ByAllowList, frontend.ByDNSLists},
-		frontend.OutcomeRefused: {frontend.ByDenyList, frontend.ByDNSLists, frontend.ByGreylist, frontend.ByEarlyTalker, frontend.ByHELO},
+		frontend.OutcomeRefused: {frontend.ByDenyList, frontend.ByDNSLists, frontend.ByRDNS, frontend.ByGreylist, frontend.ByEarlyTalker, frontend.ByHELO},
 		frontend.OutcomeHungUp:  {frontend.ByNone},
 		frontend.OutcomeFailed:  {frontend.ByNone},
 	}
