@@ -6,9 +6,7 @@
 package relay_test
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,43 +43,9 @@ const zones = `
   local-data: "nodata.example. IN TXT \"no mail here\""
 `
 
-// startUnbound runs unbound in the foreground on a free loopback port,
-// answering from zones only, and returns its HOST:PORT.
-func startUnbound(t *testing.T) string {
-	t.Helper()
-	bin := testpeer.Need(t, "unbound")
-	dir, err := os.MkdirTemp("", "mxfront-unbound-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port := testpeer.FreePort(t)
-	conf := fmt.Sprintf(`server:
-  interface: 127.0.0.1
-  port: %d
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: "%s/unbound.pid"
-  do-ip6: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  local-zone: "." refuse
-%s
-remote-control:
-  control-enable: no
-`, port, dir, dir, zones)
-	p := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	proc := testpeer.Start(t, exec.Command(bin, "-d", "-c", p))
-	testpeer.WaitOutput(t, proc, "start of service")
-	return fmt.Sprintf("127.0.0.1:%d", port)
-}
+// startUnbound runs unbound on a free loopback port, answering from
+// zones only, and returns its HOST:PORT.
+func startUnbound(t *testing.T) string { return testpeer.StartUnbound(t, zones) }
 
 // site is what every relay test configures: the recipients of
 // example.test, its local domain, and the DNS server.
