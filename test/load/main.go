@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,6 +97,17 @@ func main() {
 	// has passed, one where it is always new).
 	dnsArgs, listedArgs, stopDNS := rbldnsd()
 	defer stopDNS()
+	// The same lists through a caching unbound, with and without --rdns
+	// (127.0.0.1's PTR is localhost, forward-confirmed): what the reverse
+	// lookups add, beside the lists alone, with the same resolver.
+	var viaUnbound, withRDNS []string
+	if dnsArgs != nil {
+		if server, stop := unbound(dnsArgs[1]); server != "" {
+			defer stop()
+			viaUnbound = append([]string{"--dns-server", server}, dnsArgs[2:]...)
+			withRDNS = append(slices.Clone(viaUnbound), "--rdns")
+		}
+	}
 	work, _ := os.MkdirTemp("", "mxfront-load-")
 	defer os.RemoveAll(work)
 	known := filepath.Join(work, "known.db")
@@ -131,6 +143,11 @@ func main() {
 			rows = append(rows,
 				row{name: "tcpserver > mxfront (3 DNS lists) > sink", start: ts(nil, append(append([]string{mx}, dnsArgs...), "--", sink)...)})
 		}
+		if viaUnbound != nil {
+			rows = append(rows,
+				row{name: "tcpserver > mxfront (3 lists, unbound) > sink", start: ts(nil, append(append([]string{mx}, viaUnbound...), "--", sink)...)},
+				row{name: "tcpserver > mxfront (3 lists+rDNS, unbound) > sink", start: ts(nil, append(append([]string{mx}, withRDNS...), "--", sink)...)})
+		}
 	}
 	rows = append(rows,
 		row{name: "mxfront serve > sink", start: serve("--deny", "192.0.2.0/24")},
@@ -164,7 +181,7 @@ func main() {
 		rows = keep
 	}
 
-	execPath(mx, goexec, greyKnown, dnsArgs)
+	execPath(mx, goexec, greyKnown, dnsArgs, viaUnbound, withRDNS)
 	if *execOnly {
 		return
 	}
@@ -176,7 +193,7 @@ func main() {
 // execPath times a process start to PROGRAM's exit with /bin/true as
 // PROGRAM: directly, through goexec, and through mxfront (chain mode over
 // pipes, with a deny list), and reports mxfront's peak RSS.
-func execPath(mx, goexec string, greyKnown, dnsArgs []string) {
+func execPath(mx, goexec string, greyKnown, dnsArgs, viaUnbound, withRDNS []string) {
 	truePath, _ := exec.LookPath("true")
 	cases := []struct {
 		name string
@@ -194,6 +211,16 @@ func execPath(mx, goexec string, greyKnown, dnsArgs []string) {
 			name string
 			argv []string
 		}{"mxfront (3 DNS lists) > true", append(append([]string{mx, "--log", "none"}, dnsArgs...), "--", truePath)})
+	}
+	if viaUnbound != nil {
+		cases = append(cases, struct {
+			name string
+			argv []string
+		}{"mxfront (3 lists, unbound) > true", append(append([]string{mx, "--log", "none"}, viaUnbound...), "--", truePath)},
+			struct {
+				name string
+				argv []string
+			}{"mxfront (3 lists+rDNS) > true", append(append([]string{mx, "--log", "none"}, withRDNS...), "--", truePath)})
 	}
 	n := *execN
 	fmt.Printf("exec path: process start to PROGRAM's exit, median of %d (interleaved)\n", n)
