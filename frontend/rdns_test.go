@@ -198,6 +198,23 @@ func TestRDNSGreylist(t *testing.T) {
 	}
 }
 
+// Observed, the forced greylisting of a trusted client leaves it trusted,
+// with the greylisting it would have had.
+func TestRDNSGreylistObservedStaysTrusted(t *testing.T) {
+	f := newGreyFixture(t, nil, nil)
+	p := rdnsPolicy(t, zoneServer(t, rdnsLines()...), &RDNSCheck{Generic: generic(t, "trusted.*"), GenericAction: RDNSGreylist},
+		zonesOf(t, nil, []string{"wl.test"}))
+	f.p.DNS, f.p.RDNS, f.p.Observe = p.DNS, p.RDNS, true
+	v := f.decide("127.0.0.40")
+	if v.Action != Trusted || v.Observed == nil || !v.Observed.Greylisted() {
+		t.Fatalf("%v observed %+v (%s)", v.Action, v.Observed, v.Reason())
+	}
+	st, err := f.store.Stats(context.Background())
+	if err != nil || st.Records != 0 {
+		t.Fatalf("observing wrote %d records (%v)", st.Records, err)
+	}
+}
+
 func mustNetList(t testing.TB, nets ...string) *NetList {
 	t.Helper()
 	l := &NetList{}

@@ -221,10 +221,11 @@ func (p *Policy) trustedGreylist(ctx context.Context, ip netip.Addr, v Verdict) 
 	observed := v.Observed
 	g := Verdict{Action: Pass, DNS: v.DNS, Details: v.Details, Observed: v.Observed, Reasons: v.Reasons, GenericName: v.GenericName}
 	p.greylist(ctx, ip, &g, true)
-	if g = p.unless(g, observed); g.Action == Refuse || g.Observed != observed {
+	if g = p.unless(g, observed); g.Action == Refuse {
 		return g
 	}
-	trusted.Greylist, trusted.Details, trusted.Reasons = g.Greylist, g.Details, g.Reasons
+	// Passed greylisting (or it was only observed): still trusted.
+	trusted.Greylist, trusted.Details, trusted.Reasons, trusted.Observed = g.Greylist, g.Details, g.Reasons, g.Observed
 	return trusted
 }
 
