@@ -289,6 +289,21 @@ func FuzzUnpack(f *testing.F) {
 		if neg, old := negativeTTL(&r.records), oldNegativeTTL(m); neg != old {
 			t.Fatalf("negative TTL %d; miekg/dns: %d", neg, old)
 		}
+		// AAAA records (the forward questions of IPv6 clients).
+		var v6, oldV6 []netip.Addr
+		if r.mail != nil {
+			v6 = r.mail.addrs
+		}
+		for _, rr := range m.Answer {
+			if a, ok := rr.(*dns.AAAA); ok {
+				if ip, ok := netip.AddrFromSlice(a.AAAA.To16()); ok && len(a.AAAA) == 16 {
+					oldV6 = append(oldV6, ip)
+				}
+			}
+		}
+		if !slices.Equal(v6, oldV6) {
+			t.Fatalf("AAAA %v; miekg/dns: %v", v6, oldV6)
+		}
 		// PTR names (rdns.go): the same count, and the same names where
 		// miekg/dns's presentation needs no escape.
 		var names []string
@@ -347,7 +362,23 @@ func seedPTRReplies(f *testing.F) [][]byte {
 			out = append(out, b)
 		}
 	}
-	return out
+	// A forward question of an IPv6 client.
+	q6 := new(dns.Msg)
+	q6.SetQuestion("mail.example.com.", dns.TypeAAAA)
+	m := new(dns.Msg)
+	m.SetReply(q6)
+	for _, s := range []string{"mail.example.com. 300 IN AAAA 2001:db8::5", "mail.example.com. 60 IN AAAA ::ffff:192.0.2.5"} {
+		rr, err := dns.NewRR(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		m.Answer = append(m.Answer, rr)
+	}
+	b, err := m.Pack()
+	if err != nil {
+		f.Fatal(err)
+	}
+	return append(out, b)
 }
 
 // oldAddrsOf, oldNegativeTTL and oldTxtOf are the reading of the answer
