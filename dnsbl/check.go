@@ -47,9 +47,14 @@ type Checker struct {
 	cache   *Cache
 	stats   map[string]*counters
 	rdns    bool
+	watch   Watch // aside.go
 }
 
-type counters struct{ queries, listings, failures atomic.Uint64 }
+type counters struct {
+	queries, listings, failures atomic.Uint64
+	// set aside, live failures in a row (aside.go)
+	zoneState
+}
 
 // New checks cfg and returns a Checker. It sends nothing.
 func New(cfg Config) (*Checker, error) {
@@ -112,6 +117,9 @@ type ZoneResult struct {
 	Cached   bool          // the A answer came from the cache
 	Listed   bool          // an answer matched the filter: Zone.Points() is in the score
 	Err      *Error        // non-nil: the zone could not be asked and is not listed
+	// Aside, when set, is why the zone was not asked: it is set aside
+	// (aside.go), and neither listed nor failed.
+	Aside *Aside
 }
 
 // Result is what all zones said about one client.
@@ -215,6 +223,7 @@ type answer struct {
 	cached   bool
 	duration time.Duration
 	err      *Error
+	aside    *Aside // set aside: not asked
 }
 
 // Check asks every configured zone about ip, all in parallel, within one
@@ -234,8 +243,11 @@ func (c *Checker) Check(ctx context.Context, ip netip.Addr) *Result {
 		rd = c.askRDNS(k, ip)
 	}
 	for i, name := range c.names {
-		c.stats[name].queries.Add(1)
-		a := &answers[i]
+		s, a := c.stats[name], &answers[i]
+		if a.aside = s.skip(); a.aside != nil {
+			continue
+		}
+		s.queries.Add(1)
 		if a.query = QueryName(ip, name); a.query == "" {
 			a.err = &Error{Zone: name, Query: "(none)", Cause: Broken, Detail: "invalid client address"}
 			c.finish(k, name, a)
@@ -321,9 +333,11 @@ func (c *Checker) gotA(k checking, i int, name string, a *answer, addrs []netip.
 
 // finish counts a zone's answer once nothing more is asked for it.
 func (c *Checker) finish(k checking, name string, a *answer) {
+	s := c.stats[name]
 	if a.err != nil {
-		c.stats[name].failures.Add(1)
+		s.failures.Add(1)
 	}
+	c.lived(name, s, a.err)
 	a.duration = time.Since(k.start)
 }
 
@@ -433,7 +447,7 @@ func (c *Checker) judge(ip netip.Addr, answers []answer) *Result {
 	for i, z := range c.zones {
 		a := answers[slices.Index(c.names, z.Name)]
 		zr := ZoneResult{Zone: z, Query: a.query, Answers: slices.Clone(a.addrs), TXT: a.txt,
-			Duration: a.duration, Cached: a.cached, Err: a.err}
+			Duration: a.duration, Cached: a.cached, Err: a.err, Aside: a.aside}
 		if a.err == nil && matchAny(z.Filter, a.addrs) {
 			zr.Listed = true
 			r.Score += z.Points()

@@ -41,6 +41,7 @@ type Health struct {
 	Zone   string
 	Status Status
 	Detail string // what the test points answered, for the operator
+	Hint   string // what the operator can do about a zone not OK
 	// IPv6 reports whether the IPv6 test point ::FFFF:7F00:2, asked in
 	// nibble form, is listed: the zone answers IPv6 queries. Servers such
 	// as rbldnsd answer this IPv4-mapped point from their IPv4 data, so it
@@ -126,5 +127,10 @@ func health(zone string, p2, p1, p6 probe) Health {
 	default:
 		h.Status = OK
 	}
+	h.Hint = healthHint(h, p2, p1)
 	return h
 }
+
+// Reason is the text of an Aside for a zone that failed its health
+// check: the status and what the test points answered.
+func (h Health) Reason() string { return h.Status.String() + ": " + h.Detail }
