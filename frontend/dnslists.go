@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -95,7 +96,23 @@ func (p *Policy) dnsLists(ctx context.Context, ip netip.Addr, v *Verdict) bool {
 	} else if r.Failed() {
 		v.Reasons = append(v.Reasons, "DNS lists: "+failedList(r)+" could not be asked; passed (--dns-fail pass)")
 	}
+	v.Reasons = append(v.Reasons, asideNotes(r)...)
 	return false
+}
+
+// asideNotes say which zones were not asked because they are set aside
+// (dnsbl's health), and why.
+func asideNotes(r *dnsbl.Result) []string {
+	var out []string
+	var seen []string // entries of one zone share its Aside
+	for _, z := range r.Zones {
+		if a := z.Aside; a != nil && !slices.Contains(seen, a.Zone) {
+			seen = append(seen, a.Zone)
+			out = append(out, fmt.Sprintf("DNS lists: %s set aside by %s since %s (%s): not asked",
+				a.Zone, a.By, a.Since.UTC().Format(time.RFC3339), a.Reason))
+		}
+	}
+	return out
 }
 
 // blockReply is the reply of a DNS list refusal: 554 5.7.1 with the
@@ -145,6 +162,8 @@ func (d *DNSLists) details(r *dnsbl.Result) []string {
 	for _, z := range r.Zones {
 		answer := "none (not listed)"
 		switch {
+		case z.Aside != nil:
+			answer = "none (set aside by " + z.Aside.By.String() + ": " + z.Aside.Reason + "; not asked)"
 		case z.Err != nil:
 			answer = "error: " + z.Err.Detail
 		case len(z.Answers) > 0:

@@ -16,6 +16,7 @@ func checkFlags() []cli.Flag {
 	return append(policyFlags(),
 		&cli.StringFlag{Name: "helo", Usage: "the HELO/EHLO `NAME` the client would give"},
 		&cli.BoolFlag{Name: "lists", Usage: "health-check every configured DNS list (RFC 5782 test points) instead of judging an IP"},
+		&cli.StringFlag{Name: "state-file", Usage: "with --lists: write the lists that fail to `FILE` (atomically), for chain mode's --dns-health-state"},
 	)
 }
 
@@ -34,6 +35,9 @@ func checkAction(c *cli.Context) error {
 	if c.Bool("lists") {
 		return checkLists(c)
 	}
+	if c.String("state-file") != "" {
+		return fail.Usage("mxfront check --lists --state-file FILE --dnsbl ZONE ...", "--state-file goes with --lists")
+	}
 	if c.NArg() != 1 {
 		return fail.Usage("e.g. mxfront check --deny-file /etc/mxfront/deny 192.0.2.7", "check takes one IP address")
 	}
@@ -45,6 +49,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	logWarnings(cfg)
 	v := cfg.Policy.Decide(c.Context, frontend.Client{Remote: netip.AddrPortFrom(ip.Unmap(), 0)})
 	w := c.App.Writer
 	fmt.Fprintf(w, "ip: %s\n", ip.Unmap())

@@ -36,7 +36,7 @@ type metricsServer struct {
 
 // startMetrics listens on --metrics-listen and makes the metrics s's
 // observer; /healthz says "not accepting" once ctx (serve's stop) is done.
-func startMetrics(ctx context.Context, c *cli.Context, cfg *config.Config, s *serve.Server) (*metricsServer, error) {
+func startMetrics(ctx context.Context, c *cli.Context, cfg *config.Config, s *serve.Server, lists *serve.ListHealth) (*metricsServer, error) {
 	addr := c.String("metrics-listen")
 	if addr == "" {
 		return nil, nil
@@ -54,7 +54,14 @@ func startMetrics(ctx context.Context, c *cli.Context, cfg *config.Config, s *se
 			zones = append(zones, z.Name)
 		}
 	}
-	m := metrics.New(metrics.Config{Version: run.Version(), Zones: zones, Stats: s.Stats})
+	mc := metrics.Config{Version: run.Version(), Zones: zones, Stats: s.Stats}
+	if lists != nil {
+		mc.Lists = lists.Zones
+	}
+	if g := cfg.Greylist; g.Store != nil {
+		mc.StoreSize = g.Store.Stats
+	}
+	m := metrics.New(mc)
 	s.Observer = m
 	m.SetAccepting(true)
 	mctx, cancel := context.WithCancel(context.Background())

@@ -40,6 +40,7 @@ func serveApp() *cli.App {
 		&cli.StringFlag{Name: "group", Usage: "run PROGRAM with `GROUP` as its group (default: --user's)", Category: "Serve"},
 		metricsFlag(),
 	)
+	flags = append(flags, cliFlags(config.DNSHealthSpecs)...)
 	return &cli.App{
 		Name:      "serve",
 		HelpName:  "mxfront serve",
@@ -66,8 +67,21 @@ func serveAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	logWarnings(cfg)
+	listsChanged := make(chan struct{}, 1)
+	lists, err := newListHealth(c, cfg, func() {
+		select {
+		case listsChanged <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		cfg.Close()
+		return err
+	}
 	listeners, err := listen(c.StringSlice("listen"))
 	if err != nil {
+		cfg.Close()
 		return err
 	}
 	s := &serve.Server{
@@ -89,7 +103,7 @@ func serveAction(c *cli.Context) error {
 		cfg.Log.Info("listening", "addr", l.Addr().String())
 	}
 	defer cfg.Close()
-	ms, err := startMetrics(ctx, c, cfg, s)
+	ms, err := startMetrics(ctx, c, cfg, s, lists)
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
@@ -118,7 +132,7 @@ func serveAction(c *cli.Context) error {
 		sayStopping()
 	}()
 	go watchdog(ctx)
-	go status(ctx, s)
+	go status(ctx, s, lists, listsChanged)
 	// Housekeeping ends before cfg.Close closes the store (defers run
 	// last first).
 	var housekeeping sync.WaitGroup
@@ -128,6 +142,10 @@ func serveAction(c *cli.Context) error {
 	if g := cfg.Greylist; g.Policy != nil {
 		housekeeping.Add(1)
 		go func() { defer housekeeping.Done(); expireGreylist(hctx, g, cfg.Log) }()
+	}
+	if lists != nil {
+		housekeeping.Add(1)
+		go func() { defer housekeeping.Done(); lists.Run(hctx) }()
 	}
 	go reloadOnHUP(ctx, hup, c, cfg, s, ms)
 	err = s.Serve(ctx)
@@ -316,9 +334,20 @@ func canSetIDs() bool {
 	return false
 }
 
-// status tells systemd the live counters every few seconds.
-func status(ctx context.Context, s *serve.Server) {
-	tick(ctx, 5*time.Second, func() { notify("STATUS=" + statusLine(s.Stats())) })
+// status tells systemd the live counters every few seconds, and the DNS
+// lists' health at once when it changes.
+func status(ctx context.Context, s *serve.Server, lists *serve.ListHealth, changed <-chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+		notify("STATUS=" + statusLine(s.Stats()) + listsStatus(lists))
+	}
 }
 
 func statusLine(st serve.Stats) string {

@@ -20,6 +20,8 @@ type Config struct {
 	// without --greylist).
 	Greylist GreylistStore
 	Closers  []func() // run when serve stops (databases, ...)
+	// Warnings are for cmd to log once (a stale --dns-health-state).
+	Warnings []Warning
 }
 
 // Close runs the closers.

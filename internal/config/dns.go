@@ -33,6 +33,8 @@ var DNSSpecs = []Spec{
 	{"dns-server", KindList, "", "ask the DNS server `HOST:PORT` (repeatable; default: the nameservers of /etc/resolv.conf)", "DNS lists"},
 	{"dns-timeout", KindDuration, "2s", "one deadline `D` for all lists of a connection", "DNS lists"},
 	{"dns-fail", KindString, "pass", "`WHAT` to do when a list cannot be asked: pass (it counts as not listed) or tempfail (451 4.4.3)", "DNS lists"},
+	{"dns-health-state", KindString, "", "skip the lists that `FILE` (written by mxfront check --lists --state-file) sets aside; missing or unreadable: none (with a warning)", "DNS lists"},
+	{"dns-health-max-age", KindDuration, "15m", "ignore (with a warning) a --dns-health-state file whose check is older than `D` (3 times the timer's interval)", "DNS lists"},
 	{"rbl", KindList, "", "rblsmtpd -r: block list `ZONE`, refusing with its TXT and 451 (553 with -b); repeatable", "rblsmtpd compatibility"},
 	{"antirbl", KindList, "", "rblsmtpd -a: a listing in `ZONE` trusts the client; repeatable", "rblsmtpd compatibility"},
 	{"rbl-permanent", KindBool, "", "rblsmtpd -b: --rbl refusals are 553 5.7.1", "rblsmtpd compatibility"},
@@ -103,6 +105,9 @@ func loadDNS(o Options, cfg *Config) error {
 	checker, err := dnsbl.New(dc)
 	if err != nil {
 		return fail.Usage("see --dnsbl, --dnsbl-reply and --dns-server in mxfront(8)", "%v", err)
+	}
+	if err := loadHealthState(o, cfg, checker); err != nil {
+		return err
 	}
 	cfg.Policy.DNS = &frontend.DNSLists{
 		Checker:        checker,

@@ -69,6 +69,9 @@ func Chain(o config.Options, argv []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.Warnings {
+		cfg.Log.Warn(w.Msg, w.Attrs...)
+	}
 	l := &frontend.Life{Policy: cfg.Policy, Dialogue: cfg.Dialogue, Log: cfg.Log}
 	err = l.RunChain(context.Background(), argv, os.LookupEnv, os.Environ())
 	var fe *fail.Error

@@ -14,6 +14,7 @@
 package metrics
 
 import (
+	"context"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -42,6 +43,12 @@ type Config struct {
 	Stats func() serve.Stats
 	// Now is the clock of uptime and the windows; nil: time.Now.
 	Now func() time.Time
+	// Lists gives the DNS lists' health (serve.ListHealth.Zones); nil:
+	// not shown.
+	Lists func() []serve.ZoneHealth
+	// StoreSize counts the greylist store (greylist.Store.Stats), in the
+	// background every few minutes; nil: not shown.
+	StoreSize func(context.Context) (greylist.StoreStats, error)
 }
 
 // Metrics is serve mode's observer and the state behind /metrics and the
@@ -51,6 +58,8 @@ type Metrics struct {
 	start   time.Time
 	version string
 	stats   func() serve.Stats
+	lists   func() []serve.ZoneHealth
+	store   *storeSize // nil: not counted
 	reg     *prometheus.Registry
 
 	accepting atomic.Bool
@@ -251,7 +260,7 @@ var knownLimits = []string{"max-conns", "max-conns-per-ip", "max-children", "fd-
 // New makes the metrics and registers them, with Go's and the process's
 // own, in a registry of their own.
 func New(cfg Config) *Metrics {
-	m := &Metrics{now: cfg.Now, version: cfg.Version, stats: cfg.Stats, reg: prometheus.NewRegistry(),
+	m := &Metrics{now: cfg.Now, version: cfg.Version, stats: cfg.Stats, lists: cfg.Lists, reg: prometheus.NewRegistry(),
 		catIndex: map[string]*category{}, zoneIndex: map[string]int{}}
 	if m.now == nil {
 		m.now = time.Now
@@ -270,6 +279,13 @@ func New(cfg Config) *Metrics {
 	}, func() float64 { return float64(m.start.UnixNano()) / 1e9 }))
 	if m.stats != nil {
 		m.reg.MustRegister(gauges{m.stats})
+	}
+	if m.lists != nil {
+		m.reg.MustRegister(listGauges{m.lists})
+	}
+	if cfg.StoreSize != nil {
+		m.store = &storeSize{count: cfg.StoreSize}
+		m.reg.MustRegister(m.store)
 	}
 	m.newConnections()
 	m.repliesVec = m.counterVec("mxfront_replies_total", "Replies mxfront wrote itself (the refusal dialogue's, every 421), by code.", "code")
@@ -430,6 +446,9 @@ func (m *Metrics) countDNS(r *dnsbl.Result) {
 			continue
 		}
 		seen |= 1 << n
+		if zr.Aside != nil {
+			continue // set aside: not asked
+		}
 		z := m.zones[n]
 		res := dnsResult(zr)
 		if res == rNotListed && zoneListed(r, zr.Zone.Name, i) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -57,8 +58,10 @@ type pageData struct {
 	Rows                          []countRow // connections by outcome and decider
 	Total, Refusals               countRow
 	Zones                         []zoneRow
+	Watched                       bool // the lists' health is known
 	Greylist                      []countRow
 	StoreErrors                   countRow
+	StoreSize                     string // "" when not counted
 	Reload                        string
 	Recent                        []refusalRow
 }
@@ -71,6 +74,7 @@ type countRow struct {
 
 type zoneRow struct {
 	Name                             string
+	Health, HealthClass, Hint        string    // "" when not watched
 	Lookups, Listed, Timeouts, Fails [2]uint64 // the last hour, since start
 	Latency                          [2]string // mean, uncached
 }
@@ -131,10 +135,13 @@ func (m *Metrics) pageData(now time.Time) pageData {
 		}
 		d.Zones = append(d.Zones, zr)
 	}
+	m.zoneHealth(d.Zones)
+	d.Watched = m.lists != nil
 	for s := range greyNames {
 		d.Greylist = append(d.Greylist, sum("greylist/"+greyNames[s], greyNames[s], []int{greyBase + s}))
 	}
 	d.StoreErrors = sum("greylist-store-errors", "store errors", []int{gStoreErrors})
+	d.StoreSize = m.storeLine()
 	if m.stats != nil {
 		st := m.stats()
 		d.HasStats, d.Conns, d.Refusing, d.Children = true, st.Conns, st.Refusing, st.Children
@@ -159,6 +166,62 @@ func (m *Metrics) pageData(now time.Time) pageData {
 		d.Recent = append(d.Recent, rr)
 	}
 	return d
+}
+
+// zoneHealth fills in each zone's health, from serve.ListHealth.
+func (m *Metrics) zoneHealth(rows []zoneRow) {
+	if m.lists == nil {
+		return
+	}
+	for _, z := range m.lists() {
+		i := slices.IndexFunc(rows, func(r zoneRow) bool { return r.Name == z.Zone })
+		if i < 0 {
+			continue
+		}
+		r := &rows[i]
+		switch {
+		case z.Aside != nil:
+			a := z.Aside
+			r.Health, r.HealthClass = "set aside", "bad"
+			if a.Asked {
+				r.Health = "failing (still asked)"
+			}
+			r.Health += " since " + a.Since.UTC().Format("2006-01-02 15:04:05") + " by " + a.By.String() + ": " + a.Reason
+			r.Hint = a.Hint
+		case z.Checked.IsZero():
+			r.Health, r.HealthClass = "in use (not checked yet)", "ok"
+		default:
+			r.Health, r.HealthClass = "ok (checked "+z.Checked.UTC().Format("15:04:05")+")", "ok"
+		}
+		r.Health = sanitize.Text(r.Health, 2*sanitize.MaxReason)
+	}
+}
+
+// storeLine is the greylist store's size for the page.
+func (m *Metrics) storeLine() string {
+	if m.store == nil {
+		return ""
+	}
+	at, st, err := m.store.get()
+	s := "not counted yet"
+	if !at.IsZero() {
+		s = fmt.Sprintf("%d networks, %s (counted %s)", st.Records, bytesText(st.Bytes), at.UTC().Format("15:04:05"))
+	}
+	if err != "" {
+		s += "; the last count failed: " + sanitize.Text(err, sanitize.MaxReason)
+	}
+	return s
+}
+
+// bytesText is a size for a person.
+func bytesText(n int64) string {
+	switch {
+	case n >= 10<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 10<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // sortCategories orders the connection rows: by outcome as Outcome lists
@@ -210,6 +273,8 @@ td.reason { word-break: break-word; }
 .open span { display: inline-block; margin-right: 2em; }
 .open b { font-size: 1.3em; }
 small { color: #666; }
+td.ok { color: #1d6b2f; }
+td.bad { color: #a3241b; font-weight: bold; }
 </style>
 </head>
 <body>
@@ -228,10 +293,10 @@ small { color: #666; }
 
 <h2>DNS lists</h2>
 {{if .Zones}}<table id="dns">
-<tr><th>zone</th><th class="n">lookups (hour)</th><th class="n">listed</th><th class="n">timeouts</th><th class="n">other errors</th><th class="n">mean latency</th><th class="n">lookups (since start)</th><th class="n">listed</th><th class="n">timeouts</th><th class="n">other errors</th><th class="n">mean latency</th></tr>
-{{range .Zones}}<tr data-zone="{{.Name}}"><th>{{.Name}}</th>{{template "zone" .}}</tr>
+<tr><th>zone</th>{{if .Watched}}<th>health</th>{{end}}<th class="n">lookups (hour)</th><th class="n">listed</th><th class="n">timeouts</th><th class="n">other errors</th><th class="n">mean latency</th><th class="n">lookups (since start)</th><th class="n">listed</th><th class="n">timeouts</th><th class="n">other errors</th><th class="n">mean latency</th></tr>
+{{range .Zones}}<tr data-zone="{{.Name}}"><th>{{.Name}}</th>{{if $.Watched}}<td class="{{.HealthClass}}" data-health="{{.Name}}">{{.Health}}{{if .Hint}}<br><small>{{.Hint}}</small>{{end}}</td>{{end}}{{template "zone" .}}</tr>
 {{end}}</table>
-<p><small>Other errors: error answers (127.255.255.x: the list refuses your resolver), SERVFAIL, REFUSED, unusable answers. Latency of uncached lookups, to the zone's last answer.</small></p>
+<p><small>Other errors: error answers (127.255.255.x: the list refuses your resolver), SERVFAIL, REFUSED, unusable answers. Latency of uncached lookups, to the zone's last answer.{{if .Watched}} A list set aside is not asked for clients (and refuses none) until it passes its RFC 5782 health check again.{{end}}</small></p>
 {{else}}<p>No DNS list is configured.</p>{{end}}
 
 <h2>Greylist</h2>
@@ -240,6 +305,7 @@ small { color: #666; }
 {{range .Greylist}}<tr data-row="{{.Key}}"><th>{{.Name}}</th>{{range .Counts}}<td class="n">{{.}}</td>{{end}}</tr>
 {{end}}<tr class="sum" data-row="{{.StoreErrors.Key}}"><th>{{.StoreErrors.Name}}</th>{{range .StoreErrors.Counts}}<td class="n">{{.}}</td>{{end}}</tr>
 </table>
+{{if .StoreSize}}<p id="store-size">Store: {{.StoreSize}}</p>{{end}}
 
 <h2>List files</h2>
 <p id="reload">Last reload: {{.Reload}}</p>

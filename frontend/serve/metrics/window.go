@@ -98,9 +98,12 @@ func (m *Metrics) tick(now time.Time) {
 	m.mu.Unlock()
 }
 
-// Run takes the per-minute snapshots of the status page's windows until
-// ctx is done.
+// Run takes the per-minute snapshots of the status page's windows, and
+// counts the greylist store every few minutes, until ctx is done.
 func (m *Metrics) Run(ctx context.Context) {
+	if m.store != nil {
+		go m.store.run(ctx, m.now)
+	}
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
