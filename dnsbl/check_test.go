@@ -383,20 +383,23 @@ func TestOneDeadlineForManyZones(t *testing.T) {
 	}
 }
 
-// Zones are asked in parallel: five zones answering in 250ms each (A, then
-// TXT) fit a 1.5s deadline only if they are not asked one after another.
+// Zones are asked in parallel: ten zones answering in 500ms each (A, then
+// TXT) take about 1s so, and 10s one after another. The 5s deadline
+// between them leaves seconds for a loaded machine (a 1.5s deadline for
+// 0.5s of answers failed beside another make test).
 func TestZonesInParallel(t *testing.T) {
 	rules := map[string]rule{}
 	var specs []string
-	for _, n := range []string{"p1", "p2", "p3", "p4", "p5"} {
-		rules[n+".test"] = rule{a: []string{"127.0.0.2"}, txt: []string{n}, delay: 250 * time.Millisecond}
+	for i := range 10 {
+		n := fmt.Sprintf("p%d", i+1)
+		rules[n+".test"] = rule{a: []string{"127.0.0.2"}, txt: []string{n}, delay: 500 * time.Millisecond}
 		specs = append(specs, n+".test")
 	}
 	srv := startServer(t, rules)
 	c := newChecker(t, Config{Zones: zones(t, specs...), Servers: []string{srv.Addr},
-		Timeout: 1500 * time.Millisecond, Try: 1500 * time.Millisecond})
+		Timeout: 5 * time.Second, Try: 5 * time.Second})
 	r := check(t, c, listedIP)
-	if r.Score != 5 || r.Failed() {
+	if r.Score != 10 || r.Failed() {
 		t.Fatalf("score %d, errors %v", r.Score, r.Errors())
 	}
 	for _, z := range r.Zones {

@@ -77,7 +77,9 @@ LogVerbose no
 `, db, port, dir, dir, dir)), 0o644)
 	p := testpeer.Start(t, exec.Command(bin, "--config-file", conf, "--foreground"))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	testpeer.WaitTCP(t, addr, 60*time.Second)
+	// Generous: the peers' start (clamd's, spamd's rules) takes minutes on
+	// a machine that runs another make test beside this one.
+	testpeer.WaitTCP(t, addr, 5*time.Minute)
 	return &Clamd{Addr: addr, Proc: p}
 }
 
@@ -156,7 +158,7 @@ func spamd(t *testing.T) string {
 			"--pidfile", filepath.Join(dir, "spamd.pid"))
 		testpeer.Start(pt, cmd)
 		sharedSpamd = fmt.Sprintf("127.0.0.1:%d", port)
-		testpeer.WaitTCP(t, sharedSpamd, 120*time.Second)
+		testpeer.WaitTCP(t, sharedSpamd, 5*time.Minute)
 	})
 	if sharedSpamd == "" {
 		t.Fatal("spamd did not start")

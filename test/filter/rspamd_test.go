@@ -66,10 +66,13 @@ func startRspamd(t testing.TB) *Rspamd {
 	}
 	p := testpeer.Start(t, exec.Command(bin, args...))
 	r := &Rspamd{Addr: fmt.Sprintf("http://127.0.0.1:%d", port), Proc: p}
-	testpeer.WaitTCP(t, fmt.Sprintf("127.0.0.1:%d", port), 120*time.Second)
+	// rspamd compiles its TLD list and regular expressions before it
+	// listens: seconds on a quiet machine, over two minutes beside another
+	// make test. The deadlines are for a stuck rspamd, not a slow one.
+	testpeer.WaitTCP(t, fmt.Sprintf("127.0.0.1:%d", port), 5*time.Minute)
 	// Ready once the worker runs with its map loaded: it soft-rejects the
 	// probe (a deadline for a slow machine, not an order of events).
-	deadline := time.Now().Add(120 * time.Second)
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		body, err := rspamdProbe(r.Addr, softMessage())
 		if err == nil && strings.Contains(body, `"action":"soft reject"`) {
