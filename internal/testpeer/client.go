@@ -70,6 +70,17 @@ func (c *Client) Await(t testing.TB, prefix string) string {
 	}
 }
 
+// Arrived waits (15 s at most) until the server has sent more than has
+// been read, without reading it: the next Line or Rest gets it. A test
+// waits with it for the server to have spoken, instead of sleeping.
+func (c *Client) Arrived(t testing.TB) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, err := c.r.Peek(1); err != nil {
+		t.Fatalf("waiting for the server to speak: %v", err)
+	}
+}
+
 // Rest reads everything the server says until it closes (15 s at most).
 func (c *Client) Rest(t testing.TB) string {
 	t.Helper()
