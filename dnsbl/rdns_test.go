@@ -46,6 +46,14 @@ func startRDNSServer(t *testing.T, lines ...string) *rdnsServer {
 	return s
 }
 
+// set changes the server's behaviour (servfail, silent, raw) while it
+// serves: under its lock, as serve reads them.
+func (s *rdnsServer) set(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f()
+}
+
 func (s *rdnsServer) count(qtype, name string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,11 +65,13 @@ func (s *rdnsServer) serve(w dns.ResponseWriter, q *dns.Msg) {
 	name := strings.ToLower(qs.Name)
 	s.mu.Lock()
 	s.asked[dns.TypeToString[qs.Qtype]+" "+name]++
+	silent, servfail := s.silent[name], s.servfail[name]
+	b, isRaw := s.raw[name]
 	s.mu.Unlock()
-	if s.silent[name] {
+	if silent {
 		return
 	}
-	if b, ok := s.raw[name]; ok {
+	if isRaw {
 		b = slices.Clone(b)
 		b[0], b[1] = byte(q.Id>>8), byte(q.Id)
 		_, _ = w.Write(b)
@@ -69,7 +79,7 @@ func (s *rdnsServer) serve(w dns.ResponseWriter, q *dns.Msg) {
 	}
 	m := new(dns.Msg)
 	m.SetReply(q)
-	if s.servfail[name] {
+	if servfail {
 		m.Rcode = dns.RcodeServerFailure
 		_ = w.WriteMsg(m)
 		return
@@ -145,8 +155,10 @@ func TestRDNS(t *testing.T) {
 		"v6.good.example. 300 IN A 127.0.0.1",
 	}
 	srv := startRDNSServer(t, lines...)
-	srv.servfail["broken.example."] = true
-	srv.servfail["13.0.0.127.in-addr.arpa."] = true
+	srv.set(func() {
+		srv.servfail["broken.example."] = true
+		srv.servfail["13.0.0.127.in-addr.arpa."] = true
+	})
 	c := rdnsChecker(t, srv.addr, nil, 5*time.Second)
 	for _, tc := range []struct {
 		ip    string
@@ -196,7 +208,7 @@ func TestRDNSSharesTheDeadline(t *testing.T) {
 		"5.0.0.127.in-addr.arpa. 300 IN PTR slow.example.",
 		"5.0.0.127.bl.test. 300 IN A 127.0.0.2",
 	)
-	srv.silent["slow.example."] = true
+	srv.set(func() { srv.silent["slow.example."] = true })
 	c, err := New(Config{Servers: []string{srv.addr}, Timeout: 300 * time.Millisecond, RDNS: true,
 		Zones: []Zone{mustZone(t, "bl.test")}})
 	if err != nil {
@@ -236,7 +248,8 @@ func TestRDNSHostile(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("20.0.0.127.in-addr.arpa. 300 IN PTR h%d.many.example.", i))
 	}
 	srv := startRDNSServer(t, lines...)
-	srv.raw["21.0.0.127.in-addr.arpa."] = longPTRAnswer(t, "21.0.0.127.in-addr.arpa.")
+	long := longPTRAnswer(t, "21.0.0.127.in-addr.arpa.")
+	srv.set(func() { srv.raw["21.0.0.127.in-addr.arpa."] = long })
 	c := rdnsChecker(t, srv.addr, nil, 5*time.Second)
 	r := c.Check(context.Background(), netip.MustParseAddr("127.0.0.20")).RDNS
 	if r.PTRCount != 100 || len(r.PTRNames) != MaxPTR || len(r.Forward) != MaxForward || r.State != RDNSUnconfirmed {
