@@ -20,7 +20,8 @@ import (
 // rows (it would ask a DNS server: its cost is that server's).
 
 var (
-	relayRuns = flag.Int("relay-data-runs", 5, "10 MB messages sent through each path for the relay's DATA figure")
+	relayRuns = flag.Int("relay-data-runs", 21, "10 MB messages sent through each path for the relay's DATA figure")
+	relayBody = flag.String("relay-data-body", "digits", "the 10 MB message's lines: digits, base64 or text")
 	relayIdle = flag.Int("relay-idle", 200, "relayed sessions held open against mxfront serve --inspect for the memory figure")
 	relayOnly = flag.Bool("relay-only", false, "only the relay's figures: the 10 MB DATA (exec'd, relayed and -compare's relay, interleaved) and serve's memory per relayed session")
 )
@@ -50,30 +51,44 @@ func relayFigures(mx, sink, tcpserver string) {
 }
 
 func relayData(mx, sink, tcpserver string) {
-	msg := bigBody(10 << 20)
+	msg := bigBody(10<<20, *relayBody)
 	type path struct {
-		name string
-		argv []string
-		addr string
-		stop func()
-		ds   []time.Duration
+		name  string
+		start func() (string, int, func(), error)
+		base  int // the path this one is the relayed twin of; -1: none
+		addr  string
+		ds    []time.Duration
+	}
+	chain := func(mx string, flags ...string) func() (string, int, func(), error) {
+		return func() (string, int, func(), error) {
+			port := freePort()
+			argv := append(append([]string{"-HRl0", "127.0.0.1", fmt.Sprint(port), mx}, flags...), "--", sink)
+			return startServer(tcpserver, argv, nil, port)
+		}
+	}
+	serve := func(flags ...string) func() (string, int, func(), error) {
+		return func() (string, int, func(), error) {
+			port := freePort()
+			args := append([]string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log", "none"}, flags...)
+			return startServer(mx, append(args, "--", sink), nil, port)
+		}
 	}
 	paths := []*path{
-		{name: "exec'd: tcpserver > mxfront > sink", argv: []string{mx}},
-		{name: "relayed: tcpserver > mxfront --inspect > sink", argv: append([]string{mx}, relayFlags...)},
+		{name: "exec'd: tcpserver > mxfront > sink", start: chain(mx), base: -1},
+		{name: "relayed: tcpserver > mxfront --inspect > sink", start: chain(mx, relayFlags...), base: 0},
+		{name: "spawned: mxfront serve > sink", start: serve(), base: -1},
+		{name: "relayed: mxfront serve --inspect > sink", start: serve(relayFlags...), base: 2},
 	}
 	if *compare != "" {
 		old, _ := filepath.Abs(filepath.Join(*compare, "mxfront"))
-		paths = append(paths, &path{name: "compared: tcpserver > mxfront --inspect > sink", argv: append([]string{old}, relayFlags...)})
+		paths = append(paths, &path{name: "compared: tcpserver > mxfront --inspect > sink", start: chain(old, relayFlags...), base: 0})
 	}
 	for _, p := range paths {
-		port := freePort()
-		argv := append(append([]string{"-HRl0", "127.0.0.1", fmt.Sprint(port)}, p.argv...), "--", sink)
-		addr, _, stop, err := startServer(tcpserver, argv, nil, port)
+		addr, _, stop, err := p.start()
 		if err != nil {
 			fatal("relay data: %s: %v", p.name, err)
 		}
-		p.addr, p.stop = addr, stop
+		p.addr = addr
 		defer stop()
 	}
 	// One message through each first, untimed: page cache, CPU frequency.
@@ -83,7 +98,6 @@ func relayData(mx, sink, tcpserver string) {
 		}
 	}
 	load0 := loadAverage()
-	var ratios []float64 // relayed/exec'd, per round
 	for i := 0; i < *relayRuns; i++ {
 		for _, p := range paths {
 			d, err := dataSession(p.addr, msg)
@@ -92,20 +106,27 @@ func relayData(mx, sink, tcpserver string) {
 			}
 			p.ds = append(p.ds, d)
 		}
-		ratios = append(ratios, paths[0].ds[i].Seconds()/paths[1].ds[i].Seconds())
 	}
 	mb := float64(len(msg)) / 1e6
-	fmt.Printf("relay data: a %.1f MB message's DATA (354 to its 250), median of %d interleaved runs; load average %s before, %s after\n",
-		mb, *relayRuns, load0, loadAverage())
-	base := median(paths[0].ds)
+	fmt.Printf("relay data: a %.1f MB message (%s lines), DATA's 354 to its 250, median of %d interleaved runs; load average %s before, %s after\n",
+		mb, *relayBody, *relayRuns, load0, loadAverage())
 	for _, p := range paths {
 		m := median(p.ds)
-		fmt.Printf("relay data: %-48s %8v  %6.1f MB/s  (min %v, max %v)  ratio %.2f\n", p.name, m.Round(time.Millisecond),
-			mb/m.Seconds(), pct(p.ds, 0).Round(time.Millisecond), pct(p.ds, 100).Round(time.Millisecond), base.Seconds()/m.Seconds())
+		fmt.Printf("relay data: %-48s %8v  %6.1f MB/s  (min %v, max %v)", p.name, m.Round(time.Millisecond),
+			mb/m.Seconds(), pct(p.ds, 0).Round(time.Millisecond), pct(p.ds, 100).Round(time.Millisecond))
+		if p.base >= 0 {
+			// Per round too: the runs of a round are neighbours in time.
+			base := paths[p.base]
+			var rs []float64
+			for i := range p.ds {
+				rs = append(rs, base.ds[i].Seconds()/p.ds[i].Seconds())
+			}
+			sort.Float64s(rs)
+			fmt.Printf("  %.2f of %s (per round: median %.2f, min %.2f, max %.2f)", median(base.ds).Seconds()/m.Seconds(),
+				base.name[:strings.Index(base.name, ":")], rs[(len(rs)-1)/2], rs[0], rs[len(rs)-1])
+		}
+		fmt.Println()
 	}
-	sort.Float64s(ratios)
-	fmt.Printf("relay data: relayed/exec'd throughput: %.2f of medians; per round median %.2f (min %.2f, max %.2f)\n",
-		base.Seconds()/median(paths[1].ds).Seconds(), ratios[(len(ratios)-1)/2], ratios[0], ratios[len(ratios)-1])
 }
 
 // loadAverage is /proc/loadavg's first three fields.
@@ -166,12 +187,21 @@ func dataSession(addr string, body []byte) (time.Duration, error) {
 	return d, reply("221")
 }
 
-func bigBody(n int) []byte {
+// bigBody is a message of about n octets in lines of one kind: digits,
+// base64 (no dot: most of a big message) or text (dots in every line).
+func bigBody(n int, kind string) []byte {
+	line := map[string]string{
+		"digits": strings.Repeat("0123456789", 7),
+		"base64": "TG9yZW0gaXBzdW0gZG9sb3Igc2l0IGFtZXQsIGNvbnNlY3RldHVyIGFkaXBpc2NpbmcgZWxpdC4r",
+		"text":   "Lorem ipsum dolor sit amet. Consectetur adipiscing elit, sed do eiusmod.",
+	}[kind]
+	if line == "" {
+		fatal("-relay-data-body %q: want digits, base64 or text", kind)
+	}
 	var b bytes.Buffer
 	b.WriteString("Subject: ten megabytes\r\n\r\n")
-	line := strings.Repeat("0123456789", 7) + "\r\n"
 	for b.Len() < n {
-		b.WriteString(line)
+		b.WriteString(line + "\r\n")
 	}
 	b.WriteString(".\r\n")
 	return b.Bytes()
