@@ -218,6 +218,8 @@ const (
 	afterCR
 )
 
+var lfDot = []byte("\n.")
+
 // scan looks at b, which follows what was scanned before, and returns how
 // many octets may go on to the server now: all of b, or up to a dot at
 // a line's start whose line is not yet whole (held back, and given again
@@ -232,15 +234,29 @@ func (sc *dataScanner) scan(b []byte) (n int, end, bare bool) {
 			return n, end, bare
 		}
 	}
+	// Dots first (base64 has none); where dots inside lines are many
+	// (text), "\n." for the rest of b.
+	misses := 0
 	for p := 1; p < len(b); {
-		k := bytes.IndexByte(b[p:], '.')
-		if k < 0 {
-			break
-		}
-		dot := p + k
-		p = dot + 1
-		if b[dot-1] != '\n' {
-			continue
+		var dot int
+		if misses < 8+p>>8 {
+			k := bytes.IndexByte(b[p:], '.')
+			if k < 0 {
+				break
+			}
+			dot = p + k
+			p = dot + 1
+			if b[dot-1] != '\n' {
+				misses++
+				continue
+			}
+		} else {
+			k := bytes.Index(b[p-1:], lfDot)
+			if k < 0 {
+				break
+			}
+			dot = p + k
+			p = dot + 1
 		}
 		crlf := dot >= 2 && b[dot-2] == '\r' || dot == 1 && sc.st == afterCR
 		if n, end, bare, done := sc.dotLine(b, dot, !crlf); done {

@@ -167,15 +167,26 @@ func TestCopyMessageSplits(t *testing.T) {
 // octet shorter and longer, and the end landing at every offset near a
 // full buffer, in full reads and in odd ones.
 func TestCopyMessageBufferEdges(t *testing.T) {
+	// Two fillers: no dot, and text whose dots inside lines make the
+	// scanner look for "\n." instead of dots.
+	text := strings.Repeat("Text. More text. ..\r\n.x\r\n", 3*dataBuffer/28)
 	for _, l := range []int{dataBuffer - 6, dataBuffer - 5, dataBuffer - 4, dataBuffer - 3, dataBuffer - 2, dataBuffer - 1,
 		dataBuffer, dataBuffer + 1, 2*dataBuffer - 3, clientBuffer - 1, clientBuffer} {
-		for _, tail := range []string{"\r\n.\r\nQUIT\r\n", "\r\n..\r\n.\r\n", "\n.\r\nQUIT\r\n", "\r\n.\nQUIT\r\n", "\r\n.x"} {
-			in := strings.Repeat("x", l) + tail
-			for _, sizes := range [][]int{{1 << 20}, {dataBuffer}, {7919}, {dataBuffer - 1, 1, 2, dataBuffer}} {
-				heard, rest, n, err := relayOnce(t, in, sizes)
-				checkRelayed(t, in, sizes, heard, rest, n, err)
+		for _, filler := range []string{strings.Repeat("x", l), text[:l]} {
+			for _, tail := range []string{"\r\n.\r\nQUIT\r\n", "\r\n..\r\n.\r\n", "\n.\r\nQUIT\r\n", "\r\n.\nQUIT\r\n", "\r\n.x"} {
+				in := filler + tail
+				for _, sizes := range [][]int{{1 << 20}, {dataBuffer}, {7919}, {dataBuffer - 1, 1, 2, dataBuffer}} {
+					heard, rest, n, err := relayOnce(t, in, sizes)
+					checkRelayed(t, in, sizes, heard, rest, n, err)
+				}
 			}
 		}
+	}
+	// Where the text's dots switch the scanner over, the end is found.
+	for cut := 0; cut < 200; cut++ {
+		in := text[:cut] + "\r\n.\r\n"
+		heard, rest, n, err := relayOnce(t, in, []int{1 << 20})
+		checkRelayed(t, in, []int{1 << 20}, heard, rest, n, err)
 	}
 }
 
@@ -287,7 +298,7 @@ func TestClientQuietInData(t *testing.T) {
 // replaced finds the same end.
 func FuzzCopyMessage(f *testing.F) {
 	for _, s := range []string{".\r\nQUIT\r\n", "a\r\n.\r\nb", "a\n.\nb", "a\r\n.\nb", "a\n.\r\n", "..\r\n.\r\n", "a\r.\r\n", "x\r\n.x\r\n.\r\n",
-		"\x00\r\n.\r\n", "a\r\n.", "a\r\n.\r", "\n.\r\n"} {
+		"\x00\r\n.\r\n", "a\r\n.", "a\r\n.\r", "\n.\r\n", "a.b.c.d.e.f.g.h.i.j.\r\n.x\n..\r\n.\n"} {
 		f.Add([]byte(s), []byte{1, 2, 3})
 	}
 	f.Fuzz(func(t *testing.T, in, sizes []byte) {
