@@ -13,7 +13,7 @@ import (
 // (chain mode) and mxfront serve.
 func TestDNSAllowListSkipsGreylist(t *testing.T) {
 	b := build(t)
-	wl := testpeer.StartRbldnsd(t, testpeer.RbldnsdZone{Name: "wl.test", Type: "ip4set", Data: "127.0.0.40/29 :127.0.0.2:vouched for\n"})
+	wl := testpeer.StartRbldnsd(t, testpeer.RbldnsdZone{Name: "wl.test", Type: "ip4set", Data: "127.0.0.40/29 :127.0.0.2:vouched for\n127.0.0.2\n"}) // 127.0.0.2: the RFC 5782 test point serve's health check asks
 	for _, mode := range []string{"tcpserver", "serve"} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()

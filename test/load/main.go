@@ -156,8 +156,11 @@ func main() {
 		row{name: "mxfront serve refusing (deny, metrics)", refuses: true, start: metrics("--deny", "127.0.0.0/8")},
 		row{name: "mxfront serve refusing (grey, metrics)", refuses: true, start: metrics(greyFresh2...)})
 	if listedArgs != nil {
-		rows = append(rows, row{name: "mxfront serve refusing (DNS listed)", refuses: true, start: serve(listedArgs...)},
-			row{name: "mxfront serve refusing (DNS, metrics)", refuses: true, start: metrics(listedArgs...)})
+		// listed.test lists all of 127/8, 127.0.0.1 included: serve's
+		// health check would set it aside as answering everything.
+		listedServe := append(slices.Clone(listedArgs), "--dns-health-interval", "0")
+		rows = append(rows, row{name: "mxfront serve refusing (DNS listed)", refuses: true, start: serve(listedServe...)},
+			row{name: "mxfront serve refusing (DNS, metrics)", refuses: true, start: metrics(listedServe...)})
 	}
 	rows = append(rows, relayRows(tcpserver, ts, serve, mx, sink)...)
 	if *compare != "" {
@@ -211,6 +214,20 @@ func execPath(mx, goexec string, greyKnown, dnsArgs, viaUnbound, withRDNS []stri
 			name string
 			argv []string
 		}{"mxfront (3 DNS lists) > true", append(append([]string{mx, "--log", "none"}, dnsArgs...), "--", truePath)})
+		// --dns-health-state: reading the state file (no zone set aside),
+		// and with one of the three set aside (one lookup fewer).
+		dir, _ := os.MkdirTemp("", "mxfront-load-state-")
+		defer os.RemoveAll(dir)
+		now := time.Now().UTC().Format(time.RFC3339)
+		none, one := filepath.Join(dir, "none.state"), filepath.Join(dir, "one.state")
+		os.WriteFile(none, []byte("# mxfront DNS list health\nchecked "+now+"\n"), 0o644)
+		os.WriteFile(one, []byte("# mxfront DNS list health\nchecked "+now+"\naside c.test "+now+" refusing: load test\n"), 0o644)
+		for _, sc := range []struct{ name, file string }{{"mxfront (3 lists, state) > true", none}, {"mxfront (3 lists,1 aside) > true", one}} {
+			cases = append(cases, struct {
+				name string
+				argv []string
+			}{sc.name, append(append([]string{mx, "--log", "none", "--dns-health-state", sc.file}, dnsArgs...), "--", truePath)})
+		}
 	}
 	if viaUnbound != nil {
 		cases = append(cases, struct {

@@ -81,7 +81,7 @@ func TestObserve(t *testing.T) {
 	bin := testpeer.Binaries(t)
 	mx, sink := filepath.Join(bin, "mxfront"), filepath.Join(bin, "mxsink")
 	bl := testpeer.StartRbldnsd(t, testpeer.RbldnsdZone{Name: "bl.test", Type: "ip4set",
-		Data: ":127.0.0.2:Listed by bl.test\n127.0.1.66\n"})
+		Data: ":127.0.0.2:Listed by bl.test\n127.0.0.2\n127.0.1.66\n"}) // 127.0.0.2: the RFC 5782 test point serve's health check asks
 	// A long greeting delay: the early talker must be heard within it
 	// even on a loaded machine (one heard after it is not an early talker).
 	checks := func(db string) []string {
