@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -57,7 +58,12 @@ func relayData(mx, sink, tcpserver string) {
 		start func() (string, int, func(), error)
 		base  int // the path this one is the relayed twin of; -1: none
 		addr  string
+		pid   int
 		ds    []time.Duration
+		// CPU over the timed runs: the server process's own (serve's,
+		// relaying; tcpserver's) and its reaped children's (PROGRAM's,
+		// and in chain mode mxfront's and the relay's)
+		own, kids time.Duration
 	}
 	chain := func(mx string, flags ...string) func() (string, int, func(), error) {
 		return func() (string, int, func(), error) {
@@ -84,11 +90,11 @@ func relayData(mx, sink, tcpserver string) {
 		paths = append(paths, &path{name: "compared: tcpserver > mxfront --inspect > sink", start: chain(old, relayFlags...), base: 0})
 	}
 	for _, p := range paths {
-		addr, _, stop, err := p.start()
+		addr, pid, stop, err := p.start()
 		if err != nil {
 			fatal("relay data: %s: %v", p.name, err)
 		}
-		p.addr = addr
+		p.addr, p.pid = addr, pid
 		defer stop()
 	}
 	// One message through each first, untimed: page cache, CPU frequency.
@@ -98,6 +104,10 @@ func relayData(mx, sink, tcpserver string) {
 		}
 	}
 	load0 := loadAverage()
+	for _, p := range paths {
+		reaped(p.pid)
+		p.own, p.kids = procCPU(p.pid)
+	}
 	for i := 0; i < *relayRuns; i++ {
 		for _, p := range paths {
 			d, err := dataSession(p.addr, msg)
@@ -106,6 +116,11 @@ func relayData(mx, sink, tcpserver string) {
 			}
 			p.ds = append(p.ds, d)
 		}
+	}
+	for _, p := range paths {
+		reaped(p.pid)
+		own, kids := procCPU(p.pid)
+		p.own, p.kids = own-p.own, kids-p.kids
 	}
 	mb := float64(len(msg)) / 1e6
 	fmt.Printf("relay data: a %.1f MB message (%s lines), DATA's 354 to its 250, median of %d interleaved runs; load average %s before, %s after\n",
@@ -126,6 +141,55 @@ func relayData(mx, sink, tcpserver string) {
 				base.name[:strings.Index(base.name, ":")], rs[(len(rs)-1)/2], rs[0], rs[len(rs)-1])
 		}
 		fmt.Println()
+	}
+	fmt.Println("relay data: CPU per message, the server process's own + its children's (PROGRAM; in chain mode mxfront and the relay too):")
+	for _, p := range paths {
+		n := time.Duration(len(p.ds))
+		fmt.Printf("relay data: %-48s %6.1f ms = %5.1f + %5.1f\n", p.name, float64((p.own+p.kids)/n)/1e6, float64(p.own/n)/1e6, float64(p.kids/n)/1e6)
+	}
+}
+
+// procCPU is a process's own CPU so far (its threads' schedstat) and its
+// reaped children's (cutime and cstime, in clock ticks of 10 ms).
+func procCPU(pid int) (own, kids time.Duration) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	for _, t := range tasks {
+		if b, err := os.ReadFile(t); err == nil {
+			if f := strings.Fields(string(b)); len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				own += time.Duration(n)
+			}
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return own, 0
+	}
+	// The fields after the command's closing parenthesis; cutime and
+	// cstime are the stat file's 16th and 17th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 15 {
+		return own, 0
+	}
+	cu, _ := strconv.ParseInt(f[13], 10, 64)
+	cs, _ := strconv.ParseInt(f[14], 10, 64)
+	return own, time.Duration(cu+cs) * 10 * time.Millisecond
+}
+
+// reaped waits (at most 10 s) until pid has no child left: the CPU of
+// the sessions' processes is then in its children's.
+func reaped(pid int) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		kids, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		live := false
+		for _, k := range kids {
+			if b, _ := os.ReadFile(k); len(bytes.TrimSpace(b)) > 0 {
+				live = true
+			}
+		}
+		if !live {
+			return
+		}
 	}
 }
 
