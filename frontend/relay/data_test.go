@@ -3,7 +3,9 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -389,5 +391,44 @@ func octetEnd(b []byte, sizes []int) (int, bool) {
 		case fed == len(b):
 			return -1, false
 		}
+	}
+}
+
+// Cleartext pipelined after a message's end and a STARTTLS, more of it
+// than the command reader holds (the rest stays in the DATA buffer), is
+// dropped whole: none of it is read as sent within TLS.
+func TestSTARTTLSInjectionAfterMessage(t *testing.T) {
+	cert, pool := selfSigned(t)
+	fake := &fakeServer{}
+	injected := strings.Repeat("NOOP "+strings.Repeat("x", 490)+"\r\n", 40) + "MAIL FROM:<injected@example.org>\r\n"
+	cfg := Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	res := run{cfg: cfg, fake: fake, talk: func(t *testing.T, c *os.File, r *bufio.Reader) {
+		upTo := func(prefix string) {
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatalf("waiting for %q: %v", prefix, err)
+				}
+				if strings.HasPrefix(l, prefix) {
+					return
+				}
+			}
+		}
+		_, _ = c.WriteString("EHLO c.example.org\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<a@example.test>\r\nDATA\r\n")
+		upTo("354")
+		_, _ = c.WriteString("Subject: x\r\n\r\nbody\r\n.\r\nSTARTTLS\r\n" + injected)
+		upTo("220 2.0.0")
+		tc := tls.Client(clientConn{DialogueConn: c}, &tls.Config{ServerName: "mx.example.test", RootCAs: pool})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tc.Write([]byte("EHLO c.example.org\r\nQUIT\r\n"))
+		_, _ = io.ReadAll(tc)
+	}}.go_(t)
+	if len(fake.messages) != 1 || strings.Contains(fake.heard(), "injected") || strings.Contains(fake.heard(), "NOOP") {
+		t.Fatalf("took %d messages; heard %.300q\n%s", len(fake.messages), fake.heard(), res.log)
+	}
+	if want := fmt.Sprintf("octets=%d", len(injected)); !strings.Contains(res.log, "octets after STARTTLS dropped") || !strings.Contains(res.log, want) {
+		t.Fatalf("want %s dropped:\n%s", want, res.log)
 	}
 }
