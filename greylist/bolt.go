@@ -418,8 +418,11 @@ func (b *Bolt) isClosed() bool {
 // acquire returns the database a KeepOpen store holds with b.mu read-locked,
 // reopening it first if need be; the caller unlocks.
 func (b *Bolt) acquire() (*bolt.DB, error) {
+	deadline := time.Now().Add(b.o.LockTimeout)
 	for {
-		b.mu.RLock()
+		if err := b.rlock(deadline); err != nil {
+			return nil, err
+		}
 		if b.closed {
 			b.mu.RUnlock()
 			return nil, ErrClosed
@@ -435,6 +438,22 @@ func (b *Bolt) acquire() (*bolt.DB, error) {
 			return nil, err
 		}
 	}
+}
+
+// rlock read-locks b.mu, waiting until deadline at most: a Compact holds
+// it for as long as the copy takes, and a decision must not wait longer
+// than it would for the file's lock.
+func (b *Bolt) rlock(deadline time.Time) error {
+	pause := 100 * time.Microsecond
+	for !b.mu.TryRLock() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return errBeingCompacted
+		}
+		time.Sleep(min(pause, left))
+		pause = min(2*pause, 5*time.Millisecond)
+	}
+	return nil
 }
 
 // held returns the database a KeepOpen store holds, opening it if a Compact
@@ -605,7 +624,7 @@ func (b *Bolt) fail(op string, err error) error {
 	switch {
 	case errors.Is(err, ErrClosed):
 		return err
-	case errors.Is(err, errCompacting):
+	case errors.Is(err, errCompacting), errors.Is(err, errBeingCompacted):
 		return fmt.Errorf("greylist: %s: %s: %w within %v: %v", b.path, op, ErrLocked, b.o.LockTimeout, err)
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return fmt.Errorf("greylist: %s: %s: %w within %v", b.path, op, ErrLocked, b.o.LockTimeout)
@@ -696,6 +715,10 @@ func (b *Bolt) Compact(ctx context.Context) (Compacted, error) {
 	}
 	return c, nil
 }
+
+// errBeingCompacted is an operation of a KeepOpen store that waited in
+// vain for its Compact to end.
+var errBeingCompacted = errors.New("the file is being compacted")
 
 // errCompacting is a compaction that waited in vain for another to end.
 var errCompacting = errors.New("another compaction of a file in the same directory is under way")
