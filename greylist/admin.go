@@ -49,7 +49,10 @@ func (p *Policy) status(r Record, now time.Time) Status {
 
 // stale reports whether Decide would start r over at now.
 func (p *Policy) stale(r Record, now time.Time) bool {
-	return staleAt(r, p.c.Window, p.c.Lifetime, now)
+	if !r.LastPass.IsZero() {
+		return now.Sub(r.LastPass) > p.c.Lifetime
+	}
+	return now.Sub(r.FirstSeen) > p.c.Window
 }
 
 // List calls fn for every recorded network, until fn returns an error.

@@ -65,7 +65,20 @@ func (r *raceTally) fail(err error) {
 // of its own, as separate processes open the file: every write a writer was
 // told succeeded is in the final file, and no record that Expire reported
 // deleted comes back (each is deleted exactly once).
-func TestBoltCompactorsExpirersAndWriters(t *testing.T) {
+func TestBoltCompactorsExpirersAndWriters(t *testing.T) { compactionRace(t, false) }
+
+// The same with one process holding the file (serve mode: a KeepOpen
+// store, whose policy the writers share) and the compactions and expiries
+// reaching it through its control socket, as `mxfront greylist` does.
+func TestBoltCompactionRaceThroughControlSocket(t *testing.T) { compactionRace(t, true) }
+
+// maintained is a store that compactors and expirers work on.
+type maintained interface {
+	greylist.Store
+	greylist.Compacter
+}
+
+func compactionRace(t *testing.T, held bool) {
 	const (
 		writers, compactors, expirers = 4, 3, 2
 		old, abandoned                = 600, 600
@@ -78,13 +91,30 @@ func TestBoltCompactorsExpirersAndWriters(t *testing.T) {
 	populateAt(t, db, raceOld, raceOld+old, base)
 	populateAt(t, db, raceAbandoned, raceAbandoned+abandoned, base.Add(-48*time.Hour))
 	now := func() time.Time { return base.Add(6 * time.Minute) }
-	open := func() (*greylist.Bolt, *greylist.Policy) {
-		s := openBolt(t, db, greylist.BoltOptions{LockTimeout: time.Minute})
+	policy := func(s greylist.Store) *greylist.Policy {
 		p, err := greylist.NewPolicy(s, greylist.Config{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s, p
+		return p
+	}
+	// open is a store for one writer, compactor or expirer.
+	open := func() (maintained, *greylist.Policy) {
+		s := openBolt(t, db, greylist.BoltOptions{LockTimeout: time.Minute})
+		return s, policy(s)
+	}
+	openWriter := open
+	var holder *greylist.Bolt
+	if held {
+		holder = openBolt(t, db, greylist.BoltOptions{KeepOpen: true, LockTimeout: time.Minute})
+		defer holder.Close()
+		shared := policy(holder)
+		openWriter = func() (maintained, *greylist.Policy) { return holder, shared }
+		sock := controlled(t, holder, nil)
+		open = func() (maintained, *greylist.Policy) {
+			r := dialRemote(t, sock)
+			return r, policy(r)
+		}
 	}
 
 	var tally raceTally
@@ -92,7 +122,7 @@ func TestBoltCompactorsExpirersAndWriters(t *testing.T) {
 	var wg sync.WaitGroup
 	var writersDone sync.WaitGroup // through the networks they must pass
 	for w := range writers {
-		_, p := open()
+		_, p := openWriter()
 		writersDone.Add(1)
 		wg.Go(func() {
 			var passed, created []int
@@ -170,6 +200,9 @@ func TestBoltCompactorsExpirersAndWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	tally.expired += e.Abandoned + e.Lapsed + e.Unreadable
+	if holder != nil {
+		holder.Close()
+	}
 	checkFile(t, db)
 
 	store := openBolt(t, db, greylist.BoltOptions{})

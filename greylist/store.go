@@ -53,3 +53,10 @@ type StoreStats struct {
 
 // ErrClosed is returned by a store used after Close.
 var ErrClosed = errors.New("greylist: store closed")
+
+// Compacter is a store that can rewrite its file without its free pages:
+// Bolt, or a store that reaches a Bolt another process holds.
+type Compacter interface {
+	Compact(ctx context.Context) (Compacted, error)
+	Path() string // the file
+}

@@ -40,7 +40,7 @@ func greylistAdminSpecs() []config.Spec {
 	var out []config.Spec
 	for _, s := range config.GreylistSpecs {
 		switch s.Name {
-		case "greylist-db", "greylist-store", "greylist-store-password-file", "greylist-store-prefix",
+		case "greylist-db", "greylist-store", "control-socket", "greylist-store-password-file", "greylist-store-prefix",
 			"greylist-delay", "greylist-window", "greylist-lifetime", "greylist-v4-prefix", "greylist-v6-prefix":
 			out = append(out, s)
 		}
@@ -73,10 +73,13 @@ var greylistCommands = []greylistCommand{
 
 const greylistUsage = `Every command takes --greylist-store URL (or --greylist-db PATH) and the
 durations and prefixes mxfront runs with (a status and a NET are judged by
-them), and is safe while mxfront runs: each operation takes the bbolt file's
-lock for a moment, as mxfront does, or is one Redis command. A mxfront serve
-process keeps networks known to pass in memory for up to 60s, so a remove
-takes effect there within a minute.
+them), and is safe while mxfront runs. A mxfront serve holds its bbolt file
+open and answers on its control socket (--control-socket, by default the
+file's name and .sock), where the commands find it; with no serve they take
+the file's lock for a moment each, as chain mode does. On Redis each
+operation is a command or two. A serve keeps networks known to pass in
+memory for up to 60s: a remove through its socket takes effect there at
+once, on other MX hosts (Redis) within a minute.
 
 Exit codes: 0 done; 1 remove found no record; 100 usage error; 111 the
 store failed (locked or unanswered beyond 10s, damaged, unwritable).`
@@ -147,15 +150,19 @@ func runGreylistCommand(parent *cli.Context, gc greylistCommand) error {
 }
 
 // dbErr is a failure of the database: exit 111, as for any temporary error.
-func dbErr(err error) error {
-	return &run.ExitError{Code: run.ExitTemp, Err: err,
-		Hint: "the store may be locked by a long operation, unreachable, damaged or unwritable; mxfront passes clients meanwhile"}
+// A bbolt file whose lock was not had is told with who holds it.
+func dbErr(g config.GreylistStore, err error) error {
+	hint := g.HeldHint(err)
+	if hint == "" {
+		hint = "the store may be locked by a long operation, unreachable, damaged or unwritable; mxfront passes clients meanwhile"
+	}
+	return &run.ExitError{Code: run.ExitTemp, Err: g.Explain(err), Hint: hint}
 }
 
 func greylistList(c *cli.Context, g config.GreylistStore) error {
 	w, p := c.App.Writer, g.Policy
 	if c.Bool("json") {
-		return listJSON(c.Context, w, p)
+		return listJSON(c.Context, w, g)
 	}
 	fmt.Fprintf(w, "%-44s %-8s %-20s %s\n", "NETWORK", "STATUS", "FIRST_SEEN", "LAST_PASS")
 	err := p.List(c.Context, func(e greylist.Entry) error {
@@ -167,13 +174,14 @@ func greylistList(c *cli.Context, g config.GreylistStore) error {
 		return err
 	})
 	if err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	return nil
 }
 
 // listJSON streams the array, so that a million networks need no memory.
-func listJSON(ctx context.Context, w io.Writer, p *greylist.Policy) error {
+func listJSON(ctx context.Context, w io.Writer, g config.GreylistStore) error {
+	p := g.Policy
 	first := true
 	if _, err := io.WriteString(w, "["); err != nil {
 		return err
@@ -192,7 +200,7 @@ func listJSON(ctx context.Context, w io.Writer, p *greylist.Policy) error {
 		return err
 	})
 	if err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	_, err = io.WriteString(w, "\n]\n")
 	return err
@@ -213,7 +221,7 @@ func greylistAllow(c *cli.Context, g config.GreylistStore) error {
 		return err
 	}
 	if err = p.Allow(c.Context, n); err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	fmt.Fprintf(c.App.Writer, "allowed %v\n", n)
 	return nil
@@ -227,7 +235,7 @@ func greylistRemove(c *cli.Context, g config.GreylistStore) error {
 	}
 	found, err := p.Remove(c.Context, n)
 	if err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	if !found {
 		fmt.Fprintf(c.App.Writer, "%v: no record\n", n)
@@ -246,7 +254,7 @@ func greylistExpire(c *cli.Context, g config.GreylistStore) error {
 	}
 	e, err := g.Policy.Expire(c.Context)
 	if err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	fmt.Fprintf(c.App.Writer, "expired %d: abandoned %d, lapsed %d, unreadable %d\n",
 		e.Abandoned+e.Lapsed+e.Unreadable, e.Abandoned, e.Lapsed, e.Unreadable)
@@ -254,14 +262,14 @@ func greylistExpire(c *cli.Context, g config.GreylistStore) error {
 }
 
 func greylistCompact(c *cli.Context, g config.GreylistStore) error {
-	b, ok := g.Store.(*greylist.Bolt)
+	b, ok := g.Store.(greylist.Compacter)
 	if !ok {
 		return fail.Usage("compact rewrites a bbolt file; Redis frees the memory of deleted and expired keys itself",
 			"compact: %s is not a bbolt file", g.Name)
 	}
 	r, err := b.Compact(c.Context)
 	if err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	fmt.Fprintf(c.App.Writer, "compacted %s: %d bytes before, %d after\n", b.Path(), r.Before, r.After)
 	return nil
@@ -270,7 +278,7 @@ func greylistCompact(c *cli.Context, g config.GreylistStore) error {
 func greylistStats(c *cli.Context, g config.GreylistStore) error {
 	st, err := g.Policy.Stats(c.Context)
 	if err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "pending: %d\npassing: %d\nstale: %d\nnetworks: %d\nbytes: %d\n",
@@ -280,7 +288,7 @@ func greylistStats(c *cli.Context, g config.GreylistStore) error {
 
 func greylistExport(c *cli.Context, g config.GreylistStore) error {
 	if _, err := transfer.Export(c.Context, g.Policy, c.App.Writer); err != nil {
-		return dbErr(err)
+		return dbErr(g, err)
 	}
 	return nil
 }
@@ -311,7 +319,7 @@ func greylistImport(c *cli.Context, g config.GreylistStore) error {
 	var se storeError
 	switch {
 	case errors.As(err, &se):
-		return dbErr(se.err)
+		return dbErr(g, se.err)
 	case err != nil:
 		return fail.Usage("each line is one JSON object as mxfront greylist export writes it; the records before it were imported, and importing again keeps them",
 			"import from %s: %v", name, err)

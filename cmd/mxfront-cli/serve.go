@@ -103,6 +103,14 @@ func serveAction(c *cli.Context) error {
 		cfg.Log.Info("listening", "addr", l.Addr().String())
 	}
 	defer cfg.Close()
+	ctl, err := serveControl(cfg)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	}
+	defer ctl.Close()
 	ms, err := startMetrics(ctx, c, cfg, s, lists)
 	if err != nil {
 		for _, l := range listeners {

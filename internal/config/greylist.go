@@ -3,7 +3,6 @@ package config
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,6 +25,7 @@ var GreylistSpecs = []Spec{
 	{"greylist-lifetime", KindDuration, "36d", "a network that passed keeps passing `D` after its last pass", "Greylisting"},
 	{"greylist-v4-prefix", KindInt, "24", "judge IPv4 clients by their /`N` network", "Greylisting"},
 	{"greylist-v6-prefix", KindInt, "64", "judge IPv6 clients by their /`N` network", "Greylisting"},
+	{"control-socket", KindString, "", "serve mode holds the bbolt file open and answers `mxfront greylist` on the unix socket `PATH` (default: the file's name and .sock), where the commands look for it", "Greylisting"},
 	{"greylist-skip-file", KindList, "", "never greylist the networks in `FILE` (the format of --allow-file); repeatable", "Greylisting"},
 	{"greet-delay", KindDuration, "0s", "send \"220-NAME\" and refuse (5xx) a client that speaks within `D` (early talker); 0: off", "Greeting and HELO"},
 	{"helo-check", KindString, "log", "bogus HELO/EHLO names in the refusal dialogue (with --inspect, every client's): `MODE` off, log, or refuse (5xx, and a greylisted client never passes)", "Greeting and HELO"},
@@ -88,6 +88,12 @@ type GreylistStore struct {
 	Policy *greylist.Policy
 	Store  greylist.Store
 	Name   string
+	// Socket is the control socket of a bbolt file: where serve answers
+	// the admin commands, or where the admin commands looked for it.
+	Socket string
+	// SocketErr is why an admin command works on the file itself: no
+	// serve answered on Socket.
+	SocketErr error
 }
 
 // Network reports whether the store is a network store (Redis).
@@ -135,16 +141,6 @@ func loadGreylist(o Options, cfg *Config) error {
 	cfg.Policy.Greylist = g
 	if cfg.Mode != Serve {
 		return nil
-	}
-	if b, ok := gs.Store.(*greylist.Bolt); ok {
-		// Serve mode opens the file per decision, as chain mode does, so
-		// that chain-mode processes and `mxfront greylist` can share it;
-		// the cache spares known clients the file.
-		if dir := filepath.Dir(b.Path()); !isDir(dir) {
-			gs.Store.Close()
-			return fail.Usage("create the directory, writable by mxfront's user, or give another --greylist-db",
-				"--greylist-db %s: directory %s does not exist", b.Path(), dir)
-		}
 	}
 	g.Known = frontend.NewPassCache(passCacheTTL, passCacheMax)
 	// A store down costs one ERROR line per incident, not per client.
@@ -225,13 +221,14 @@ func OpenGreylist(o Options, m Mode) (GreylistStore, error) {
 	c := greylistConfig(o)
 	var s greylist.Store
 	name := path
+	var sock string
+	var sockErr error
 	if url == "" {
-		wait := greylist.DefaultLockTimeout
-		if m == Admin {
-			wait = adminWait
+		if sock, err = controlSocket(o, path); err != nil {
+			return GreylistStore{}, err
 		}
-		if s, err = greylist.OpenBolt(path, greylist.BoltOptions{LockTimeout: wait}); err != nil {
-			return GreylistStore{}, fail.Temp("", err)
+		if s, sockErr, err = openBolt(path, sock, m); err != nil {
+			return GreylistStore{}, err
 		}
 	} else {
 		if s, err = openNetwork(o, m, url, c); err != nil {
@@ -244,7 +241,7 @@ func OpenGreylist(o Options, m Mode) (GreylistStore, error) {
 		s.Close()
 		return GreylistStore{}, policyError(err)
 	}
-	return GreylistStore{Policy: p, Store: s, Name: name}, nil
+	return GreylistStore{Policy: p, Store: s, Name: name, Socket: sock, SocketErr: sockErr}, nil
 }
 
 // openNetwork opens the network store at url for mode m.

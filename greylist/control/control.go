@@ -1,4 +1,11 @@
-package greylist
+// Package control is the greylist's control protocol: it lets the
+// administration commands work on a store that a long-running process
+// holds open (serve mode's KeepOpen bbolt file, whose lock it never lets
+// go). That process answers on a stream socket (Server) and the commands
+// use a Remote, a greylist.Store whose every operation is one request on
+// a connection of its own. It knows nothing of SMTP, nor of sockets' names
+// and permissions (serve mode's business).
+package control
 
 import (
 	"bufio"
@@ -11,32 +18,63 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/mxfront/mxfront/greylist"
 )
 
-// The control protocol lets the administration commands work on a store
-// that a long-running process holds open (a KeepOpen Bolt file, whose lock
-// it never lets go): that process answers on a stream socket (ControlServer)
-// and the commands use a Remote, a Store whose every operation is one
-// request on a connection of its own.
-//
 // A request is one JSON line; the answer is zero or more JSON lines of
 // records (scan, expire) and then one final line, which carries the result
-// or the error. Records travel in their stored form, so that what a
-// compare-and-swap compares is exactly what is stored.
+// or the error. Records travel as whole Unix seconds, as stores keep
+// them (0: none), so that what a compare-and-swap compares is exactly what
+// is stored.
 
 // controlRequest is one request.
 type controlRequest struct {
 	Op  string `json:"op"` // ping, get, cas, delete, scan, expire, stats, compact
 	Net string `json:"net,omitempty"`
-	Old []byte `json:"old,omitempty"`
-	New []byte `json:"new,omitempty"`
+	Old *wire  `json:"old,omitempty"`
+	New *wire  `json:"new,omitempty"`
+}
+
+// wire is a record on the wire: Unix seconds, 0 for none.
+type wire struct {
+	First int64 `json:"first,omitempty"`
+	Last  int64 `json:"last,omitempty"`
+}
+
+func toWire(r greylist.Record) *wire {
+	if r.IsZero() {
+		return nil
+	}
+	w := &wire{}
+	if !r.FirstSeen.IsZero() {
+		w.First = r.FirstSeen.Unix()
+	}
+	if !r.LastPass.IsZero() {
+		w.Last = r.LastPass.Unix()
+	}
+	return w
+}
+
+func (w *wire) record() greylist.Record {
+	var r greylist.Record
+	if w == nil {
+		return r
+	}
+	if w.First != 0 {
+		r.FirstSeen = time.Unix(w.First, 0)
+	}
+	if w.Last != 0 {
+		r.LastPass = time.Unix(w.Last, 0)
+	}
+	return r
 }
 
 // controlAnswer is one line of an answer: a record (Net set), or the final
 // line (Done set).
 type controlAnswer struct {
 	Net     string `json:"net,omitempty"`
-	Rec     []byte `json:"rec,omitempty"`
+	Rec     *wire  `json:"rec,omitempty"`
 	Done    bool   `json:"done,omitempty"`
 	OK      bool   `json:"ok,omitempty"` // swapped, found
 	N       int    `json:"n,omitempty"`  // records (stats), deleted (expire)
@@ -51,32 +89,25 @@ type controlAnswer struct {
 // maxControlLine bounds a request line (a network and two records).
 const maxControlLine = 4096
 
-// ControlServer answers the requests of Remote stores over Store.
-type ControlServer struct {
-	Store Store
+// Server answers the requests of Remote stores over Store.
+type Server struct {
+	Store greylist.Store
 	// Changed, when set, is told each network whose record a request
 	// deleted or replaced (so that a cache of passes can drop it).
 	Changed func(netip.Prefix)
 }
 
-// Compacter is a store that can rewrite its file (Bolt); a Remote is one
-// when the store behind it is.
-type Compacter interface {
-	Compact(ctx context.Context) (Compacted, error)
-	Path() string
-}
-
 // ServeConn answers the one request on c and closes c. Each line of the
 // request must come within timeout; ctx ends a long operation (a scan, an
 // expire, a compaction).
-func (h *ControlServer) ServeConn(ctx context.Context, c net.Conn, timeout time.Duration) error {
+func (h *Server) ServeConn(ctx context.Context, c net.Conn, timeout time.Duration) error {
 	defer c.Close()
 	in := bufio.NewReaderSize(c, maxControlLine)
 	var req controlRequest
 	if err := readLine(c, in, timeout, &req); err != nil {
 		return h.answer(c, controlAnswer{Err: "greylist control: " + err.Error()})
 	}
-	var doomed map[netip.Prefix]string
+	var doomed map[netip.Prefix]wire
 	if req.Op == "expire" {
 		var err error
 		if doomed, err = readDoomed(c, in, timeout); err != nil {
@@ -115,8 +146,8 @@ func readLine(c net.Conn, in *bufio.Reader, timeout time.Duration, v any) error 
 
 // readDoomed reads the records an expire request asks to delete, one
 // line each ({net, rec}), up to a line {"done": true}.
-func readDoomed(c net.Conn, in *bufio.Reader, timeout time.Duration) (map[netip.Prefix]string, error) {
-	doomed := map[netip.Prefix]string{}
+func readDoomed(c net.Conn, in *bufio.Reader, timeout time.Duration) (map[netip.Prefix]wire, error) {
+	doomed := map[netip.Prefix]wire{}
 	for {
 		var a controlAnswer
 		if err := readLine(c, in, timeout, &a); err != nil {
@@ -129,17 +160,19 @@ func readDoomed(c net.Conn, in *bufio.Reader, timeout time.Duration) (map[netip.
 		if err != nil {
 			return nil, err
 		}
-		doomed[n] = string(a.Rec)
+		if a.Rec != nil {
+			doomed[n] = *a.Rec
+		}
 	}
 }
 
-func (h *ControlServer) answer(c net.Conn, a controlAnswer) error {
+func (h *Server) answer(c net.Conn, a controlAnswer) error {
 	a.Done = true
 	return json.NewEncoder(c).Encode(a)
 }
 
 // do carries out req; records are streamed to enc.
-func (h *ControlServer) do(ctx context.Context, req controlRequest, doomed map[netip.Prefix]string, enc *json.Encoder) controlAnswer {
+func (h *Server) do(ctx context.Context, req controlRequest, doomed map[netip.Prefix]wire, enc *json.Encoder) controlAnswer {
 	var a controlAnswer
 	var n netip.Prefix
 	switch req.Op {
@@ -152,7 +185,7 @@ func (h *ControlServer) do(ctx context.Context, req controlRequest, doomed map[n
 	s := h.Store
 	switch req.Op {
 	case "ping":
-		if c, ok := s.(Compacter); ok {
+		if c, ok := s.(greylist.Compacter); ok {
 			a.Path = c.Path()
 		}
 	case "get":
@@ -160,14 +193,9 @@ func (h *ControlServer) do(ctx context.Context, req controlRequest, doomed map[n
 		if err != nil {
 			return failed(err)
 		}
-		a.Rec, _ = encodeRecord(r)
+		a.Rec = toWire(r)
 	case "cas":
-		old, err1 := decodeWire(req.Old)
-		new, err2 := decodeWire(req.New)
-		if err := errors.Join(err1, err2); err != nil {
-			return failed(fmt.Errorf("greylist control: cas %v: %w", n, err))
-		}
-		ok, err := s.CompareAndSwap(ctx, n, old, new)
+		ok, err := s.CompareAndSwap(ctx, n, req.Old.record(), req.New.record())
 		if err != nil {
 			return failed(err)
 		}
@@ -183,9 +211,8 @@ func (h *ControlServer) do(ctx context.Context, req controlRequest, doomed map[n
 			h.changed(n)
 		}
 	case "scan":
-		err := s.Scan(ctx, func(n netip.Prefix, r Record) error {
-			v, _ := encodeRecord(r)
-			return enc.Encode(controlAnswer{Net: n.String(), Rec: v})
+		err := s.Scan(ctx, func(n netip.Prefix, r greylist.Record) error {
+			return enc.Encode(controlAnswer{Net: n.String(), Rec: toWire(r)})
 		})
 		if err != nil {
 			return failed(err)
@@ -193,13 +220,9 @@ func (h *ControlServer) do(ctx context.Context, req controlRequest, doomed map[n
 	case "expire":
 		// Only the records the caller judged stale, if still as it saw
 		// them, and the unreadable ones (which the store deletes anyway).
-		k, err := s.Expire(ctx, func(n netip.Prefix, r Record) bool {
+		k, err := s.Expire(ctx, func(n netip.Prefix, r greylist.Record) bool {
 			v, ok := doomed[n]
-			if !ok {
-				return false
-			}
-			cur, _ := encodeRecord(r)
-			return v == string(cur)
+			return ok && v.record().Equal(r)
 		})
 		a.N = k
 		if err != nil {
@@ -212,7 +235,7 @@ func (h *ControlServer) do(ctx context.Context, req controlRequest, doomed map[n
 		}
 		a.N, a.Bytes = st.Records, st.Bytes
 	case "compact":
-		c, ok := s.(Compacter)
+		c, ok := s.(greylist.Compacter)
 		if !ok {
 			return failed(errors.New("greylist control: compact: the store is not a file"))
 		}
@@ -227,7 +250,7 @@ func (h *ControlServer) do(ctx context.Context, req controlRequest, doomed map[n
 	return a
 }
 
-func (h *ControlServer) changed(n netip.Prefix) {
+func (h *Server) changed(n netip.Prefix) {
 	if h.Changed != nil {
 		h.Changed(n)
 	}
@@ -239,32 +262,14 @@ func failed(err error) controlAnswer { return controlAnswer{Err: err.Error(), Er
 // wraps it too.
 func errKind(err error) string {
 	switch {
-	case errors.Is(err, ErrLocked):
+	case errors.Is(err, greylist.ErrLocked):
 		return "locked"
-	case errors.Is(err, ErrDamaged):
+	case errors.Is(err, greylist.ErrDamaged):
 		return "damaged"
-	case errors.Is(err, ErrClosed):
+	case errors.Is(err, greylist.ErrClosed):
 		return "closed"
 	}
 	return ""
-}
-
-// decodeWire is a record as a request carries it: empty for none.
-func decodeWire(b []byte) (Record, error) {
-	if len(b) == 0 {
-		return Record{}, nil
-	}
-	return decodeRecord(b)
-}
-
-// staleAt reports whether Decide would start r over at now: never passed
-// and first seen more than window ago, or last passed more than lifetime
-// ago.
-func staleAt(r Record, window, lifetime time.Duration, now time.Time) bool {
-	if !r.LastPass.IsZero() {
-		return now.Sub(r.LastPass) > lifetime
-	}
-	return now.Sub(r.FirstSeen) > window
 }
 
 // RemoteOptions tune a Remote.
@@ -278,7 +283,7 @@ type RemoteOptions struct {
 }
 
 // Remote is a Store kept by another process, reached on its control socket
-// (ControlServer); each operation is a connection of its own.
+// (Server); each operation is a connection of its own.
 type Remote struct {
 	closed atomic.Bool
 	socket string
@@ -287,14 +292,14 @@ type Remote struct {
 }
 
 var (
-	_ Store     = (*Remote)(nil)
-	_ Compacter = (*Remote)(nil)
+	_ greylist.Store     = (*Remote)(nil)
+	_ greylist.Compacter = (*Remote)(nil)
 )
 
-// DialRemote returns the store behind the control socket at socket, having
+// Dial returns the store behind the control socket at socket, having
 // asked it once whether it answers. Its error wraps the dial's (e.g.
 // fs.ErrNotExist, syscall.ECONNREFUSED: nothing listens there).
-func DialRemote(ctx context.Context, socket string, o RemoteOptions) (*Remote, error) {
+func Dial(ctx context.Context, socket string, o RemoteOptions) (*Remote, error) {
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = time.Second
 	}
@@ -321,25 +326,17 @@ func (r *Remote) Path() string { return r.path }
 func (r *Remote) Close() error { r.closed.Store(true); return nil }
 
 // Get implements Store.
-func (r *Remote) Get(ctx context.Context, n netip.Prefix) (Record, error) {
+func (r *Remote) Get(ctx context.Context, n netip.Prefix) (greylist.Record, error) {
 	a, err := r.call(ctx, controlRequest{Op: "get", Net: n.String()}, true, nil)
 	if err != nil {
-		return Record{}, err
+		return greylist.Record{}, err
 	}
-	return decodeWire(a.Rec)
+	return a.Rec.record(), nil
 }
 
 // CompareAndSwap implements Store.
-func (r *Remote) CompareAndSwap(ctx context.Context, n netip.Prefix, old, new Record) (bool, error) {
-	ov, err := encodeRecord(old)
-	if err != nil {
-		return false, err
-	}
-	nv, err := encodeRecord(new)
-	if err != nil {
-		return false, err
-	}
-	a, err := r.call(ctx, controlRequest{Op: "cas", Net: n.String(), Old: ov, New: nv}, true, nil)
+func (r *Remote) CompareAndSwap(ctx context.Context, n netip.Prefix, old, new greylist.Record) (bool, error) {
+	a, err := r.call(ctx, controlRequest{Op: "cas", Net: n.String(), Old: toWire(old), New: toWire(new)}, true, nil)
 	return a.OK, err
 }
 
@@ -351,8 +348,8 @@ func (r *Remote) Delete(ctx context.Context, n netip.Prefix) (bool, error) {
 
 // Scan implements Store. fn is called as the records arrive; it may call
 // the store (each call is a connection of its own).
-func (r *Remote) Scan(ctx context.Context, fn func(netip.Prefix, Record) error) error {
-	_, err := r.call(ctx, controlRequest{Op: "scan"}, false, func(n netip.Prefix, rec Record) error { return fn(n, rec) })
+func (r *Remote) Scan(ctx context.Context, fn func(netip.Prefix, greylist.Record) error) error {
+	_, err := r.call(ctx, controlRequest{Op: "scan"}, false, fn)
 	return err
 }
 
@@ -360,12 +357,11 @@ func (r *Remote) Scan(ctx context.Context, fn func(netip.Prefix, Record) error) 
 // each record, then one request that deletes those it said yes to, each
 // only if its record is still the one judged (one changed meanwhile, by a
 // client that retried, stays), and the records that do not decode.
-func (r *Remote) Expire(ctx context.Context, stale func(netip.Prefix, Record) bool) (int, error) {
+func (r *Remote) Expire(ctx context.Context, stale func(netip.Prefix, greylist.Record) bool) (int, error) {
 	var doomed []controlAnswer
-	err := r.Scan(ctx, func(n netip.Prefix, rec Record) error {
+	err := r.Scan(ctx, func(n netip.Prefix, rec greylist.Record) error {
 		if stale(n, rec) {
-			v, _ := encodeRecord(rec)
-			doomed = append(doomed, controlAnswer{Net: n.String(), Rec: v})
+			doomed = append(doomed, controlAnswer{Net: n.String(), Rec: toWire(rec)})
 		}
 		return nil
 	})
@@ -378,24 +374,24 @@ func (r *Remote) Expire(ctx context.Context, stale func(netip.Prefix, Record) bo
 }
 
 // Stats implements Store.
-func (r *Remote) Stats(ctx context.Context) (StoreStats, error) {
+func (r *Remote) Stats(ctx context.Context) (greylist.StoreStats, error) {
 	a, err := r.call(ctx, controlRequest{Op: "stats"}, true, nil)
-	return StoreStats{Records: a.N, Bytes: a.Bytes}, err
+	return greylist.StoreStats{Records: a.N, Bytes: a.Bytes}, err
 }
 
 // Compact implements Compacter: the process behind the socket compacts
 // the file it holds.
-func (r *Remote) Compact(ctx context.Context) (Compacted, error) {
+func (r *Remote) Compact(ctx context.Context) (greylist.Compacted, error) {
 	a, err := r.call(ctx, controlRequest{Op: "compact"}, false, nil)
-	return Compacted{Before: a.Before, After: a.After}, err
+	return greylist.Compacted{Before: a.Before, After: a.After}, err
 }
 
 // call sends req (and the lines more) on a connection of its own and
 // reads the answer, handing each record line to each (nil: none expected).
 // short operations are bounded by Timeout.
-func (r *Remote) call(ctx context.Context, req controlRequest, short bool, each func(netip.Prefix, Record) error, more ...controlAnswer) (controlAnswer, error) {
+func (r *Remote) call(ctx context.Context, req controlRequest, short bool, each func(netip.Prefix, greylist.Record) error, more ...controlAnswer) (controlAnswer, error) {
 	if r.closed.Load() {
-		return controlAnswer{}, ErrClosed
+		return controlAnswer{}, greylist.ErrClosed
 	}
 	if short {
 		var cancel context.CancelFunc
@@ -419,14 +415,16 @@ func (r *Remote) call(ctx context.Context, req controlRequest, short bool, each 
 		}
 		err = enc.Encode(m)
 	}
-	if err = errors.Join(err, w.Flush()); err != nil {
-		return controlAnswer{}, r.broken(ctx, req.Op, err)
-	}
+	werr := errors.Join(err, w.Flush())
 	dec := json.NewDecoder(bufio.NewReader(c))
 	for {
 		var a controlAnswer
 		if err := dec.Decode(&a); err != nil {
-			if errors.Is(err, io.EOF) {
+			if werr != nil {
+				// Refused before it read the request, it would have
+				// answered why; it did not.
+				err = werr
+			} else if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF // the other side closed without its final line
 			}
 			return controlAnswer{}, r.broken(ctx, req.Op, err)
@@ -441,14 +439,10 @@ func (r *Remote) call(ctx context.Context, req controlRequest, short bool, each 
 		if err != nil {
 			return controlAnswer{}, fmt.Errorf("greylist: control socket %s: %s: bad network in the answer: %v", r.socket, req.Op, err)
 		}
-		rec, err := decodeWire(a.Rec)
-		if err != nil {
-			return controlAnswer{}, fmt.Errorf("greylist: control socket %s: %s: %v: %w", r.socket, req.Op, n, err)
-		}
 		if each == nil {
 			continue
 		}
-		if err := each(n, rec); err != nil {
+		if err := each(n, a.Rec.record()); err != nil {
 			return controlAnswer{}, err
 		}
 	}
@@ -470,11 +464,11 @@ func (e remoteError) Error() string { return e.msg }
 func (e remoteError) Unwrap() error {
 	switch e.kind {
 	case "locked":
-		return ErrLocked
+		return greylist.ErrLocked
 	case "damaged":
-		return ErrDamaged
+		return greylist.ErrDamaged
 	case "closed":
-		return ErrClosed
+		return greylist.ErrClosed
 	}
 	return nil
 }

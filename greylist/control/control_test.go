@@ -1,4 +1,4 @@
-package greylist_test
+package control_test
 
 import (
 	"context"
@@ -15,8 +15,22 @@ import (
 	"time"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/greylist/control"
 	"github.com/mxfront/mxfront/greylist/storetest"
 )
+
+var ctx = context.Background()
+
+func dbPath(t testing.TB) string { return filepath.Join(t.TempDir(), "greylist.db") }
+
+func openBolt(t testing.TB, path string, o greylist.BoltOptions) *greylist.Bolt {
+	t.Helper()
+	s, err := greylist.OpenBolt(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // controlled serves s on a fresh control socket until the test ends and
 // returns the socket's name; changed hears of every network a request
@@ -32,7 +46,7 @@ func controlled(t testing.TB, s greylist.Store, changed func(netip.Prefix)) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &greylist.ControlServer{Store: s, Changed: changed}
+	h := &control.Server{Store: s, Changed: changed}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
@@ -51,9 +65,9 @@ func controlled(t testing.TB, s greylist.Store, changed func(netip.Prefix)) stri
 	return sock
 }
 
-func dialRemote(t testing.TB, sock string) *greylist.Remote {
+func dialRemote(t testing.TB, sock string) *control.Remote {
 	t.Helper()
-	r, err := greylist.DialRemote(ctx, sock, greylist.RemoteOptions{})
+	r, err := control.Dial(ctx, sock, control.RemoteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +83,6 @@ func TestRemoteConforms(t *testing.T) {
 }
 
 func TestRemoteOverKeptBoltConforms(t *testing.T) {
-	defer greylist.SetChunks(7, 11)()
 	storetest.Run(t, func(t *testing.T) greylist.Store {
 		b := openBolt(t, dbPath(t), greylist.BoltOptions{KeepOpen: true})
 		t.Cleanup(func() { b.Close() })
@@ -151,7 +164,7 @@ func TestRemoteErrors(t *testing.T) {
 	}
 
 	missing := filepath.Join(t.TempDir(), "none.sock")
-	if _, err := greylist.DialRemote(ctx, missing, greylist.RemoteOptions{}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+	if _, err := control.Dial(ctx, missing, control.RemoteOptions{}); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("DialRemote(%s) = %v, want a not-exist error naming it", missing, err)
 	}
 	// A socket file whose listener is gone (serve killed).
@@ -164,7 +177,7 @@ func TestRemoteErrors(t *testing.T) {
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
-	if _, err := greylist.DialRemote(ctx, stale, greylist.RemoteOptions{}); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := control.Dial(ctx, stale, control.RemoteOptions{}); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("DialRemote on a stale socket = %v, want ECONNREFUSED", err)
 	}
 }
@@ -172,7 +185,7 @@ func TestRemoteErrors(t *testing.T) {
 // A client that connects and says nothing is dropped after the timeout;
 // a request line that is too long or not JSON gets an error answer.
 func TestControlServerBadRequests(t *testing.T) {
-	h := &greylist.ControlServer{Store: greylist.NewMemory()}
+	h := &control.Server{Store: greylist.NewMemory()}
 	for _, in := range []string{"", "not json\n", "{\"op\":\"fly\"}\n", strings.Repeat("x", 5000) + "\n", "{\"op\":\"get\",\"net\":\"nonsense\"}\n"} {
 		a, b := net.Pipe()
 		done := make(chan error, 1)
