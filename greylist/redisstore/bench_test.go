@@ -35,6 +35,7 @@ func BenchmarkDecideMix(b *testing.B) {
 		benchMix(b, s)
 	})
 	b.Run("store=bolt-keepopen", func(b *testing.B) {
+		// Serve mode: the file held open, writes batched.
 		s, err := greylist.OpenBolt(filepath.Join(b.TempDir(), "greylist.db"), greylist.BoltOptions{KeepOpen: true})
 		if err != nil {
 			b.Fatal(err)
@@ -44,7 +45,8 @@ func BenchmarkDecideMix(b *testing.B) {
 		benchMix(b, s)
 	})
 	b.Run("store=bolt-per-decision", func(b *testing.B) {
-		// Serve mode today: the file opened for each decision.
+		// Serve mode before it held the file (chain mode's way): the
+		// file opened for each decision.
 		path := filepath.Join(b.TempDir(), "greylist.db")
 		fill, err := greylist.OpenBolt(path, greylist.BoltOptions{KeepOpen: true})
 		if err != nil {

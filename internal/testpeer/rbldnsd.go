@@ -33,6 +33,13 @@ type Rbldnsd struct {
 // until it answers. It is stopped (by PID) when the test ends.
 func StartRbldnsd(t testing.TB, zones ...RbldnsdZone) *Rbldnsd {
 	t.Helper()
+	return StartRbldnsdArgs(t, nil, zones...)
+}
+
+// StartRbldnsdArgs is StartRbldnsd with more arguments for rbldnsd (e.g.
+// "-l", "+FILE": its query log).
+func StartRbldnsdArgs(t testing.TB, extra []string, zones ...RbldnsdZone) *Rbldnsd {
+	t.Helper()
 	bin := Need(t, "rbldnsd")
 	if len(zones) == 0 {
 		t.Fatal("testpeer: rbldnsd needs a zone")
@@ -48,7 +55,7 @@ func StartRbldnsd(t testing.TB, zones ...RbldnsdZone) *Rbldnsd {
 		t.Fatalf("testpeer: %v", err)
 	}
 	port := FreePort(t)
-	args := []string{"-n", "-b", fmt.Sprintf("127.0.0.1/%d", port), "-w", dir, "-t", "60"}
+	args := append([]string{"-n", "-b", fmt.Sprintf("127.0.0.1/%d", port), "-w", dir, "-t", "60"}, extra...)
 	for i, z := range zones {
 		file := fmt.Sprintf("zone%d.%s", i, z.Type)
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(z.Data), 0o644); err != nil {

@@ -40,6 +40,7 @@ var (
 	execN    = flag.Int("exec-n", 300, "process starts per exec-path case")
 	srvCPU   = flag.Bool("server-cpu", false, "also print each row's server process's own CPU time per session (mxfront serve's, tcpserver's; its threads' schedstat): steadier than a rate on a loaded machine")
 	compare  = flag.String("compare", "", "directory holding another mxfront (e.g. the last release's) whose chain and serve pass rows run beside this one's")
+	refuser  = flag.String("refuser", "", "(internal) be the checkless refuser on `ADDR`: the row every refusing row is compared with")
 )
 
 type row struct {
@@ -50,6 +51,10 @@ type row struct {
 
 func main() {
 	flag.Parse()
+	if *refuser != "" {
+		refuse(*refuser)
+		return
+	}
 	abs, _ := filepath.Abs(*binDir)
 	mx, sink, goexec := filepath.Join(abs, "mxfront"), filepath.Join(abs, "mxsink"), filepath.Join(abs, "goexec")
 	for _, p := range []string{mx, sink, goexec} {
@@ -149,12 +154,22 @@ func main() {
 				row{name: "tcpserver > mxfront (3 lists+rDNS, unbound) > sink", start: ts(nil, append(append([]string{mx}, withRDNS...), "--", sink)...)})
 		}
 	}
+	self, _ := os.Executable()
 	rows = append(rows,
+		row{name: "Go refuser, no checks (refuser)", refuses: true, start: func() (string, int, func(), error) {
+			port := freePort()
+			return startServer(self, []string{"-refuser", fmt.Sprintf("127.0.0.1:%d", port)}, nil, port)
+		}},
 		row{name: "mxfront serve > sink", start: serve("--deny", "192.0.2.0/24")},
 		row{name: "mxfront serve refusing (deny list)", refuses: true, start: serve("--deny", "127.0.0.0/8")},
 		row{name: "mxfront serve refusing (greylisted)", refuses: true, start: serve(greyFresh...)},
 		row{name: "mxfront serve refusing (deny, metrics)", refuses: true, start: metrics("--deny", "127.0.0.0/8")},
 		row{name: "mxfront serve refusing (grey, metrics)", refuses: true, start: metrics(greyFresh2...)})
+	if redisURL, stopRedis := redis(); redisURL != "" {
+		defer stopRedis()
+		rows = append(rows, row{name: "mxfront serve refusing (grey, Redis)", refuses: true,
+			start: serve("--greylist", "--greylist-store", redisURL, "--greylist-delay", "1h", "--greylist-window", "2h")})
+	}
 	if listedArgs != nil {
 		// listed.test lists all of 127/8, 127.0.0.1 included: serve's
 		// health check would set it aside as answering everything.
@@ -327,27 +342,35 @@ func table(rows []row) {
 			}
 		}
 	}
-	fmt.Printf("load: sessions/s (median of %d interleaved runs of %v), latency p50/p99, ratio to the bare tcpserver row\n", *runs, *duration)
+	fmt.Printf("load: sessions/s (median of %d interleaved runs of %v), latency p50/p99, ratio to the bare tcpserver row and (refusing rows) to the checkless Go refuser\n", *runs, *duration)
 	for _, mode := range ms {
 		for _, c := range cl {
 			fmt.Printf("\n%s, concurrency %d\n", mode, c)
-			fmt.Printf("  %-40s %10s %8s %21s %21s %7s", "row", "sess/s", "ratio", "greeting p50/p99", "session p50/p99", "errors")
+			fmt.Printf("  %-40s %10s %8s %8s %21s %21s %7s", "row", "sess/s", "ratio", "/refuser", "greeting p50/p99", "session p50/p99", "errors")
 			if *srvCPU {
 				fmt.Printf(" %14s", "srv CPU/sess")
 			}
 			fmt.Println()
-			var bare float64
+			var bare, refusing float64
+			for _, r := range rows {
+				if strings.Contains(r.name, "(refuser)") {
+					refusing, _, _, _, _, _ = summarise(results[key{r.name, mode, c}])
+				}
+			}
 			for _, r := range rows {
 				rs := results[key{r.name, mode, c}]
 				rate, g50, g99, s50, s99, errs := summarise(rs)
 				if strings.Contains(r.name, "(bare)") {
 					bare = rate
 				}
-				ratio := "-"
+				ratio, vsRefuser := "-", "-"
 				if bare > 0 {
 					ratio = fmt.Sprintf("%.2f", rate/bare)
 				}
-				fmt.Printf("  %-40s %10.1f %8s %10s/%-10s %10s/%-10s %7d", r.name, rate, ratio,
+				if r.refuses && refusing > 0 {
+					vsRefuser = fmt.Sprintf("%.2f", rate/refusing)
+				}
+				fmt.Printf("  %-40s %10.1f %8s %8s %10s/%-10s %10s/%-10s %7d", r.name, rate, ratio, vsRefuser,
 					g50.Round(10*time.Microsecond), g99.Round(10*time.Microsecond),
 					s50.Round(10*time.Microsecond), s99.Round(10*time.Microsecond), errs)
 				if *srvCPU {
@@ -370,7 +393,7 @@ func table(rows []row) {
 // serve, or tcpserver: its accept and fork, not its children's work), the
 // sum over its threads.
 func serverCPU(name string, pid int) time.Duration {
-	if !*srvCPU || pid == 0 || !(strings.Contains(name, "mxfront serve") || strings.HasPrefix(name, "tcpserver")) {
+	if !*srvCPU || pid == 0 || !(strings.Contains(name, "mxfront serve") || strings.HasPrefix(name, "tcpserver") || strings.Contains(name, "(refuser)")) {
 		return 0
 	}
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
