@@ -101,17 +101,27 @@ type Expired struct {
 func (p *Policy) Expire(ctx context.Context) (Expired, error) {
 	now := p.now()
 	var e Expired
-	n, err := p.store.Expire(ctx, func(_ netip.Prefix, r Record) bool {
-		if !p.stale(r, now) {
-			return false
-		}
+	count := func(r Record) {
 		if r.LastPass.IsZero() {
 			e.Abandoned++
 		} else {
 			e.Lapsed++
 		}
-		return true
-	})
+	}
+	var n int
+	var err error
+	if ec, ok := p.store.(ExpireCounter); ok {
+		n, err = ec.ExpireCounting(ctx, func(_ netip.Prefix, r Record) bool { return p.stale(r, now) },
+			func(_ netip.Prefix, r Record) { count(r) })
+	} else {
+		n, err = p.store.Expire(ctx, func(_ netip.Prefix, r Record) bool {
+			if !p.stale(r, now) {
+				return false
+			}
+			count(r)
+			return true
+		})
+	}
 	e.Unreadable = max(0, n-e.Abandoned-e.Lapsed)
 	return e, err
 }

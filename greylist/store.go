@@ -60,3 +60,14 @@ type Compacter interface {
 	Compact(ctx context.Context) (Compacted, error)
 	Path() string // the file
 }
+
+// ExpireCounter is a Store whose Expire judges the records first and
+// deletes them after (a Remote store: one scan, then one request that
+// deletes each judged record unless it changed meanwhile), so that stale's
+// yes may not end in a deletion. It tells instead which records it
+// deleted: a caller that counts (Policy.Expire) counts those.
+type ExpireCounter interface {
+	// ExpireCounting is Expire, calling deleted (when not nil) for each
+	// readable record it deleted.
+	ExpireCounting(ctx context.Context, stale func(netip.Prefix, Record) bool, deleted func(netip.Prefix, Record)) (int, error)
+}

@@ -220,10 +220,22 @@ func (h *Server) do(ctx context.Context, req controlRequest, doomed map[netip.Pr
 	case "expire":
 		// Only the records the caller judged stale, if still as it saw
 		// them, and the unreadable ones (which the store deletes anyway).
+		var deleted []controlAnswer
 		k, err := s.Expire(ctx, func(n netip.Prefix, r greylist.Record) bool {
 			v, ok := doomed[n]
-			return ok && v.record().Equal(r)
+			if ok && v.record().Equal(r) {
+				deleted = append(deleted, controlAnswer{Net: n.String(), Rec: &v})
+				return true
+			}
+			return false
 		})
+		// Told once done: stale must not wait for the peer while the store
+		// holds its lock.
+		for _, d := range deleted {
+			if e := enc.Encode(d); e != nil {
+				return failed(e)
+			}
+		}
 		a.N = k
 		if err != nil {
 			a.Err, a.ErrKind = err.Error(), errKind(err)
@@ -294,6 +306,8 @@ type Remote struct {
 var (
 	_ greylist.Store     = (*Remote)(nil)
 	_ greylist.Compacter = (*Remote)(nil)
+
+	_ greylist.ExpireCounter = (*Remote)(nil)
 )
 
 // Dial returns the store behind the control socket at socket, having
@@ -356,8 +370,15 @@ func (r *Remote) Scan(ctx context.Context, fn func(netip.Prefix, greylist.Record
 // Expire implements Store in two steps: a Scan, on which stale judges
 // each record, then one request that deletes those it said yes to, each
 // only if its record is still the one judged (one changed meanwhile, by a
-// client that retried, stays), and the records that do not decode.
+// client that retried, stays), and the records that do not decode. A yes
+// may thus not end in a deletion: see ExpireCounting.
 func (r *Remote) Expire(ctx context.Context, stale func(netip.Prefix, greylist.Record) bool) (int, error) {
+	return r.ExpireCounting(ctx, stale, nil)
+}
+
+// ExpireCounting implements greylist.ExpireCounter: Expire, telling deleted
+// of each judged record deleted.
+func (r *Remote) ExpireCounting(ctx context.Context, stale func(netip.Prefix, greylist.Record) bool, deleted func(netip.Prefix, greylist.Record)) (int, error) {
 	var doomed []controlAnswer
 	err := r.Scan(ctx, func(n netip.Prefix, rec greylist.Record) error {
 		if stale(n, rec) {
@@ -369,7 +390,12 @@ func (r *Remote) Expire(ctx context.Context, stale func(netip.Prefix, greylist.R
 		return 0, err
 	}
 	doomed = append(doomed, controlAnswer{Done: true})
-	a, err := r.call(ctx, controlRequest{Op: "expire"}, false, nil, doomed...)
+	a, err := r.call(ctx, controlRequest{Op: "expire"}, false, func(n netip.Prefix, rec greylist.Record) error {
+		if deleted != nil {
+			deleted(n, rec)
+		}
+		return nil
+	}, doomed...)
 	return a.N, err
 }
 
