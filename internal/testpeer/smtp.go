@@ -15,13 +15,22 @@ import (
 // (tcpserver), a client (swaks), a raw session, and readers of what
 // PROGRAM saw.
 
-// WaitOutput waits (10 s at most) until the process has printed s.
+// WaitOutput waits (30 s at most) until the process has printed s.
 func WaitOutput(t testing.TB, p *Proc, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Output(), s) {
+	WaitCount(t, p, s, 1)
+}
+
+// WaitCount waits (30 s at most: a loaded machine) until p has printed s
+// n times or more. A log line is written once the client is answered, so
+// a test counts lines after waiting for them, never right after the
+// client's session.
+func WaitCount(t testing.TB, p *Proc, s string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(p.Output(), s) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not print %q; it printed:\n%s", p.Cmd.Path, s, p.Output())
+			t.Fatalf("%s printed %q %d times, want %d; it printed:\n%s", p.Cmd.Path, s, strings.Count(p.Output(), s), n, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

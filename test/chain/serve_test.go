@@ -50,6 +50,7 @@ func TestServe(t *testing.T) {
 		t.Fatalf("a refused client reached PROGRAM: %d messages", n)
 	}
 	waitOutput(t, p, `msg="session ended"`)
+	testpeer.WaitCount(t, p, "msg=refused", 2)
 	if strings.Count(p.Output(), "msg=refused") != 2 {
 		t.Errorf("want two refusal lines:\n%s", p.Output())
 	}

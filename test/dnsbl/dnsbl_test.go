@@ -201,10 +201,12 @@ func TestChainDeadServerPasses(t *testing.T) {
 		if env["MXFRONT_VERDICT"] != "pass" {
 			t.Errorf("server %s: a listed client behind a dead server: %v", server, env)
 		}
-		if took > 4*time.Second {
+		// A hang guard, not a speed test (a loaded machine takes seconds
+		// to start the processes): the deadline itself is dnsbl's to test.
+		if took > 30*time.Second {
 			t.Errorf("server %s: the pass took %v with a 1s deadline", server, took)
 		}
-		testpeer.WaitOutput(t, ts, "zone=trie4.test")
+		testpeer.WaitCount(t, ts, `msg="DNS list failed"`, 2)
 		if n := strings.Count(ts.Output(), `msg="DNS list failed"`); n != 2 {
 			t.Errorf("server %s: %d failures logged, want one per zone:\n%s", server, n, ts.Output())
 		}
@@ -321,6 +323,7 @@ func TestServe(t *testing.T) {
 			t.Errorf("allowed client's PROGRAM lacks %s:\n%s", want, allowed)
 		}
 	}
+	testpeer.WaitCount(t, p, "msg=refused", 3)
 	if n := strings.Count(p.Output(), "msg=refused"); n != 3 {
 		t.Errorf("%d refusal lines, want 3:\n%s", n, p.Output())
 	}
