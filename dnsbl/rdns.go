@@ -26,6 +26,11 @@ const (
 	// maxHost is the longest host name in text (RFC 1035: 255 octets on
 	// the wire, 253 characters without the final dot).
 	maxHost = 253
+	// maxCachedAddrs bounds the forward answers serve's cache keeps: the
+	// name's owner chooses how many records it has (thousands fit in a
+	// TCP answer), and a cache entry must stay small. A larger answer is
+	// used, whole, for the client at hand, and asked again next time.
+	maxCachedAddrs = 64
 )
 
 // ptrRecords are the PTR records of an answer.
@@ -96,7 +101,7 @@ func (s RDNSState) String() string {
 // Forward is one forward question about a PTR name.
 type Forward struct {
 	Name   string       // the host name asked
-	Addrs  []netip.Addr // its A (IPv4 client) or AAAA (IPv6 client) records
+	Addrs  []netip.Addr // its A (IPv4 client) or AAAA (IPv6 client) records, at most MaxPTR (the client first if there)
 	Match  bool         // they hold the client's address
 	Cached bool         // the answer came from the cache
 	Err    *Error       // non-nil: it could not be asked
@@ -240,7 +245,9 @@ func (l *rdnsLookup) got(c *Checker, k checking, q *question) {
 		f.Err = c.zoneError("rdns", f.Name, nil, q.err, k.budget)
 	} else {
 		addrs, ttl := forwardAddrs(&q.ans, l.qtype)
-		c.cache.put(cacheKey{f.Name, l.qtype}, cacheEntry{addrs: addrs}, ttl)
+		if len(addrs) <= maxCachedAddrs {
+			c.cache.put(cacheKey{f.Name, l.qtype}, cacheEntry{addrs: addrs}, ttl)
+		}
 		l.gotForward(f, addrs)
 	}
 	l.out.Duration = time.Since(k.start)
@@ -291,12 +298,18 @@ func (l *rdnsLookup) gotPTR(c *Checker, k checking, names []string, count int) {
 	}
 }
 
+// gotForward judges a forward answer by all its records (a pool's name
+// may have many, the client's among the last), and keeps MaxPTR of them
+// to show, the client's first when it is there.
 func (l *rdnsLookup) gotForward(f *Forward, addrs []netip.Addr) {
+	f.Match = slices.Contains(addrs, l.ip)
 	if len(addrs) > MaxPTR {
+		if f.Match {
+			addrs = append([]netip.Addr{l.ip}, slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool { return a == l.ip })...)
+		}
 		addrs = addrs[:MaxPTR]
 	}
 	f.Addrs = slices.Clone(addrs)
-	f.Match = slices.Contains(addrs, l.ip)
 }
 
 // result judges the answers, once the exchange is over.

@@ -339,3 +339,29 @@ func TestIsHostName(t *testing.T) {
 		}
 	}
 }
+
+// A name with more addresses than are kept to show confirms a client
+// whose address comes last, and serve's cache keeps no answer of more
+// than maxCachedAddrs records (its owner chooses how many it has).
+func TestRDNSManyAddresses(t *testing.T) {
+	lines := []string{"22.0.0.127.in-addr.arpa. 300 IN PTR pool.many.example."}
+	for i := 1; i <= 2*maxCachedAddrs; i++ {
+		lines = append(lines, fmt.Sprintf("pool.many.example. 300 IN A 192.0.%d.%d", i/250, i%250+1))
+	}
+	lines = append(lines, "pool.many.example. 300 IN A 127.0.0.22")
+	srv := startRDNSServer(t, lines...)
+	c := rdnsChecker(t, srv.addr, NewCache(100, time.Hour, nil), 5*time.Second)
+	ip := netip.MustParseAddr("127.0.0.22")
+	for i := 0; i < 2; i++ {
+		r := c.Check(context.Background(), ip).RDNS
+		if r.State != RDNSConfirmed || len(r.Forward) != 1 {
+			t.Fatalf("check %d: %v %+v", i, r.State, r.Forward)
+		}
+		if f := r.Forward[0]; !f.Match || f.Cached || len(f.Addrs) != MaxPTR || f.Addrs[0] != ip {
+			t.Fatalf("check %d: forward %+v", i, f)
+		}
+	}
+	if n := srv.count("A", "pool.many.example."); n != 2 {
+		t.Errorf("asked A %d times; want 2 (an answer of %d records is not cached)", n, 2*maxCachedAddrs+1)
+	}
+}
