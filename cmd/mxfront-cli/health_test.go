@@ -96,7 +96,7 @@ func TestCheckListsStateFile(t *testing.T) {
 	}
 }
 
-// A missing, unusable or stale state file sets no zone aside and leaves
+// A missing, unusable or stale (or future-dated) state file sets no zone aside and leaves
 // one warning; the lists are all asked.
 func TestHealthStateTrouble(t *testing.T) {
 	good := oneAnswer(t, "127.0.0.2")
@@ -104,12 +104,16 @@ func TestHealthStateTrouble(t *testing.T) {
 	stale := filepath.Join(dir, "stale")
 	os.WriteFile(stale, dnsbl.State{Checked: time.Now().Add(-time.Hour),
 		Aside: []dnsbl.Aside{{Zone: "bl.example", Since: time.Now()}}}.AppendText(nil), 0o644)
+	future := filepath.Join(dir, "future")
+	os.WriteFile(future, dnsbl.State{Checked: time.Now().Add(24 * time.Hour),
+		Aside: []dnsbl.Aside{{Zone: "bl.example", Since: time.Now()}}}.AppendText(nil), 0o644)
 	junk := filepath.Join(dir, "junk")
 	os.WriteFile(junk, []byte("aside bl.example\n"), 0o644)
 	for file, want := range map[string]string{
 		filepath.Join(dir, "missing"): "DNS list state file unreadable",
 		junk:                          "DNS list state file unusable",
 		stale:                         "DNS list state file stale",
+		future:                        "DNS list state file stale",
 	} {
 		cfg, err := loadWith(t, config.Chain, "--dns-server", good, "--dnsbl", "bl.example", "--dns-health-state", file)
 		if err != nil {

@@ -75,7 +75,10 @@ func loadHealthState(o Options, cfg *Config, checker *dnsbl.Checker) error {
 		warn("DNS list state file unusable", "error", err.Error(), "hint", "it is written by mxfront check --lists --state-file")
 		return nil
 	}
-	if age := time.Since(st.Checked); age > maxAge {
+	// A check from the future (the clock was set back since) is no
+	// fresher: without this, a file that stopped being rewritten would
+	// never go stale.
+	if age := time.Since(st.Checked); age > maxAge || -age > maxAge {
 		warn("DNS list state file stale", "checked", st.Checked.Format(time.RFC3339),
 			"age", age.Round(time.Second).String(), "max_age", maxAge.String(),
 			"hint", "is the timer running? systemctl status mxfront-lists.timer")
