@@ -369,3 +369,24 @@ func TestEnvironRDNS(t *testing.T) {
 		t.Fatalf("no rdns: %q", env)
 	}
 }
+
+// --observe with --greylist-by-name: a generic name whose refusal is only
+// observed is still judged by its network, as in a run that enforces
+// (the pass that keeps the refusal keeps its GenericName).
+func TestObservedGenericNotByName(t *testing.T) {
+	f := newGreyFixture(t, nil, nil)
+	p := rdnsPolicy(t, zoneServer(t, rdnsLines()...), &RDNSCheck{Generic: generic(t, "*-%a-%b-%c-%d.*"), GenericAction: RDNSRefuse}, nil)
+	f.p.DNS, f.p.RDNS, f.p.Observe = p.DNS, p.RDNS, true
+	names, err := f.gp.WithPrefixes(32, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.p.Greylist.Names = names
+	v := f.decide("127.0.0.20")
+	if v.Action != Pass || v.Observed == nil || v.Observed.By != ByRDNS || !v.GenericName {
+		t.Fatalf("%v observed %+v generic %v (%s)", v.Action, v.Observed, v.GenericName, v.Reason())
+	}
+	if v.Greylist.Name != "" {
+		t.Fatalf("judged by the name %q (%s)", v.Greylist.Name, v.Reason())
+	}
+}

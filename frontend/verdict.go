@@ -246,7 +246,7 @@ func (p *Policy) unless(v Verdict, observed *Verdict) Verdict {
 // unless an earlier one is there already.
 func observedPass(v Verdict) Verdict {
 	pass := Verdict{Action: Pass, DNS: v.DNS, Greylist: v.Greylist, Details: v.Details, Observed: v.Observed,
-		Reasons: slices.Clone(v.Reasons)}
+		Reasons: slices.Clone(v.Reasons), GenericName: v.GenericName}
 	if n := len(pass.Reasons); n > 0 {
 		pass.Reasons[n-1] += " (not enforced)"
 	}
