@@ -247,3 +247,21 @@ func FuzzParseState(f *testing.F) {
 		}
 	})
 }
+
+// A Check its caller cut short (serve's stop cancels the lookups in
+// flight) ends with timeouts that say nothing of the zone: they do not
+// count towards Watch.Failures.
+func TestCancelledChecksAreNotLiveFailures(t *testing.T) {
+	srv := startServer(t, map[string]rule{"slow.test": {silent: true}})
+	c := newChecker(t, Config{Zones: zones(t, "slow.test"), Servers: []string{srv.Addr}, Timeout: 5 * time.Second, Poller: true})
+	var ch changes
+	c.Watch(Watch{Failures: 1, Changed: ch.changed})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r := c.Check(ctx, cleanIP); r.Zones[0].Err == nil {
+		t.Fatalf("a cancelled Check: %+v", r.Zones[0])
+	}
+	if s := ch.String(); s != "" || len(c.Asides()) != 0 {
+		t.Fatalf("a cancelled Check set the zone aside: %s", s)
+	}
+}

@@ -337,7 +337,11 @@ func (c *Checker) finish(k checking, name string, a *answer) {
 	if a.err != nil {
 		s.failures.Add(1)
 	}
-	c.lived(name, s, a.err)
+	// A Check its caller cut short (serve's stop) fails by our doing,
+	// not the zone's: it must not set the zone aside.
+	if a.err == nil || k.x.ctx == nil || k.x.ctx.Err() == nil {
+		c.lived(name, s, a.err)
+	}
 	a.duration = time.Since(k.start)
 }
 
