@@ -180,7 +180,9 @@ func main() {
 	rows = append(rows, relayRows(tcpserver, ts, serve, mx, sink)...)
 	if *compare != "" {
 		old, _ := filepath.Abs(filepath.Join(*compare, "mxfront"))
-		rows = append(rows, row{name: "compared: mxfront serve > sink", start: serveWith(old, "--deny", "192.0.2.0/24")})
+		rows = append(rows, row{name: "compared: mxfront serve > sink", start: serveWith(old, "--deny", "192.0.2.0/24")},
+			row{name: "compared: mxfront serve refusing (greylisted)", refuses: true,
+				start: serveWith(old, "--greylist", "--greylist-db", filepath.Join(work, "fresh3.db"), "--greylist-delay", "1h", "--greylist-window", "2h")})
 		if tcpserver != "" {
 			rows = append(rows, row{name: "compared: tcpserver > mxfront (deny list) > sink",
 				start: ts(nil, old, "--deny", "192.0.2.0/24", "--deny", "2001:db8::/32", "--", sink)})
