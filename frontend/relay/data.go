@@ -201,13 +201,13 @@ func (c *clientReader) drop() int {
 // dataScanner finds the end of a message: a line of one dot after a line
 // ended by CRLF, itself ended by CRLF. A dot line with a bare LF on
 // either side is the end of some servers' reading and not of others':
-// scan reports it apart. Only the octets after an LF can matter, so scan
-// looks for "\n." with bytes.Index over the whole buffer and at nothing
-// else but the last two octets (what the next buffer's first octets
-// follow).
+// scan reports it apart. Only a dot after an LF can matter, so scan
+// looks over the whole buffer with bytes.IndexByte for dots (or with
+// bytes.Index for "\n." where dots inside lines are many), at the octets
+// before each, and at the buffer's last two octets (what the next
+// buffer's first ones follow); never at each octet.
 type dataScanner struct {
-	st     int
-	dotLen int // the length of the bare-LF dot line, when found
+	st int
 }
 
 // What the octets before the next one to scan were.
@@ -224,7 +224,7 @@ var lfDot = []byte("\n.")
 // many octets may go on to the server now: all of b, or up to a dot at
 // a line's start whose line is not yet whole (held back, and given again
 // with more octets after it), or through the end. bare: b[n:] begins a
-// dot line next to a bare LF (dotLen octets long).
+// dot line next to a bare LF.
 func (sc *dataScanner) scan(b []byte) (n int, end, bare bool) {
 	if len(b) == 0 {
 		return 0, false, false
@@ -293,7 +293,6 @@ func (sc *dataScanner) dotLine(b []byte, dot int, bareBefore bool) (n int, end, 
 	}
 	switch b[dot+1] {
 	case '\n':
-		sc.dotLen = 2
 		return dot, false, true, true
 	case '\r':
 		if dot+2 >= len(b) {
@@ -301,7 +300,6 @@ func (sc *dataScanner) dotLine(b []byte, dot int, bareBefore bool) (n int, end, 
 		}
 		if b[dot+2] == '\n' {
 			if bareBefore {
-				sc.dotLen = 3
 				return dot, false, true, true
 			}
 			return dot + 3, true, false, true

@@ -320,8 +320,7 @@ func FuzzCopyMessage(f *testing.F) {
 // octetScanner is the DATA scanner before bytes.IndexByte: a state per
 // octet. It stays as a second oracle and as the benchmark's baseline.
 type octetScanner struct {
-	st     int
-	dotLen int
+	st int
 }
 
 func (sc *octetScanner) scan(b []byte) (n int, end, bare bool) {
@@ -333,7 +332,6 @@ func (sc *octetScanner) scan(b []byte) (n int, end, bare bool) {
 			}
 			switch b[i+1] {
 			case '\n':
-				sc.dotLen = 2
 				return i, false, true
 			case '\r':
 				if i+2 >= len(b) {
@@ -341,7 +339,6 @@ func (sc *octetScanner) scan(b []byte) (n int, end, bare bool) {
 				}
 				if b[i+2] == '\n' {
 					if sc.st == atBareStart {
-						sc.dotLen = 3
 						return i, false, true
 					}
 					return i + 3, true, false
