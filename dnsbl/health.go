@@ -22,6 +22,10 @@ const (
 	// AnsweringAll: 127.0.0.1 is listed too: the zone lists everyone and
 	// would refuse every client.
 	AnsweringAll
+	// Unchecked: a test point could not be asked for lack of our own
+	// resources (fds, buffers): says nothing of the zone, whose state is
+	// left as it was.
+	Unchecked
 )
 
 func (s Status) String() string {
@@ -32,6 +36,8 @@ func (s Status) String() string {
 		return "dead"
 	case Refusing:
 		return "refusing"
+	case Unchecked:
+		return "unchecked (out of our own resources)"
 	}
 	return "answering everything"
 }
@@ -115,7 +121,10 @@ func health(zone string, p2, p1, p6 probe) Health {
 	refusing := func(p probe) bool {
 		return p.err != nil && (p.err.Cause == ErrorCode || p.err.Cause == Refused)
 	}
+	exhausted := func(p probe) bool { return p.err != nil && p.err.Cause == Exhausted }
 	switch {
+	case exhausted(p2) || exhausted(p1):
+		h.Status = Unchecked
 	case refusing(p2) || refusing(p1):
 		h.Status = Refusing
 	case len(p1.addrs) > 0:

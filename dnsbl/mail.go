@@ -36,6 +36,9 @@ type MX struct {
 // other types are skipped, as the lists' answers skip them.
 func (r *records) mailRecord(msg []byte, h rr, qtype uint16, owner int) error {
 	if h.rrtype == typePTR {
+		if qtype != typePTR {
+			return nil // skipped, as other types are in the lists' answers
+		}
 		return r.ptrRecord(msg, h, qtype, owner)
 	}
 	if h.rrtype != typeMX && h.rrtype != typeAAAA {

@@ -232,7 +232,9 @@ func (l *rdnsLookup) got(c *Checker, k checking, q *question) {
 		if p := q.ans.ptr; p != nil {
 			names, count, ttl = p.names, p.count, q.ans.ttl
 		}
-		c.cache.put(cacheKey{l.out.Query, typePTR}, cacheEntry{names: names, count: count}, ttl)
+		if textLen(names) <= maxCachedPTRText {
+			c.cache.put(cacheKey{l.out.Query, typePTR}, cacheEntry{names: names, count: count}, ttl)
+		}
 		l.gotPTR(c, k, names, count)
 		return
 	}
@@ -251,6 +253,20 @@ func (l *rdnsLookup) got(c *Checker, k checking, q *question) {
 		l.gotForward(f, addrs)
 	}
 	l.out.Duration = time.Since(k.start)
+}
+
+// maxCachedPTRText bounds the names' text of a cached PTR answer: the
+// owner of a reverse zone picks the names (8 escaped names fill ~8 KB),
+// and 50,000 such entries would be 400 MB. A larger answer is used, not
+// kept.
+const maxCachedPTRText = 1024
+
+func textLen(names []string) int {
+	n := 0
+	for _, s := range names {
+		n += len(s)
+	}
+	return n
 }
 
 // forwardAddrs returns the A or AAAA records of an answer and how long it

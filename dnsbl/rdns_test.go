@@ -365,3 +365,78 @@ func TestRDNSManyAddresses(t *testing.T) {
 		t.Errorf("asked A %d times; want 2 (an answer of %d records is not cached)", n, 2*maxCachedAddrs+1)
 	}
 }
+
+// A PTR record in the answer to another question (an A list query) is
+// skipped, as other types are; an NXDOMAIN answer that holds PTR records
+// contradicts itself: an error, not "no name".
+func TestRDNSStrayRecords(t *testing.T) {
+	q := new(dns.Msg)
+	q.SetQuestion("2.0.0.127.bl.test.", dns.TypeA)
+	m := new(dns.Msg)
+	m.SetReply(q)
+	for _, l := range []string{"2.0.0.127.bl.test. 300 IN A 127.0.0.2", "2.0.0.127.bl.test. 300 IN PTR stray.example."} {
+		rr, err := dns.NewRR(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Answer = append(m.Answer, rr)
+	}
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r reply
+	if err := unpack(b, &r); err != nil || len(r.addrs) != 1 || r.ptr != nil {
+		t.Fatalf("A answer with a stray PTR: %v, %+v", err, r.records)
+	}
+
+	srv := startRDNSServer(t)
+	pq := new(dns.Msg)
+	pq.SetQuestion("5.0.0.127.in-addr.arpa.", dns.TypePTR)
+	nx := new(dns.Msg)
+	nx.SetReply(pq)
+	nx.Rcode = dns.RcodeNameError
+	rr, _ := dns.NewRR("5.0.0.127.in-addr.arpa. 300 IN PTR liar.example.")
+	nx.Answer = append(nx.Answer, rr)
+	if b, err = nx.Pack(); err != nil {
+		t.Fatal(err)
+	}
+	srv.set(func() { srv.raw["5.0.0.127.in-addr.arpa."] = b })
+	res := rdnsChecker(t, srv.addr, nil, time.Second).Check(context.Background(), netip.MustParseAddr("127.0.0.5")).RDNS
+	if res.State != RDNSError || res.Err == nil || res.Err.Cause != Unreadable {
+		t.Fatalf("NXDOMAIN with a PTR: %+v (err %v)", res, res.Err)
+	}
+}
+
+// A PTR answer whose names are long is used but not cached: its owner
+// picks the names, and the cache's 50,000 entries must stay small.
+func TestRDNSLongNamesNotCached(t *testing.T) {
+	label := strings.Repeat("x", 60)
+	var lines []string
+	for i := 0; i < 6; i++ { // about 1,200 octets of names
+		lines = append(lines, fmt.Sprintf("5.0.0.127.in-addr.arpa. 300 IN PTR h%d.%s.%s.%s.example.", i, label, label, label))
+	}
+	srv := startRDNSServer(t, lines...)
+	c := rdnsChecker(t, srv.addr, NewCache(100, time.Hour, nil), 5*time.Second)
+	for i := 0; i < 2; i++ {
+		r := c.Check(context.Background(), netip.MustParseAddr("127.0.0.5")).RDNS
+		if len(r.PTRNames) != 6 || r.Cached {
+			t.Fatalf("check %d: %d names, cached %v", i, len(r.PTRNames), r.Cached)
+		}
+	}
+	if n := srv.count("PTR", "5.0.0.127.in-addr.arpa."); n != 2 {
+		t.Fatalf("asked %d times, want 2 (not cached)", n)
+	}
+}
+
+// A health check that cannot run for lack of our own fds says nothing of
+// the zone.
+func TestHealthExhaustedIsUnchecked(t *testing.T) {
+	ex := probe{err: &Error{Cause: Exhausted, Detail: "too many open files"}}
+	ok2 := probe{addrs: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}
+	for _, h := range []Health{health("bl.test", ex, probe{}, probe{}), health("bl.test", ok2, ex, probe{})} {
+		if h.Status != Unchecked {
+			t.Fatalf("%v: %s", h.Status, h.Detail)
+		}
+	}
+}

@@ -298,9 +298,13 @@ func (x *exchange) answered(q *question, r *reply, err error) bool {
 	switch {
 	case err != nil:
 		x.failed(q, err, now)
-	case r.rcode == rcodeNameError && (len(r.addrs) > 0 || r.txts > 0):
+	case r.rcode == rcodeNameError && (len(r.addrs) > 0 || r.txts > 0 || r.ptr != nil || r.mail != nil):
 		// "No such name", and yet records of it: which to believe?
-		x.failed(q, &badAnswer{fmt.Sprintf("NXDOMAIN answer with %d A and %d TXT records", len(r.addrs), r.txts)}, now)
+		detail := fmt.Sprintf("NXDOMAIN answer with %d A and %d TXT records", len(r.addrs), r.txts)
+		if r.ptr != nil || r.mail != nil {
+			detail = "NXDOMAIN answer with PTR, MX or AAAA records"
+		}
+		x.failed(q, &badAnswer{detail}, now)
 	case r.rcode == rcodeSuccess || r.rcode == rcodeNameError:
 		q.answered, q.ans = true, r.records
 		q.ans.nxdomain = r.rcode == rcodeNameError

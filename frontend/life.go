@@ -354,6 +354,9 @@ func logHungUp(log *logline.Logger, remote netip.AddrPort, v Verdict, err error,
 	if err != nil {
 		attrs = append(attrs, "error", err.Error())
 	}
+	if v.DNS != nil && v.DNS.RDNS != nil {
+		attrs = append(attrs, "RDNS", v.DNS.RDNS.String())
+	}
 	attrs = append(attrs, extra...)
 	attrs = append(attrs, "duration", took.Round(time.Millisecond).String())
 	log.Log(logline.LevelInfo, "hung up", attrs)

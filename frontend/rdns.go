@@ -75,8 +75,9 @@ func (p *Policy) rdns(ip netip.Addr, v *Verdict, force *bool) bool {
 		return false
 	}
 	r := v.DNS.RDNS
-	for _, n := range r.Notes {
-		p.Log.Warn("reverse DNS: odd answer", "ip", ip.String(), "query", r.Query, "note", n)
+	if len(r.Notes) > 0 {
+		// One line per connection, however odd the answers.
+		p.Log.Warn("reverse DNS: odd answer", "ip", ip.String(), "query", r.Query, "notes", strings.Join(r.Notes, "; "))
 	}
 	if r.State == dnsbl.RDNSError {
 		if r.Err != nil && r.Err.Cause == dnsbl.Exhausted {

@@ -1,7 +1,9 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/mxfront/mxfront/dnsbl"
+	"github.com/mxfront/mxfront/internal/logline"
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
@@ -388,5 +391,23 @@ func TestObservedGenericNotByName(t *testing.T) {
 	}
 	if v.Greylist.Name != "" {
 		t.Fatalf("judged by the name %q (%s)", v.Greylist.Name, v.Reason())
+	}
+}
+
+// However odd the answers, one WARN line per connection says so.
+func TestRDNSNotesOneLine(t *testing.T) {
+	var lines []string
+	for i := 0; i < 12; i++ {
+		lines = append(lines, fmt.Sprintf("50.0.0.127.in-addr.arpa. 60 IN PTR h%d.many.example.", i))
+	}
+	p := rdnsPolicy(t, zoneServer(t, lines...), &RDNSCheck{}, nil)
+	var log bytes.Buffer
+	p.Log = logline.WriterLogger(&log)
+	v := decideIP(p, "127.0.0.50")
+	if v.Action != Pass {
+		t.Fatalf("%v", v.Action)
+	}
+	if n := strings.Count(log.String(), "odd answer"); n != 1 || !strings.Contains(log.String(), "12 PTR records: kept 8") {
+		t.Fatalf("%d lines:\n%s", n, log.String())
 	}
 }

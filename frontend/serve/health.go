@@ -99,8 +99,13 @@ func (h *ListHealth) CheckNow(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, z := range hs {
-		if z.Status == dnsbl.OK {
+		switch z.Status {
+		case dnsbl.OK:
 			h.Checker.Restore(z.Zone)
+			continue
+		case dnsbl.Unchecked:
+			// Our own lack of fds says nothing of the zone.
+			h.Log.Warn("DNS list health check could not run: out of resources; the list's state is kept", "zone", z.Zone, "detail", z.Detail)
 			continue
 		}
 		h.Checker.SetAside(dnsbl.Aside{Zone: z.Zone, By: dnsbl.ByHealthCheck, Since: at, Reason: z.Reason(), Hint: z.Hint})

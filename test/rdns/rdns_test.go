@@ -122,7 +122,7 @@ func logLine(t *testing.T, p *testpeer.Proc, ip string) string {
 
 // A forward-confirmed client gets TCPREMOTEHOST and MXFRONT_RDNS; an
 // unconfirmed one, one without PTR and one whose forward question fails
-// get no TCPREMOTEHOST (the launcher's is removed) and pass under the
+// get no TCPREMOTEHOST and pass under the
 // default --rdns-check log; every line says RDNS=.
 func TestRDNSExported(t *testing.T) {
 	dns := testpeer.StartUnbound(t, zones)
