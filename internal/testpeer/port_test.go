@@ -1,6 +1,9 @@
 package testpeer
 
-import "testing"
+import (
+	"strconv"
+	"testing"
+)
 
 // Ports handed out stay reserved until the test ends: another claim of one
 // fails (as it does from another process), and none repeats or falls in
@@ -17,16 +20,28 @@ func TestFreePortReserves(t *testing.T) {
 		if p < low || p >= high {
 			t.Fatalf("port %d outside [%d, %d)", p, low, high)
 		}
-		if lock, ok := claimPort(p); ok {
+		if lock, ok := claim(strconv.Itoa(p)); ok {
 			lock.Close()
 			t.Fatalf("port %d claimed again while reserved", p)
 		}
 	}
 	var released int
 	t.Run("released", func(t *testing.T) { released = FreePort(t) })
-	lock, ok := claimPort(released)
+	lock, ok := claim(strconv.Itoa(released))
 	if !ok {
 		t.Fatalf("port %d still reserved after its test ended", released)
 	}
 	lock.Close()
+}
+
+// A loopback address for port 53 is reserved as a port is.
+func TestFreeDNSAddrReserves(t *testing.T) {
+	a, b := FreeDNSAddr(t), FreeDNSAddr(t)
+	if a == b {
+		t.Fatalf("%s handed out twice", a)
+	}
+	if lock, ok := claim(a + ":53"); ok {
+		lock.Close()
+		t.Fatalf("%s:53 claimed again while reserved", a)
+	}
 }

@@ -69,7 +69,7 @@ func FreePort(t testing.TB) int {
 	_ = os.Chmod(portDir, 0o777|os.ModeSticky)
 	for i := 0; i < 500; i++ {
 		port := low + rand.IntN(high-low)
-		lock, ok := claimPort(port)
+		lock, ok := claim(strconv.Itoa(port))
 		if !ok {
 			continue
 		}
@@ -99,10 +99,35 @@ func portRange() (low, high int) {
 	return low, high
 }
 
-// claimPort takes the lock of port without waiting; ok is false when
-// another test holds it.
-func claimPort(port int) (*os.File, bool) {
-	f, err := os.OpenFile(filepath.Join(portDir, strconv.Itoa(port)), os.O_RDWR|os.O_CREATE, 0o666)
+// FreeDNSAddr returns a loopback address (127.0.53.N) whose port 53 is
+// free for UDP and TCP, reserved for the rest of the test as FreePort
+// reserves a port: for a client that asks port 53 only (rblsmtpd's
+// DNSCACHEIP), where two test runs at once cannot both have 127.0.0.x:53.
+func FreeDNSAddr(t testing.TB) string {
+	t.Helper()
+	if err := os.MkdirAll(portDir, 0o777); err != nil {
+		t.Fatalf("testpeer: %v", err)
+	}
+	for i := 0; i < 500; i++ {
+		ip := fmt.Sprintf("127.0.53.%d", 1+rand.IntN(254))
+		lock, ok := claim(ip + ":53")
+		if !ok {
+			continue
+		}
+		if addrFree(net.JoinHostPort(ip, "53")) {
+			t.Cleanup(func() { lock.Close() })
+			return ip
+		}
+		lock.Close()
+	}
+	t.Fatal("testpeer: no loopback address with port 53 free")
+	return ""
+}
+
+// claim takes the lock named name (a port, or address:port) without
+// waiting; ok is false when another test holds it.
+func claim(name string) (*os.File, bool) {
+	f, err := os.OpenFile(filepath.Join(portDir, name), os.O_RDWR|os.O_CREATE, 0o666)
 	if err != nil {
 		return nil, false
 	}
@@ -114,8 +139,10 @@ func claimPort(port int) (*os.File, bool) {
 }
 
 // portFree reports whether port can be bound for TCP and UDP on 127.0.0.1.
-func portFree(port int) bool {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+func portFree(port int) bool { return addrFree(net.JoinHostPort("127.0.0.1", strconv.Itoa(port))) }
+
+// addrFree reports whether addr can be bound for TCP and UDP.
+func addrFree(addr string) bool {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return false

@@ -384,7 +384,8 @@ func TestCheck(t *testing.T) {
 // rblsmtpd itself is the reference: the same arguments given to rblsmtpd
 // and to mxfront, against the same lists, give the same reply code and
 // text at RCPT, or both run PROGRAM. rblsmtpd asks DNSCACHEIP on port 53,
-// so a second rbldnsd serves the lists on 127.0.0.153:53 (root needed).
+// so a second rbldnsd serves the lists on port 53 of a loopback address
+// of its own (root needed; another make test may hold another).
 func TestSameAsRblsmtpd(t *testing.T) {
 	e := setup(t)
 	rblsmtpd := testpeer.Need(t, "rblsmtpd")
@@ -402,7 +403,8 @@ func TestSameAsRblsmtpd(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	_ = os.Chmod(dir, 0o755)
-	args := []string{"-n", "-b", "127.0.0.153/53", "-w", dir, "-t", "60"}
+	dnsIP := testpeer.FreeDNSAddr(t)
+	args := []string{"-n", "-b", dnsIP + "/53", "-w", dir, "-t", "60"}
 	for i, z := range zones[:3] { // bl4, trie4, wl
 		file := fmt.Sprintf("zone%d", i)
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(z.Data), 0o644); err != nil {
@@ -439,7 +441,7 @@ func TestSameAsRblsmtpd(t *testing.T) {
 		{[]string{"-a", "wl.test", "-r", "trie4.test"}, []string{"127.0.0.12", "127.0.0.11"}},
 		{[]string{"-b", "-C", "-t", "30", "-a", "wl.test", "-r", "bl4.test"}, []string{"127.0.0.10", "127.0.0.2"}},
 	} {
-		ref, _ := testpeer.TCPServer(t, "127.0.0.1", append(append([]string{"/usr/bin/env", "DNSCACHEIP=127.0.0.153", rblsmtpd}, tc.args...), "/usr/bin/env")...)
+		ref, _ := testpeer.TCPServer(t, "127.0.0.1", append(append([]string{"/usr/bin/env", "DNSCACHEIP=" + dnsIP, rblsmtpd}, tc.args...), "/usr/bin/env")...)
 		mx, _ := e.chain(t, "127.0.0.1", tc.args...)
 		for _, src := range tc.clients {
 			want, got := reply(ref, src), reply(mx, src)
