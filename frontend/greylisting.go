@@ -120,23 +120,35 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict, force 
 	now := g.now()
 	// Observing writes nothing: no record, nothing remembered.
 	writes := !p.DryRun && !p.Observe && !g.LogOnly
-	if first, ok := g.Known.get(n, now); ok && writes {
-		v.Greylist = GreylistResult{State: GreylistPassed, Age: now.Sub(first)}
-		return
-	}
 	var o greylist.Outcome
-	sctx, cancel := g.bound(ctx)
-	if writes {
-		o, err = policy.Decide(sctx, key)
-	} else {
-		o, err = policy.Peek(sctx, key)
-	}
-	cancel()
-	if err != nil {
-		p.greylistFailed(ip, v, err)
+	e, cached := g.Known.get(n, now)
+	switch {
+	case cached && writes && !e.pending:
+		v.Greylist = GreylistResult{State: GreylistPassed, Age: now.Sub(e.firstSeen), Name: name}
 		return
+	case cached && writes:
+		// Refused moments ago and its delay is not over: the store
+		// could only say "early" (serve mode: no store work, no wait
+		// for the file's or the server's turn).
+		o = greylist.Outcome{State: greylist.Early, Network: n, FirstSeen: e.firstSeen,
+			Age: now.Sub(e.firstSeen), RetryIn: e.retryAt.Sub(now)}
+	default:
+		sctx, cancel := g.bound(ctx)
+		if writes {
+			o, err = policy.Decide(sctx, key)
+		} else {
+			o, err = policy.Peek(sctx, key)
+		}
+		cancel()
+		if err != nil {
+			p.greylistFailed(ip, v, err)
+			return
+		}
+		g.Health.answered(now, p.Log)
+		if o.Greylisted() && writes {
+			g.Known.putPending(n, o.FirstSeen, now.Add(o.RetryIn), now)
+		}
 	}
-	g.Health.answered(now, p.Log)
 	if p.DryRun {
 		v.Details = append(v.Details, outcomeDetail(o, name))
 	}
@@ -312,8 +324,12 @@ func (p *Policy) forgetGreylisted(ctx context.Context, ip netip.Addr, v Verdict)
 
 // PassCache remembers, for a short time, the networks the greylist passed,
 // so that a long-running frontend decides on their clients without opening
-// the database. An entry lives TTL at most, so `mxfront greylist remove`
-// takes effect within TTL; the cache holds at most Max networks.
+// the database, and the networks it greylisted, until their delay ends, so
+// that a client retrying early is refused again the same way (before the
+// delay, nothing but an administrator's allow or remove changes a pending
+// record: the control socket drops the network here at once, another host
+// sharing the store takes effect within TTL). An entry lives TTL at most;
+// the cache holds at most Max networks.
 type PassCache struct {
 	ttl time.Duration
 	max int
@@ -324,6 +340,8 @@ type PassCache struct {
 type cachedPass struct {
 	firstSeen time.Time // for MXFRONT_GREYLIST's age
 	until     time.Time
+	pending   bool      // greylisted: refused until retryAt
+	retryAt   time.Time // a pending network's end of delay
 }
 
 // NewPassCache returns a cache of at most max networks kept ttl each.
@@ -331,21 +349,43 @@ func NewPassCache(ttl time.Duration, max int) *PassCache {
 	return &PassCache{ttl: ttl, max: max, m: make(map[netip.Prefix]cachedPass)}
 }
 
-func (c *PassCache) get(n netip.Prefix, now time.Time) (time.Time, bool) {
+func (c *PassCache) get(n netip.Prefix, now time.Time) (cachedPass, bool) {
 	if c == nil {
-		return time.Time{}, false
+		return cachedPass{}, false
 	}
 	c.mu.RLock()
 	e, ok := c.m[n]
 	c.mu.RUnlock()
-	if !ok || !now.Before(e.until) || now.Before(e.until.Add(-c.ttl)) {
+	if !ok || !now.Before(e.until) || now.Before(e.until.Add(-c.ttl)) || now.Before(e.firstSeen) {
 		// Expired, or the clock went back: ask the store.
-		return time.Time{}, false
+		return cachedPass{}, false
 	}
-	return e.firstSeen, true
+	return e, true
 }
 
 func (c *PassCache) put(n netip.Prefix, firstSeen, now time.Time) {
+	if c == nil {
+		return
+	}
+	c.store(n, cachedPass{firstSeen: firstSeen, until: now.Add(c.ttl)}, now)
+}
+
+// putPending remembers greylisted network n until retryAt (TTL at most).
+func (c *PassCache) putPending(n netip.Prefix, firstSeen, retryAt, now time.Time) {
+	if c == nil || !now.Before(retryAt) {
+		return
+	}
+	c.store(n, cachedPass{firstSeen: firstSeen, until: minTime(retryAt, now.Add(c.ttl)), pending: true, retryAt: retryAt}, now)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func (c *PassCache) store(n netip.Prefix, e cachedPass, now time.Time) {
 	if c == nil || c.max <= 0 {
 		return
 	}
@@ -366,7 +406,7 @@ func (c *PassCache) put(n netip.Prefix, firstSeen, now time.Time) {
 			delete(c.m, k)
 		}
 	}
-	c.m[n] = cachedPass{firstSeen: firstSeen, until: now.Add(c.ttl)}
+	c.m[n] = e
 }
 
 // Len reports how many networks the cache holds.

@@ -371,6 +371,49 @@ func TestPassCache(t *testing.T) {
 	}
 }
 
+// A greylisted network's early retries are refused from the cache, the
+// same way the store would refuse them, until the delay ends; an
+// administrator's allow (Drop, as the control socket does) and the end of
+// the delay send the next client to the store.
+func TestPassCachePending(t *testing.T) {
+	f := newGreyFixture(t, nil, NewPassCache(10*time.Minute, 100))
+	first := f.decide("192.0.2.7")
+	if !first.Greylisted() || first.Greylist.Store != greylist.New {
+		t.Fatalf("first contact: %+v", first)
+	}
+	reads := f.store.gets.Load()
+	f.clock.add(time.Minute)
+	v := f.decide("192.0.2.8")
+	if !v.Greylisted() || v.Greylist.Store != greylist.Early || v.Greylist.RetryIn != 4*time.Minute ||
+		v.Greylist.Age != time.Minute || v.Greylist.Network.String() != "192.0.2.0/24" {
+		t.Fatalf("early retry: %+v", v.Greylist)
+	}
+	if !strings.HasPrefix(v.Reply.String(), "451 4.7.1 Greylisted: please try again in 4m0s") {
+		t.Fatalf("early retry's reply: %q", v.Reply)
+	}
+	if got := f.store.gets.Load(); got != reads {
+		t.Fatalf("an early retry read the store %d times", got-reads)
+	}
+	// Dropped (an allow through the control socket): the store decides.
+	if err := f.gp.Allow(context.Background(), netip.MustParsePrefix("192.0.2.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	f.p.Greylist.Known.Drop(netip.MustParsePrefix("192.0.2.0/24"))
+	if v := f.decide("192.0.2.7"); v.Action != Pass {
+		t.Fatalf("allowed: %+v", v)
+	}
+	// Another network: after its delay the store is asked, and it passes.
+	f.decide("198.51.100.7")
+	f.clock.add(5*time.Minute + time.Second)
+	reads = f.store.gets.Load()
+	if v := f.decide("198.51.100.7"); v.Action != Pass || v.Greylist.State != GreylistRetry {
+		t.Fatalf("after the delay: %+v", v)
+	}
+	if f.store.gets.Load() == reads {
+		t.Fatal("the store was not asked after the delay")
+	}
+}
+
 func TestPassCacheBounded(t *testing.T) {
 	c := NewPassCache(time.Minute, 100)
 	for i := range 1000 {
