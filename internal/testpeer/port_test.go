@@ -21,7 +21,7 @@ func TestFreePortReserves(t *testing.T) {
 			t.Fatalf("port %d outside [%d, %d)", p, low, high)
 		}
 		if lock, ok := claim(strconv.Itoa(p)); ok {
-			lock.Close()
+			release(lock)
 			t.Fatalf("port %d claimed again while reserved", p)
 		}
 	}
@@ -31,7 +31,7 @@ func TestFreePortReserves(t *testing.T) {
 	if !ok {
 		t.Fatalf("port %d still reserved after its test ended", released)
 	}
-	lock.Close()
+	release(lock)
 }
 
 // A loopback address for port 53 is reserved as a port is.
@@ -41,7 +41,7 @@ func TestFreeDNSAddrReserves(t *testing.T) {
 		t.Fatalf("%s handed out twice", a)
 	}
 	if lock, ok := claim(a + ":53"); ok {
-		lock.Close()
+		release(lock)
 		t.Fatalf("%s:53 claimed again while reserved", a)
 	}
 }

@@ -74,10 +74,10 @@ func FreePort(t testing.TB) int {
 			continue
 		}
 		if portFree(port) {
-			t.Cleanup(func() { lock.Close() })
+			t.Cleanup(func() { release(lock) })
 			return port
 		}
-		lock.Close()
+		release(lock)
 	}
 	t.Fatal("testpeer: no free port")
 	return 0
@@ -115,10 +115,10 @@ func FreeDNSAddr(t testing.TB) string {
 			continue
 		}
 		if addrFree(net.JoinHostPort(ip, "53")) {
-			t.Cleanup(func() { lock.Close() })
+			t.Cleanup(func() { release(lock) })
 			return ip
 		}
-		lock.Close()
+		release(lock)
 	}
 	t.Fatal("testpeer: no loopback address with port 53 free")
 	return ""
@@ -135,7 +135,21 @@ func claim(name string) (*os.File, bool) {
 		f.Close()
 		return nil, false
 	}
+	// A holder removes the file as it lets go: a lock had on a file that
+	// is no longer the one at its name is no claim.
+	fi, err1 := f.Stat()
+	pi, err2 := os.Stat(f.Name())
+	if err1 != nil || err2 != nil || !os.SameFile(fi, pi) {
+		f.Close()
+		return nil, false
+	}
 	return f, true
+}
+
+// release gives a claim up, removing its file while the lock is held.
+func release(f *os.File) {
+	os.Remove(f.Name())
+	f.Close()
 }
 
 // portFree reports whether port can be bound for TCP and UDP on 127.0.0.1.
