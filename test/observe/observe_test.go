@@ -66,9 +66,13 @@ func run(t *testing.T, start func(args ...string) (string, func() string), args 
 		heard[c.ip] = greeting + "\n" + cl.Rest(t)
 		cl.Close()
 	}
-	// Every client's line is written once its connection ends.
-	deadline := time.Now().Add(15 * time.Second)
-	for strings.Count(log(), "ip=127.0.") < len(clients) && time.Now().Before(deadline) {
+	// Every client's refusal line (would-refuse under --observe) is written
+	// once its connection ends. Count those: serve also logs "session
+	// ended" with the IP for each client it passed, so counting every
+	// line with an IP stopped the wait before the last refusal's line.
+	refusal := regexp.MustCompile(`msg=(?:refused|greylisted) ip=`)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(refusal.FindAllString(log(), -1)) < len(clients) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return heard, log()
