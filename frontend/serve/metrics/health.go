@@ -21,6 +21,9 @@ var (
 	listHealthyDesc = prometheus.NewDesc("mxfront_dns_list_healthy",
 		"1 while the DNS list passes (its last health check, and its lookups), 0 while it fails (set aside, or with --dns-health-action log still asked).",
 		[]string{"zone"}, nil)
+	listCheckedDesc = prometheus.NewDesc("mxfront_dns_list_last_check_timestamp_seconds",
+		"When the DNS list's last health check ended (Unix time); absent before the first (at start, and with --dns-health-interval 0).",
+		[]string{"zone"}, nil)
 	storeRecordsDesc = prometheus.NewDesc("mxfront_greylist_store_records",
 		"Networks recorded in the greylist store, as last counted (every few minutes).", nil, nil)
 	storeBytesDesc = prometheus.NewDesc("mxfront_greylist_store_bytes",
@@ -34,6 +37,7 @@ type listGauges struct{ lists func() []serve.ZoneHealth }
 func (g listGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- listAsideDesc
 	ch <- listHealthyDesc
+	ch <- listCheckedDesc
 }
 
 func (g listGauges) Collect(ch chan<- prometheus.Metric) {
@@ -47,6 +51,9 @@ func (g listGauges) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(listAsideDesc, prometheus.GaugeValue, aside, z.Zone)
 		ch <- prometheus.MustNewConstMetric(listHealthyDesc, prometheus.GaugeValue, healthy, z.Zone)
+		if !z.Checked.IsZero() {
+			ch <- prometheus.MustNewConstMetric(listCheckedDesc, prometheus.GaugeValue, float64(z.Checked.UnixNano())/1e9, z.Zone)
+		}
 	}
 }
 
