@@ -2,61 +2,14 @@ package dnsbl
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
-// mailServer answers from zone lines (dns.NewRR's format); a name it has
-// no record of at all is NXDOMAIN, one with records of other types NODATA.
-// Names under "servfail." answer SERVFAIL; under "silent." nothing.
-func mailServer(t *testing.T, lines ...string) string {
-	t.Helper()
-	var rrs []dns.RR
-	for _, l := range lines {
-		rr, err := dns.NewRR(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rrs = append(rrs, rr)
-	}
-	h := func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		name := strings.ToLower(q.Question[0].Name)
-		switch {
-		case strings.HasSuffix(name, "silent."):
-			return
-		case strings.HasSuffix(name, "servfail."):
-			m.Rcode = dns.RcodeServerFailure
-			_ = w.WriteMsg(m)
-			return
-		}
-		known := false
-		for _, rr := range rrs {
-			if strings.EqualFold(rr.Header().Name, name) {
-				known = true
-				if rr.Header().Rrtype == q.Question[0].Qtype || rr.Header().Rrtype == dns.TypeCNAME {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		if !known {
-			m.Rcode = dns.RcodeNameError
-		}
-		_ = w.WriteMsg(m)
-	}
-	pc, l := testpeer.ListenUDPTCP(t)
-	testpeer.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(h)})
-	testpeer.ServeDNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(h)})
-	return pc.LocalAddr().String()
-}
-
 func TestMailDomain(t *testing.T) {
-	addr := mailServer(t,
+	addr := testpeer.ZoneDNS(t,
 		"mx.example. 300 IN MX 10 mail.mx.example.",
 		"mx.example. 300 IN MX 20 backup.example.net.",
 		"a.example. 300 IN A 192.0.2.1",
@@ -100,7 +53,7 @@ func TestMailDomain(t *testing.T) {
 
 // A server that never answers: unsure within the deadline, a timeout.
 func TestMailDomainTimeout(t *testing.T) {
-	addr := mailServer(t)
+	addr := testpeer.ZoneDNS(t)
 	r, err := NewResolver([]string{addr}, 300*time.Millisecond, true)
 	if err != nil {
 		t.Fatal(err)

@@ -167,11 +167,7 @@ func (d *DNSLists) details(r *dnsbl.Result) []string {
 		case z.Err != nil:
 			answer = "error: " + z.Err.Detail
 		case len(z.Answers) > 0:
-			s := make([]string, len(z.Answers))
-			for i, a := range z.Answers {
-				s[i] = a.String()
-			}
-			answer = strings.Join(s, " ")
+			answer = joinAddrs(z.Answers)
 		}
 		if z.Cached {
 			answer += " (cached)"
@@ -195,4 +191,13 @@ func (d *DNSLists) details(r *dnsbl.Result) []string {
 			z.Zone.Kind, z.Zone, z.Query, answer, txt, z.Duration.Round(10*time.Microsecond), counted))
 	}
 	return append(out, fmt.Sprintf("dns score: %d (refuse at >= %d, trust at <= %d)", r.Score, d.Threshold, d.AllowThreshold))
+}
+
+// joinAddrs is addresses as `mxfront check` shows them: space-separated.
+func joinAddrs(addrs []netip.Addr) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, " ")
 }

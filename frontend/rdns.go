@@ -177,11 +177,7 @@ func rdnsDetails(r *dnsbl.RDNS) []string {
 		case f.Err != nil:
 			ans = "error: " + f.Err.Detail
 		case len(f.Addrs) > 0:
-			s := make([]string, len(f.Addrs))
-			for i, a := range f.Addrs {
-				s[i] = a.String()
-			}
-			ans = strings.Join(s, " ")
+			ans = joinAddrs(f.Addrs)
 		}
 		if f.Cached {
 			ans += " (cached)"

@@ -10,53 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/mxfront/mxfront/dnsbl"
 	"github.com/mxfront/mxfront/internal/logline"
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
-
-// zoneServer answers from zone lines (dns.NewRR's format): the records of
-// the name and type asked; NXDOMAIN for a name it has nothing of; SERVFAIL
-// for names under servfail.test.
-func zoneServer(t testing.TB, lines ...string) string {
-	t.Helper()
-	var rrs []dns.RR
-	for _, l := range lines {
-		rr, err := dns.NewRR(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rrs = append(rrs, rr)
-	}
-	h := func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		qs := q.Question[0]
-		if strings.HasSuffix(strings.ToLower(qs.Name), "servfail.test.") {
-			m.Rcode = dns.RcodeServerFailure
-			_ = w.WriteMsg(m)
-			return
-		}
-		known := false
-		for _, rr := range rrs {
-			if strings.EqualFold(rr.Header().Name, qs.Name) {
-				known = true
-				if rr.Header().Rrtype == qs.Qtype {
-					m.Answer = append(m.Answer, rr)
-				}
-			}
-		}
-		if !known {
-			m.Rcode = dns.RcodeNameError
-		}
-		_ = w.WriteMsg(m)
-	}
-	pc, l := testpeer.ListenUDPTCP(t)
-	testpeer.ServeDNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(h)})
-	testpeer.ServeDNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(h)})
-	return pc.LocalAddr().String()
-}
 
 // The reverse DNS of the test clients:
 //
@@ -73,7 +30,7 @@ func rdnsLines() []string {
 		"mail.good.example. 60 IN A 127.0.0.5",
 		"6.0.0.127.in-addr.arpa. 60 IN PTR liar.example.",
 		"liar.example. 60 IN A 192.0.2.66",
-		"11.0.0.127.in-addr.arpa. 60 IN PTR x.servfail.test.",
+		"11.0.0.127.in-addr.arpa. 60 IN PTR x.servfail.",
 		"20.0.0.127.in-addr.arpa. 60 IN PTR dsl-127-0-0-20.pool.example.",
 		"dsl-127-0-0-20.pool.example. 60 IN A 127.0.0.20",
 		"30.0.0.127.in-addr.arpa. 60 IN PTR mta1.out.example.net.",
@@ -109,7 +66,7 @@ func decideIP(p *Policy, ip string) Verdict {
 }
 
 func TestDecideRDNS(t *testing.T) {
-	addr := zoneServer(t, rdnsLines()...)
+	addr := testpeer.ZoneDNS(t, rdnsLines()...)
 	pool := generic(t, "*-%a-%b-%c-%d.*\n")
 	for _, tc := range []struct {
 		name  string
@@ -162,7 +119,7 @@ func TestDecideRDNS(t *testing.T) {
 
 // --observe: an rDNS refusal is observed, the client passes.
 func TestDecideRDNSObserved(t *testing.T) {
-	p := rdnsPolicy(t, zoneServer(t, rdnsLines()...), &RDNSCheck{Action: RDNSRefuse}, nil)
+	p := rdnsPolicy(t, testpeer.ZoneDNS(t, rdnsLines()...), &RDNSCheck{Action: RDNSRefuse}, nil)
 	p.Observe = true
 	v := decideIP(p, "127.0.0.7")
 	if v.Action != Pass || v.Observed == nil || v.Observed.By != ByRDNS || v.Observed.Reply.Code != 550 {
@@ -174,8 +131,8 @@ func TestDecideRDNSObserved(t *testing.T) {
 // or the DNS allow list; once its network passed, the allow-listed client
 // is trusted again.
 func TestRDNSGreylist(t *testing.T) {
-	addr := zoneServer(t, rdnsLines()...)
-	f := newGreyFixture(t, mustNetList(t, "127.0.0.0/8"), nil)
+	addr := testpeer.ZoneDNS(t, rdnsLines()...)
+	f := newGreyFixture(t, list(t, "127.0.0.0/8"), nil)
 	p := rdnsPolicy(t, addr, &RDNSCheck{Action: RDNSGreylist}, zonesOf(t, nil, []string{"wl.test"}))
 	f.p.DNS, f.p.RDNS = p.DNS, p.RDNS
 
@@ -205,7 +162,7 @@ func TestRDNSGreylist(t *testing.T) {
 // with the greylisting it would have had.
 func TestRDNSGreylistObservedStaysTrusted(t *testing.T) {
 	f := newGreyFixture(t, nil, nil)
-	p := rdnsPolicy(t, zoneServer(t, rdnsLines()...), &RDNSCheck{Generic: generic(t, "trusted.*"), GenericAction: RDNSGreylist},
+	p := rdnsPolicy(t, testpeer.ZoneDNS(t, rdnsLines()...), &RDNSCheck{Generic: generic(t, "trusted.*"), GenericAction: RDNSGreylist},
 		zonesOf(t, nil, []string{"wl.test"}))
 	f.p.DNS, f.p.RDNS, f.p.Observe = p.DNS, p.RDNS, true
 	v := f.decide("127.0.0.40")
@@ -218,22 +175,11 @@ func TestRDNSGreylistObservedStaysTrusted(t *testing.T) {
 	}
 }
 
-func mustNetList(t testing.TB, nets ...string) *NetList {
-	t.Helper()
-	l := &NetList{}
-	for _, n := range nets {
-		if err := l.Add(n, "", "test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return l
-}
-
 // --greylist-by-name: a pool's second address passes once the first one
 // retried; a client without a confirmed name, or with a generic one, is
 // judged by its network.
 func TestGreylistByName(t *testing.T) {
-	addr := zoneServer(t, rdnsLines()...)
+	addr := testpeer.ZoneDNS(t, rdnsLines()...)
 	f := newGreyFixture(t, nil, nil)
 	p := rdnsPolicy(t, addr, &RDNSCheck{Generic: generic(t, "*-%i.*"), GenericAction: RDNSLog}, nil)
 	f.p.DNS, f.p.RDNS = p.DNS, p.RDNS
@@ -348,7 +294,7 @@ func TestGreylistName(t *testing.T) {
 // TCPREMOTEHOST is the confirmed name, or unset, whatever the launcher
 // set; MXFRONT_RDNS says what was found.
 func TestEnvironRDNS(t *testing.T) {
-	addr := zoneServer(t, rdnsLines()...)
+	addr := testpeer.ZoneDNS(t, rdnsLines()...)
 	p := rdnsPolicy(t, addr, &RDNSCheck{}, nil)
 	base := []string{"PATH=/bin", "TCPREMOTEHOST=launcher.example"}
 	remote := netip.MustParseAddrPort("127.0.0.5:4000")
@@ -378,7 +324,7 @@ func TestEnvironRDNS(t *testing.T) {
 // (the pass that keeps the refusal keeps its GenericName).
 func TestObservedGenericNotByName(t *testing.T) {
 	f := newGreyFixture(t, nil, nil)
-	p := rdnsPolicy(t, zoneServer(t, rdnsLines()...), &RDNSCheck{Generic: generic(t, "*-%a-%b-%c-%d.*"), GenericAction: RDNSRefuse}, nil)
+	p := rdnsPolicy(t, testpeer.ZoneDNS(t, rdnsLines()...), &RDNSCheck{Generic: generic(t, "*-%a-%b-%c-%d.*"), GenericAction: RDNSRefuse}, nil)
 	f.p.DNS, f.p.RDNS, f.p.Observe = p.DNS, p.RDNS, true
 	names, err := f.gp.WithPrefixes(32, 128)
 	if err != nil {
@@ -400,7 +346,7 @@ func TestRDNSNotesOneLine(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		lines = append(lines, fmt.Sprintf("50.0.0.127.in-addr.arpa. 60 IN PTR h%d.many.example.", i))
 	}
-	p := rdnsPolicy(t, zoneServer(t, lines...), &RDNSCheck{}, nil)
+	p := rdnsPolicy(t, testpeer.ZoneDNS(t, lines...), &RDNSCheck{}, nil)
 	var log bytes.Buffer
 	p.Log = logline.WriterLogger(&log)
 	v := decideIP(p, "127.0.0.50")

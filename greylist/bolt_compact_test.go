@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/greylist/control/controltest"
 )
 
 // The networks of the compaction race tests, by index (helperAddr).
@@ -110,9 +111,9 @@ func compactionRace(t *testing.T, held bool) {
 		defer holder.Close()
 		shared := policy(holder)
 		openWriter = func() (maintained, *greylist.Policy) { return holder, shared }
-		sock := controlled(t, holder, nil)
+		sock := controltest.Serve(t, holder, nil)
 		open = func() (maintained, *greylist.Policy) {
-			r := dialRemote(t, sock)
+			r := controltest.Dial(t, sock)
 			return r, policy(r)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mxfront/mxfront/greylist"
 	"github.com/mxfront/mxfront/greylist/control"
+	"github.com/mxfront/mxfront/greylist/control/controltest"
 	"github.com/mxfront/mxfront/greylist/storetest"
 )
 
@@ -32,53 +33,11 @@ func openBolt(t testing.TB, path string, o greylist.BoltOptions) *greylist.Bolt 
 	return s
 }
 
-// controlled serves s on a fresh control socket until the test ends and
-// returns the socket's name; changed hears of every network a request
-// changed.
-func controlled(t testing.TB, s greylist.Store, changed func(netip.Prefix)) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "glc-") // short: a socket's name has 107 bytes at most
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "s")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &control.Server{Store: s, Changed: changed}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { h.ServeConn(context.Background(), c, 5*time.Second) })
-		}
-	})
-	t.Cleanup(func() {
-		l.Close()
-		wg.Wait()
-		os.RemoveAll(dir)
-	})
-	return sock
-}
-
-func dialRemote(t testing.TB, sock string) *control.Remote {
-	t.Helper()
-	r, err := control.Dial(ctx, sock, control.RemoteOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 // A Remote is a Store like any other, over memory and over a bbolt file
 // held open.
 func TestRemoteConforms(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) greylist.Store {
-		return dialRemote(t, controlled(t, greylist.NewMemory(), nil))
+		return controltest.Dial(t, controltest.Serve(t, greylist.NewMemory(), nil))
 	})
 }
 
@@ -86,7 +45,7 @@ func TestRemoteOverKeptBoltConforms(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) greylist.Store {
 		b := openBolt(t, dbPath(t), greylist.BoltOptions{KeepOpen: true})
 		t.Cleanup(func() { b.Close() })
-		return dialRemote(t, controlled(t, b, nil))
+		return controltest.Dial(t, controltest.Serve(t, b, nil))
 	})
 }
 
@@ -98,7 +57,7 @@ func TestRemoteCompactAndChanged(t *testing.T) {
 	defer b.Close()
 	var mu sync.Mutex
 	var changed []netip.Prefix
-	r := dialRemote(t, controlled(t, b, func(n netip.Prefix) {
+	r := controltest.Dial(t, controltest.Serve(t, b, func(n netip.Prefix) {
 		mu.Lock()
 		changed = append(changed, n)
 		mu.Unlock()
@@ -150,7 +109,7 @@ func TestRemoteCompactAndChanged(t *testing.T) {
 // listens is an error that says so.
 func TestRemoteErrors(t *testing.T) {
 	b := openBolt(t, dbPath(t), greylist.BoltOptions{KeepOpen: true})
-	r := dialRemote(t, controlled(t, b, nil))
+	r := controltest.Dial(t, controltest.Serve(t, b, nil))
 	b.Close()
 	if _, err := r.Get(ctx, netip.MustParsePrefix("192.0.2.0/24")); !errors.Is(err, greylist.ErrClosed) {
 		t.Errorf("Get on a closed store = %v, want ErrClosed", err)
@@ -158,7 +117,7 @@ func TestRemoteErrors(t *testing.T) {
 	if _, err := r.Compact(ctx); err == nil {
 		t.Error("Compact on a closed store succeeded")
 	}
-	r = dialRemote(t, controlled(t, greylist.NewMemory(), nil))
+	r = controltest.Dial(t, controltest.Serve(t, greylist.NewMemory(), nil))
 	if _, err := r.Compact(ctx); err == nil || !strings.Contains(err.Error(), "not a file") {
 		t.Errorf("Compact of memory = %v", err)
 	}

@@ -25,7 +25,7 @@ var GreylistSpecs = []Spec{
 	{"greylist-lifetime", KindDuration, "36d", "a network that passed keeps passing `D` after its last pass", "Greylisting"},
 	{"greylist-v4-prefix", KindInt, "24", "judge IPv4 clients by their /`N` network", "Greylisting"},
 	{"greylist-v6-prefix", KindInt, "64", "judge IPv6 clients by their /`N` network", "Greylisting"},
-	{"control-socket", KindString, "", "serve mode holds the bbolt file open and answers `mxfront greylist` on the unix socket `PATH` (default: the file's name and .sock), where the commands look for it", "Greylisting"},
+	{"control-socket", KindString, "", "serve mode holds the bbolt file open and answers the greylist commands on the unix socket `PATH` (default: the file's name and .sock), where mxfront greylist looks for it", "Greylisting"},
 	{"greylist-skip-file", KindList, "", "never greylist the networks in `FILE` (the format of --allow-file); repeatable", "Greylisting"},
 	{"greet-delay", KindDuration, "0s", "send \"220-NAME\" and refuse (5xx) a client that speaks within `D` (early talker); 0: off", "Greeting and HELO"},
 	{"helo-check", KindString, "log", "bogus HELO/EHLO names in the refusal dialogue (with --inspect, every client's): `MODE` off, log, or refuse (5xx, and a greylisted client never passes)", "Greeting and HELO"},

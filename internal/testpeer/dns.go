@@ -2,6 +2,7 @@ package testpeer
 
 import (
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -39,4 +40,52 @@ func ListenUDPTCP(t testing.TB) (net.PacketConn, net.Listener) {
 			t.Fatalf("no loopback port free for both UDP and TCP: %v", err)
 		}
 	}
+}
+
+// ZoneDNS is a fake DNS server on a free loopback port (UDP and TCP)
+// answering from zone lines in dns.NewRR's format: the records of the name
+// and type asked, with the name's CNAME records; NXDOMAIN for a name it has
+// no record of, NODATA for one with records of other types only. Names
+// ending in "servfail." answer SERVFAIL, in "silent." nothing. It returns
+// the server's HOST:PORT.
+func ZoneDNS(t testing.TB, lines ...string) string {
+	t.Helper()
+	var rrs []dns.RR
+	for _, l := range lines {
+		rr, err := dns.NewRR(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrs = append(rrs, rr)
+	}
+	h := func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		name := strings.ToLower(q.Question[0].Name)
+		switch {
+		case strings.HasSuffix(name, "silent."):
+			return
+		case strings.HasSuffix(name, "servfail."):
+			m.Rcode = dns.RcodeServerFailure
+			_ = w.WriteMsg(m)
+			return
+		}
+		known := false
+		for _, rr := range rrs {
+			if strings.EqualFold(rr.Header().Name, name) {
+				known = true
+				if rr.Header().Rrtype == q.Question[0].Qtype || rr.Header().Rrtype == dns.TypeCNAME {
+					m.Answer = append(m.Answer, rr)
+				}
+			}
+		}
+		if !known {
+			m.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	}
+	pc, l := ListenUDPTCP(t)
+	ServeDNS(t, &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(h)})
+	ServeDNS(t, &dns.Server{Listener: l, Handler: dns.HandlerFunc(h)})
+	return pc.LocalAddr().String()
 }

@@ -6,7 +6,6 @@
 package chain_test
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -39,20 +38,6 @@ var (
 func truncate(b []byte) string {
 	if len(b) > 2000 {
 		return string(b[:1000]) + " ... " + string(b[len(b)-1000:])
-	}
-	return string(b)
-}
-
-// contrib reads a file from contrib/, the very files administrators install.
-func contrib(t *testing.T, name string) string {
-	t.Helper()
-	root, err := testpeer.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "contrib", name))
-	if err != nil {
-		t.Fatal(err)
 	}
 	return string(b)
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,7 +82,7 @@ func TestContribSystemdUnits(t *testing.T) {
 	ssa := testpeer.Need(t, "systemd-socket-activate")
 	analyze := testpeer.Need(t, "systemd-analyze")
 	dir := t.TempDir()
-	socket, service := contrib(t, "mxfront.socket"), contrib(t, "mxfront@.service")
+	socket, service := testpeer.Contrib(t, "mxfront.socket"), testpeer.Contrib(t, "mxfront@.service")
 	if !strings.Contains(socket, "\nAccept=yes\n") {
 		t.Fatal("mxfront.socket is not Accept=yes")
 	}
@@ -99,7 +98,7 @@ func TestContribSystemdUnits(t *testing.T) {
 	if m == nil {
 		t.Fatal("no ExecStart in mxfront@.service")
 	}
-	argv := asUnitUser(t, service, strings.Fields(m[1]))
+	argv := testpeer.AsUnitUser(t, service, strings.Fields(m[1]))
 	for i, a := range argv {
 		if a == "journal" && argv[i-1] == "--log" {
 			argv[i] = "stderr" // no journald in the test sandbox
@@ -121,7 +120,7 @@ func TestXinetd(t *testing.T) {
 	dir := t.TempDir()
 	inst := install(t, dir, b, "127.0.0.66 Refused under xinetd\n")
 	port := testpeer.FreePort(t)
-	svc := contrib(t, "xinetd.d/mxfront")
+	svc := testpeer.Contrib(t, "xinetd.d/mxfront")
 	svc = inst.rewrite(svc)
 	// Not port 25: an unlisted service on a free loopback port.
 	svc = strings.Replace(svc, "service smtp\n{\n", fmt.Sprintf("service mxfront-test\n{\n\ttype = UNLISTED\n\tport = %d\n\tbind = 127.0.0.1\n", port), 1)
@@ -145,7 +144,7 @@ func TestInetd(t *testing.T) {
 	inst := install(t, dir, b, "127.0.0.66 Refused under inetd\n")
 	port := testpeer.FreePort(t)
 	var line string
-	for _, l := range strings.Split(contrib(t, "inetd.conf"), "\n") {
+	for _, l := range strings.Split(testpeer.Contrib(t, "inetd.conf"), "\n") {
 		if strings.HasPrefix(l, "smtp") {
 			line = l
 		}
@@ -239,7 +238,7 @@ func TestContribServeUnits(t *testing.T) {
 	ssa := testpeer.Need(t, "systemd-socket-activate")
 	analyze := testpeer.Need(t, "systemd-analyze")
 	dir := t.TempDir()
-	socket, service := contrib(t, "mxfront-serve.socket"), contrib(t, "mxfront-serve.service")
+	socket, service := testpeer.Contrib(t, "mxfront-serve.socket"), testpeer.Contrib(t, "mxfront-serve.service")
 	if !strings.Contains(socket, "\nAccept=no\n") || !strings.Contains(service, "\nType=notify\n") {
 		t.Fatal("mxfront-serve units are not Accept=no / Type=notify")
 	}
@@ -252,7 +251,7 @@ func TestContribServeUnits(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 	m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindStringSubmatch(service)
-	argv := asUnitUser(t, service, strings.Fields(m[1]))
+	argv := testpeer.AsUnitUser(t, service, strings.Fields(m[1]))
 	for i, a := range argv {
 		if a == "journal" && argv[i-1] == "--log" {
 			argv[i] = "stderr"
@@ -273,36 +272,11 @@ func TestContribServeUnits(t *testing.T) {
 	}
 }
 
-// asUnitUser runs argv as the unit's User= and Group=, as systemd would
-// (setpriv from util-linux keeps the sockets systemd-socket-activate
-// passes): mxfront never parses network input as root. Root is for the
-// test only: without it, argv runs as is.
-func asUnitUser(t *testing.T, unit string, argv []string) []string {
-	t.Helper()
-	user := regexp.MustCompile(`(?m)^User=(\S+)$`).FindStringSubmatch(unit)
-	group := regexp.MustCompile(`(?m)^Group=(\S+)$`).FindStringSubmatch(unit)
-	if user == nil || group == nil {
-		t.Fatal("the unit runs mxfront as root: no User= and Group=")
-	}
-	if os.Geteuid() != 0 {
-		return argv
-	}
-	setpriv := testpeer.Need(t, "setpriv")
-	return append([]string{setpriv, "--reuid=" + user[1], "--regid=" + group[1], "--init-groups", "--"}, argv...)
-}
-
 // exposure checks the unit's `systemd-analyze security` exposure level:
 // below 5 ("OK" or better), for the hardening the unit documents.
 func exposure(t *testing.T, analyze, dir, unit string) {
 	t.Helper()
-	out, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", filepath.Join(dir, unit)).CombinedOutput()
-	m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("systemd-analyze security %s: %v\n%s", unit, err, out)
-	}
-	level, _ := strconv.ParseFloat(string(m[1]), 64)
-	t.Logf("%s: systemd-analyze security exposure %.1f", unit, level)
-	if level >= 5 {
+	if level, out := testpeer.Exposure(t, analyze, filepath.Join(dir, unit)); level >= 5 {
 		t.Errorf("%s: exposure %.1f, want below 5:\n%s", unit, level, out)
 	}
 }

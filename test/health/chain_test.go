@@ -5,43 +5,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
-
-// contribFile reads a file of contrib/.
-func contribFile(t *testing.T, name string) string {
-	t.Helper()
-	root, err := testpeer.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "contrib", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// asUnitUser runs argv as the unit's User= and Group= when the test runs
-// as root (setpriv), as systemd would; otherwise as is.
-func asUnitUser(t *testing.T, unit string, argv []string) []string {
-	t.Helper()
-	user := regexp.MustCompile(`(?m)^User=(\S+)$`).FindStringSubmatch(unit)
-	group := regexp.MustCompile(`(?m)^Group=(\S+)$`).FindStringSubmatch(unit)
-	if user == nil || group == nil {
-		t.Fatal("the unit runs as root: no User= and Group=")
-	}
-	if os.Geteuid() != 0 {
-		return argv
-	}
-	setpriv := testpeer.Need(t, "setpriv")
-	return append([]string{setpriv, "--reuid=" + user[1], "--regid=" + group[1], "--init-groups", "--"}, argv...)
-}
 
 // contrib/mxfront-lists.service and .timer as an administrator installs
 // them: systemd-analyze verifies the pair and rates the service's
@@ -67,7 +36,7 @@ func TestTimerStateFileAndChainMode(t *testing.T) {
 	os.Chmod(dir, 0o777)
 	state := filepath.Join(dir, "lists.state")
 
-	service, timer := contribFile(t, "mxfront-lists.service"), contribFile(t, "mxfront-lists.timer")
+	service, timer := testpeer.Contrib(t, "mxfront-lists.service"), testpeer.Contrib(t, "mxfront-lists.timer")
 	m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindStringSubmatch(service)
 	if m == nil || !strings.Contains(m[1], "check --lists --state-file /var/lib/mxfront/lists.state") {
 		t.Fatalf("mxfront-lists.service ExecStart: %v", m)
@@ -85,16 +54,11 @@ func TestTimerStateFileAndChainMode(t *testing.T) {
 	if err != nil || len(out) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	sec, err := exec.Command(analyze, "security", "--offline=true", "--no-pager", filepath.Join(units, "mxfront-lists.service")).CombinedOutput()
-	lv := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(sec)
-	if lv == nil {
-		t.Fatalf("systemd-analyze security: %v\n%s", err, sec)
-	}
-	if level, _ := strconv.ParseFloat(string(lv[1]), 64); level >= 2 {
+	if level, sec := testpeer.Exposure(t, analyze, filepath.Join(units, "mxfront-lists.service")); level >= 2 {
 		t.Errorf("mxfront-lists.service: exposure %.1f, want below 2 (it needs no privilege):\n%s", level, sec)
 	}
 
-	argv := asUnitUser(t, service, strings.Fields(exe))
+	argv := testpeer.AsUnitUser(t, service, strings.Fields(exe))
 	out2, code := testpeer.Run(t, 60*time.Second, exec.Command(argv[0], argv[1:]...))
 	if code != 1 || !strings.Contains(out2, "turns.test: answering everything") || !strings.Contains(out2, "steady.test: ok") ||
 		!strings.Contains(out2, "turns.test: hint: 127.0.0.1 is listed") {

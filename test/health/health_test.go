@@ -106,26 +106,10 @@ func (n *notifySocket) last(prefix string) string {
 	return ""
 }
 
-// waitFor polls ok until it holds, for a generous minute.
-func waitFor(t *testing.T, what string, ok func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		done, last := ok()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 60s for %s; last:\n%s", what, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func waitLog(t *testing.T, p *testpeer.Proc, what string, re *regexp.Regexp) {
 	t.Helper()
 	start := time.Now()
-	waitFor(t, what, func() (bool, string) { return re.MatchString(p.Output()), p.Output() })
+	testpeer.Poll(t, what, func() (bool, string) { return re.MatchString(p.Output()), p.Output() })
 	t.Logf("%s: after %v", what, time.Since(start))
 }
 
@@ -234,7 +218,7 @@ func TestServeZoneTurnsBadAndBack(t *testing.T) {
 		!strings.Contains(pg, `data-health="steady.test">ok (checked`) {
 		t.Errorf("status page:\n%s", pg)
 	}
-	waitFor(t, "STATUS= to name turns.test", func() (bool, string) {
+	testpeer.Poll(t, "STATUS= to name turns.test", func() (bool, string) {
 		s := notify.last("STATUS=")
 		return strings.Contains(s, "lists: 1 in use, 2 set aside (turns.test: answering everything; public.test: refusing)"), s
 	})
@@ -276,7 +260,7 @@ func TestServeLiveFailuresSetAside(t *testing.T) {
 	// health check instead of by live failures (once beside another make
 	// test).
 	checked := regexp.MustCompile(`data-health="steady.test">ok \(checked `)
-	waitFor(t, "the start's health check", func() (bool, string) {
+	testpeer.Poll(t, "the start's health check", func() (bool, string) {
 		pg := page(t, metrics)
 		return checked.MatchString(pg), pg
 	})

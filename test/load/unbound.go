@@ -2,12 +2,13 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/mxfront/mxfront/internal/testpeer"
 
 	"github.com/miekg/dns"
 )
@@ -30,30 +31,11 @@ func unbound(upstream string) (server string, stop func()) {
 	}
 	dir, _ := os.MkdirTemp("", "mxfront-load-unbound-")
 	port := freePort()
-	conf := fmt.Sprintf(`server:
-  interface: 127.0.0.1
-  port: %d
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: "%s/unbound.pid"
-  do-ip6: no
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  local-zone: "." refuse
-`, port, dir, dir)
-	zones := []string{"a.test", "b.test", "c.test", "listed.test"}
-	for _, z := range zones {
-		// transparent: not the root's refusal, so the stub answers.
-		conf += fmt.Sprintf("  local-zone: %q transparent\n", z+".")
+	stubs := map[string]string{}
+	for _, z := range []string{"a.test", "b.test", "c.test", "listed.test"} {
+		stubs[z] = upstream
 	}
-	for _, z := range zones {
-		conf += fmt.Sprintf("stub-zone:\n  name: %q\n  stub-addr: %s\n", z, atPort(upstream))
-	}
+	conf := testpeer.UnboundConfig(port, dir, "", stubs)
 	p := filepath.Join(dir, "unbound.conf")
 	os.WriteFile(p, []byte(conf), 0o644)
 	cmd := exec.Command(bin, "-d", "-c", p)
@@ -83,10 +65,4 @@ func unbound(upstream string) (server string, stop func()) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// atPort writes HOST:PORT as unbound's HOST@PORT.
-func atPort(hostport string) string {
-	host, port, _ := net.SplitHostPort(hostport)
-	return host + "@" + port
 }

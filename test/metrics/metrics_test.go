@@ -145,7 +145,7 @@ func startMix(t *testing.T) served {
 	testpeer.WaitOutput(t, s.proc, "msg=reloaded")
 	// Every connection counted and every PROGRAM reaped: mxfront's own
 	// /metrics says so before anyone else is asked.
-	poll(t, "serve to count 11 connections, 3 exits, 1 reload", func() (bool, string) {
+	testpeer.Poll(t, "serve to count 11 connections, 3 exits, 1 reload", func() (bool, string) {
 		m := scrape(t, "http://"+s.metrics+"/metrics")
 		return m.sum("mxfront_connections_total") == 11 && m.sum("mxfront_program_exits_total") == 3 &&
 			m.sum("mxfront_list_reloads_total") == 1, fmt.Sprint(m)
@@ -228,7 +228,7 @@ scrape_configs:
 	testpeer.Start(t, exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+web, "--log.level=warn"))
 	api := "http://" + web + "/api/v1/query?query="
-	poll(t, "Prometheus to scrape mxfront after the mix", func() (bool, string) {
+	testpeer.Poll(t, "Prometheus to scrape mxfront after the mix", func() (bool, string) {
 		r, err := query(api + url.QueryEscape(`timestamp(mxfront_build_info{job="mxfront"})`))
 		if err != nil || len(r) != 1 {
 			return false, fmt.Sprint(r, err)
@@ -361,22 +361,6 @@ func stripTags(s string) string {
 	s = tagRe.ReplaceAllString(s, " ")
 	s = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "&nbsp;", " ").Replace(s)
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// poll calls ok until it reports true, for 60 seconds at most.
-func poll(t *testing.T, what string, ok func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		done, last := ok()
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 60s for %s; last: %s", what, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func get(t *testing.T, u string) (int, string) {

@@ -28,14 +28,14 @@ func TestHealthzWhenStopping(t *testing.T) {
 	}
 	held := testpeer.Dial(t, addr, "127.0.0.5")
 	held.Expect(t, "220 ")
-	poll(t, "one refusal dialogue open", func() (bool, string) {
+	testpeer.Poll(t, "one refusal dialogue open", func() (bool, string) {
 		m := scrape(t, "http://"+metrics+"/metrics")
 		return m["mxfront_refusal_dialogues_open"] == 1, fmt.Sprint(m["mxfront_refusal_dialogues_open"])
 	})
 	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "/healthz to say 503", func() (bool, string) {
+	testpeer.Poll(t, "/healthz to say 503", func() (bool, string) {
 		code, body := get(t, "http://"+metrics+"/healthz")
 		return code == 503, fmt.Sprint(code, " ", body)
 	})
@@ -45,7 +45,7 @@ func TestHealthzWhenStopping(t *testing.T) {
 	held.Send(t, "QUIT\r\n")
 	held.Expect(t, "221 ")
 	testpeer.WaitOutput(t, p, "msg=stopped")
-	poll(t, "the metrics listener to close", func() (bool, string) {
+	testpeer.Poll(t, "the metrics listener to close", func() (bool, string) {
 		c, err := net.DialTimeout("tcp", metrics, time.Second)
 		if err == nil {
 			c.Close()

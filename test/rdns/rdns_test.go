@@ -125,7 +125,7 @@ func logLine(t *testing.T, p *testpeer.Proc, ip string) string {
 // get no TCPREMOTEHOST and pass under the
 // default --rdns-check log; every line says RDNS=.
 func TestRDNSExported(t *testing.T) {
-	dns := testpeer.StartUnbound(t, zones)
+	dns := testpeer.StartUnbound(t, zones, nil)
 	for _, l := range launchers {
 		t.Run(l.name, func(t *testing.T) {
 			b := build(t)
@@ -164,7 +164,7 @@ func TestRDNSExported(t *testing.T) {
 // dynamic-pool name 550 5.7.1, a DNS error passes (451 4.4.3 with
 // --dns-fail tempfail), and a confirmed client is delivered.
 func TestRDNSActions(t *testing.T) {
-	dns := testpeer.StartUnbound(t, zones)
+	dns := testpeer.StartUnbound(t, zones, nil)
 	dir := t.TempDir()
 	pools := filepath.Join(dir, "generic")
 	if err := os.WriteFile(pools, []byte("# dynamic pools\n*-%i.pool.example\n"), 0o644); err != nil {
@@ -215,7 +215,7 @@ func TestRDNSActions(t *testing.T) {
 // its first contact once the first address retried after the delay; an
 // unconfirmed client in a third /24 is still greylisted by its network.
 func TestGreylistByName(t *testing.T) {
-	dns := testpeer.StartUnbound(t, zones)
+	dns := testpeer.StartUnbound(t, zones, nil)
 	for _, l := range launchers {
 		t.Run(l.name, func(t *testing.T) {
 			b := build(t)
@@ -257,7 +257,7 @@ func TestGreylistByName(t *testing.T) {
 
 // mxfront check shows the PTR, the forward lookups and the result.
 func TestCheckShowsRDNS(t *testing.T) {
-	dns := testpeer.StartUnbound(t, zones)
+	dns := testpeer.StartUnbound(t, zones, nil)
 	b := build(t)
 	out, code := testpeer.Run(t, 60*time.Second, exec.Command(b.mxfront, "check", "--rdns", "--dns-server", dns,
 		"--rdns-check", "refuse", "127.0.0.6"))

@@ -1,65 +1,13 @@
 package redis_test
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mxfront/mxfront/internal/testpeer"
 )
-
-// startUnbound runs unbound in the foreground (-d) on a free loopback
-// port as the recipe's local caching resolver: the lists' zone is a stub
-// zone served by the list server at list (HOST:PORT); every other name is
-// refused, so nothing is ever asked of the outside (no root hints). It is
-// stopped by its PID when the test ends.
-func startUnbound(t *testing.T, zone, list string) string {
-	t.Helper()
-	bin := testpeer.Need(t, "unbound")
-	dir, err := os.MkdirTemp("", "mxfront-unbound-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	port := testpeer.FreePort(t)
-	host, lport, _ := strings.Cut(list, ":")
-	conf := fmt.Sprintf(`server:
-  interface: 127.0.0.1
-  port: %d
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  verbosity: 1
-  username: ""
-  chroot: ""
-  directory: "%s"
-  pidfile: "%s/unbound.pid"
-  do-ip6: no
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  # The list server is on loopback, which unbound never asks by default.
-  do-not-query-localhost: no
-  local-zone: "." refuse
-  local-zone: "%s." transparent
-
-stub-zone:
-  name: "%s."
-  stub-addr: %s@%s
-
-remote-control:
-  control-enable: no
-`, port, dir, dir, zone, zone, host, lport)
-	p := filepath.Join(dir, "unbound.conf")
-	if err := os.WriteFile(p, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	proc := testpeer.Start(t, exec.Command(bin, "-d", "-c", p))
-	testpeer.WaitOutput(t, proc, "start of service")
-	return fmt.Sprintf("127.0.0.1:%d", port)
-}
 
 // The recipe's resolver: chain mode (a process per connection, so no cache
 // of its own) asks the local unbound, which forwards the lists' zone to
@@ -86,7 +34,9 @@ func TestUnboundCachesTheListsForChainMode(t *testing.T) {
 	rbl := testpeer.StartRbldnsdArgs(t, []string{"-l", "+" + qlog}, testpeer.RbldnsdZone{Name: zone, Type: "ip4set",
 		Data: "$SOA 300 ns.example.org. hostmaster.example.org. 1 600 300 86400 300\n" +
 			":127.0.0.2:Listed in the test list\n127.0.0.50\n"})
-	resolver := startUnbound(t, zone, rbl.Addr)
+	// The recipe's local caching resolver: the lists' zone a stub zone
+	// served by rbldnsd; every other name refused.
+	resolver := testpeer.StartUnbound(t, "", map[string]string{zone: rbl.Addr})
 	h := chainHost(t, b, "mx-c.example.test", "127.0.0.12", "--dnsbl", zone, "--dns-server", resolver)
 
 	for i := range 5 {

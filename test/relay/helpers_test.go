@@ -45,7 +45,7 @@ const zones = `
 
 // startUnbound runs unbound on a free loopback port, answering from
 // zones only, and returns its HOST:PORT.
-func startUnbound(t *testing.T) string { return testpeer.StartUnbound(t, zones) }
+func startUnbound(t *testing.T) string { return testpeer.StartUnbound(t, zones, nil) }
 
 // site is what every relay test configures: the recipients of
 // example.test, its local domain, and the DNS server.

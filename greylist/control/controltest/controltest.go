@@ -1,4 +1,6 @@
-package greylist_test
+// Package controltest serves a greylist store on a control socket for
+// tests, as mxfront serve does (without its peer-credential check).
+package controltest
 
 import (
 	"context"
@@ -14,9 +16,10 @@ import (
 	"github.com/mxfront/mxfront/greylist/control"
 )
 
-// controlled serves s on a fresh control socket until the test ends and
-// returns the socket's name.
-func controlled(t testing.TB, s greylist.Store, changed func(netip.Prefix)) string {
+// Serve serves s on a fresh control socket until the test ends and
+// returns the socket's name; changed (may be nil) hears of every network
+// a request changed.
+func Serve(t testing.TB, s greylist.Store, changed func(netip.Prefix)) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "glc-") // short: a socket's name has 107 bytes at most
 	if err != nil {
@@ -46,9 +49,10 @@ func controlled(t testing.TB, s greylist.Store, changed func(netip.Prefix)) stri
 	return sock
 }
 
-func dialRemote(t testing.TB, sock string) *control.Remote {
+// Dial is a Remote store over the socket, with the default options.
+func Dial(t testing.TB, sock string) *control.Remote {
 	t.Helper()
-	r, err := control.Dial(ctx, sock, control.RemoteOptions{})
+	r, err := control.Dial(context.Background(), sock, control.RemoteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
