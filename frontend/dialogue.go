@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mxfront/mxfront/internal/sanitize"
@@ -110,14 +111,31 @@ type dialogue struct {
 // ends in 421 and a return.
 func speak(conn DialogueConn, v Verdict, cfg DialogueConfig, ci connInfo) Transcript {
 	cfg = withDefaults(cfg)
-	d := &dialogue{cfg: cfg, v: v, conn: conn, ci: ci,
-		r:        bufio.NewReaderSize(conn, 1024),
-		w:        bufio.NewWriterSize(conn, 4096),
+	bufs := dialogueBufs.Get().(*dialogueBuf)
+	bufs.r.Reset(conn)
+	bufs.w.Reset(conn)
+	d := &dialogue{cfg: cfg, v: v, conn: conn, ci: ci, r: bufs.r, w: bufs.w,
 		deadline: time.Now().Add(cfg.SessionTimeout)}
 	d.run()
 	d.t.verdict = d.heloVerdict
+	// What the client sent after its last command, and a reply that
+	// could not be written, go with the connection.
+	bufs.r.Reset(nil)
+	bufs.w.Reset(nil)
+	dialogueBufs.Put(bufs)
 	return d.t
 }
+
+// dialogueBuf is a dialogue's reader and writer, kept between dialogues:
+// serve speaks one per refused connection.
+type dialogueBuf struct {
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+var dialogueBufs = sync.Pool{New: func() any {
+	return &dialogueBuf{r: bufio.NewReaderSize(nil, 1024), w: bufio.NewWriterSize(nil, 4096)}
+}}
 
 func withDefaults(c DialogueConfig) DialogueConfig {
 	def := DefaultDialogue

@@ -278,12 +278,16 @@ func (l *Life) ended(e Ending, start time.Time) {
 
 // LogPass writes the one line of a connection that was handed over; extra
 // are more key-value pairs (serve's via=, the proxy a client came through).
+// attrCap holds a connection line's pairs without growing: the lines are
+// written once per connection, serve's hot path.
+const attrCap = 40
+
 func LogPass(log *logline.Logger, remote netip.AddrPort, v Verdict, took time.Duration, extra ...any) {
 	if v.Observed != nil {
 		logObserved(log, remote, v, took, extra...)
 		return
 	}
-	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String()}
+	attrs := append(make([]any, 0, attrCap), "ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String())
 	if r := v.Reason(); r != "" {
 		attrs = append(attrs, "reason", r)
 	}
@@ -302,7 +306,7 @@ func LogPass(log *logline.Logger, remote netip.AddrPort, v Verdict, took time.Du
 func logObserved(log *logline.Logger, remote netip.AddrPort, v Verdict, took time.Duration, extra ...any) {
 	o := v.Observed
 	msg := "refused"
-	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "would-refuse"}
+	attrs := append(make([]any, 0, attrCap), "ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "would-refuse")
 	if o.Greylisted() {
 		msg = "greylisted"
 		attrs = append(attrs, "network", o.Greylist.Network.String(), "retry_in", o.Greylist.RetryIn.String())
@@ -321,7 +325,7 @@ func logObserved(log *logline.Logger, remote netip.AddrPort, v Verdict, took tim
 // network and the time left before a retry can pass.
 func LogRefusal(log *logline.Logger, remote netip.AddrPort, v Verdict, t Transcript, took time.Duration, extra ...any) {
 	msg := "refused"
-	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "refuse"}
+	attrs := append(make([]any, 0, attrCap), "ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "refuse")
 	if v.Greylisted() {
 		msg = "greylisted"
 		attrs = append(attrs, "network", v.Greylist.Network.String(), "retry_in", v.Greylist.RetryIn.String())
@@ -342,15 +346,15 @@ func LogRefusal(log *logline.Logger, remote netip.AddrPort, v Verdict, t Transcr
 // LogRejected writes the line of a client turned away before any check
 // (serve's limits, a bad PROXY header) or after them (--max-children).
 func LogRejected(log *logline.Logger, remote netip.AddrPort, why string, extra ...any) {
-	attrs := append([]any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "reject", "reason", why}, extra...)
+	attrs := append(append(make([]any, 0, attrCap), "ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", "reject", "reason", why), extra...)
 	log.Log(logline.LevelInfo, "rejected", attrs)
 }
 
 // logHungUp writes the one line of a client that hung up (or whose
 // connection failed) during the greeting delay.
 func logHungUp(log *logline.Logger, remote netip.AddrPort, v Verdict, err error, took time.Duration, extra ...any) {
-	attrs := []any{"ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String(),
-		"end", "hung up in the greeting delay"}
+	attrs := append(make([]any, 0, attrCap), "ip", remote.Addr().String(), "port", int(remote.Port()), "verdict", v.Action.String(),
+		"end", "hung up in the greeting delay")
 	if err != nil {
 		attrs = append(attrs, "error", err.Error())
 	}

@@ -57,14 +57,18 @@ type Server struct {
 	// 0: none.
 	hardConns, hardChildren int
 
-	env     atomic.Pointer[frontend.BaseEnv] // Environ, read once
-	life    atomic.Pointer[frontend.Life]
-	once    sync.Once
-	tally   tally
-	wg      sync.WaitGroup // connections being decided or refused
-	mu      sync.Mutex
-	talking map[*stoppableConn]struct{} // refusal dialogues in progress
-	stats   struct{ refusing, passed, refused, rejected atomic.Int64 }
+	env   atomic.Pointer[frontend.BaseEnv] // Environ, read once
+	life  atomic.Pointer[frontend.Life]
+	once  sync.Once
+	tally tally
+	wg    sync.WaitGroup // connections being decided or refused
+	jobs  chan job       // to an idle worker (serve's goroutines are reused)
+	// workers counts the workers started and running; idle those waiting.
+	workersStarted, workers, idle atomic.Int64
+	workerIdle                    time.Duration // workerIdle when Serve began
+	mu                            sync.Mutex
+	talking                       map[*stoppableConn]struct{} // refusal dialogues in progress
+	stats                         struct{ refusing, passed, refused, rejected atomic.Int64 }
 }
 
 // SetRules replaces the policy and the dialogue configuration for the
@@ -161,6 +165,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.Log.Warn("children limited by threads: this kernel has no pidfds", "max_children", s.Limits.MaxChildren, "ceiling", s.hardChildren)
 		}
 	}
+	s.jobs, s.workerIdle = make(chan job), workerIdle
 	// Connections outlive ctx (the stop signal) until the shutdown timeout.
 	connCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -229,10 +234,50 @@ func (s *Server) accept(ctx, connCtx context.Context, l net.Listener) error {
 			continue
 		}
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.handle(connCtx, c, socket)
-		}()
+		select {
+		case s.jobs <- job{c, socket}:
+		default:
+			go s.work(connCtx, job{c, socket})
+		}
+	}
+}
+
+// job is an accepted connection and the name of its socket.
+type job struct {
+	c      net.Conn
+	socket string
+}
+
+// workerIdle is how long a worker waits for its next connection before it
+// ends: a burst's goroutines, and their stacks, are gone a while after it.
+var workerIdle = 10 * time.Second
+
+// work handles j, then each connection the accept loops give it while it
+// waits for them, until it has waited workerIdle or ctx is done. A
+// goroutine that is reused keeps the stack it grew: a refusal's deep
+// calls (the life, the dialogue, the log line) would grow a new
+// goroutine's stack, copying it frame by frame, for every connection.
+func (s *Server) work(ctx context.Context, j job) {
+	s.workersStarted.Add(1)
+	s.workers.Add(1)
+	defer s.workers.Add(-1)
+	idle := time.NewTimer(s.workerIdle)
+	defer idle.Stop()
+	for {
+		s.handle(ctx, j.c, j.socket)
+		s.wg.Done()
+		idle.Reset(s.workerIdle)
+		s.idle.Add(1)
+		select {
+		case j = <-s.jobs:
+			s.idle.Add(-1)
+		case <-idle.C:
+			s.idle.Add(-1)
+			return
+		case <-ctx.Done():
+			s.idle.Add(-1)
+			return
+		}
 	}
 }
 

@@ -415,3 +415,42 @@ func TestAcceptBacksOff(t *testing.T) {
 		t.Errorf("%d accept failures logged:\n%s", n, ts.log.String())
 	}
 }
+
+// A connection goes to a worker that waits for one, which keeps the stack
+// its last connection grew; a worker ends once idle for workerIdle.
+func TestServeReusesWorkers(t *testing.T) {
+	defer func(d time.Duration) { workerIdle = d }(workerIdle)
+	quit := func(ts *testServer, i int) {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}}
+		c, err := d.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "QUIT\r\n")
+		if b, _ := io.ReadAll(c); !strings.Contains(string(b), "221 ") {
+			t.Fatalf("client %d got %q", i, b)
+		}
+	}
+	workerIdle = time.Hour
+	ts := newServer(t)
+	ts.start()
+	for i := 0; i < 20; i++ {
+		quit(ts, i)
+		// The worker is back waiting before the next client connects.
+		testpeer.Poll(t, "the worker waits", func() (bool, string) { n := ts.idle.Load(); return n == 1, fmt.Sprint(n, " idle") })
+	}
+	if n := ts.workersStarted.Load(); n != 1 {
+		t.Fatalf("%d workers started for 20 clients one after another, want 1", n)
+	}
+	ts.stop()
+	testpeer.Poll(t, "the stopped server's worker ends", func() (bool, string) { n := ts.workers.Load(); return n == 0, fmt.Sprint(n, " workers") })
+
+	workerIdle = 50 * time.Millisecond
+	ts = newServer(t)
+	ts.start()
+	quit(ts, 0)
+	testpeer.Poll(t, "the idle worker ends", func() (bool, string) { n := ts.workers.Load(); return n == 0, fmt.Sprint(n, " workers") })
+}

@@ -43,28 +43,34 @@ func (l Level) String() string {
 // and its package initialisation runs at every start) cost each start more
 // than all of mxfront's own work. A nil or zero Logger writes nothing.
 type Logger struct {
-	send  func(Level, string) error
+	send  func(Level, []byte) error
+	w     io.Writer // WriterLogger's: the line and its newline in one write
 	stamp bool
 	mu    sync.Mutex
 }
 
 // NewLogger returns a Logger that hands each line, without its newline, to
-// send; stamp starts each line with time= (UTC, milliseconds), which syslog
-// and the journal add themselves.
-func NewLogger(stamp bool, send func(Level, string) error) *Logger {
+// send, which must not keep it; stamp starts each line with time= (UTC,
+// milliseconds), which syslog and the journal add themselves.
+func NewLogger(stamp bool, send func(Level, []byte) error) *Logger {
 	return &Logger{send: send, stamp: stamp}
 }
 
-// WriterLogger returns a Logger that writes time-stamped lines to w.
+// WriterLogger returns a Logger that writes time-stamped lines to w, each
+// with its newline in one Write.
 func WriterLogger(w io.Writer) *Logger {
-	return NewLogger(true, func(_ Level, line string) error {
-		_, err := io.WriteString(w, line+"\n")
-		return err
-	})
+	return &Logger{w: w, stamp: true}
 }
 
 // Enabled reports whether l writes anything.
-func (l *Logger) Enabled() bool { return l != nil && l.send != nil }
+func (l *Logger) Enabled() bool { return l != nil && (l.send != nil || l.w != nil) }
+
+// lineBufs holds line buffers between lines: a refusal's line is ~300
+// octets, and serve writes one per connection.
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPooledLine: a buffer grown past it by one long line is dropped.
+const maxPooledLine = 4 << 10
 
 // Info, Warn and Error write one line: msg, then kv as key-value pairs
 // (string keys; values are strings, integers, booleans, durations, errors
@@ -79,7 +85,8 @@ func (l *Logger) Log(level Level, msg string, kv []any) {
 	if !l.Enabled() {
 		return
 	}
-	b := make([]byte, 0, 256)
+	bp := lineBufs.Get().(*[]byte)
+	b := (*bp)[:0]
 	if l.stamp {
 		b = append(b, "time="...)
 		b = time.Now().UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z")
@@ -98,8 +105,17 @@ func (l *Logger) Log(level Level, msg string, kv []any) {
 		b = appendPair(b, key, kv[i])
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	_ = l.send(level, string(b))
+	if l.w != nil {
+		b = append(b, '\n')
+		_, _ = l.w.Write(b)
+	} else {
+		_ = l.send(level, b)
+	}
+	l.mu.Unlock()
+	if cap(b) <= maxPooledLine {
+		*bp = b
+		lineBufs.Put(bp)
+	}
 }
 
 func appendPair(b []byte, key string, v any) []byte {

@@ -14,7 +14,7 @@ import (
 // which is UTC here and left out of this comparison).
 func TestLoggerMatchesTextHandler(t *testing.T) {
 	var got string
-	l := NewLogger(false, func(_ Level, line string) error { got = line; return nil })
+	l := NewLogger(false, func(_ Level, line []byte) error { got = string(line); return nil })
 	var want bytes.Buffer
 	th := slog.New(slog.NewTextHandler(&want, &slog.HandlerOptions{ReplaceAttr: func(g []string, a slog.Attr) slog.Attr {
 		if len(g) == 0 && a.Key == slog.TimeKey {
@@ -89,7 +89,7 @@ func FuzzLoggerMatchesSlog(f *testing.F) {
 			key = "k" // slog drops an attribute with an empty key: ours never have one
 		}
 		var got string
-		l := NewLogger(false, func(_ Level, line string) error { got = line; return nil })
+		l := NewLogger(false, func(_ Level, line []byte) error { got = string(line); return nil })
 		kv := []any{key, value, "n", n, "d", time.Duration(n), "s", stringer(value), "err", errors.New(value)}
 		for _, level := range []Level{LevelInfo, LevelWarn, LevelError} {
 			l.Log(level, msg, kv)
@@ -98,4 +98,19 @@ func FuzzLoggerMatchesSlog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Line buffers are reused: a line longer than a pooled buffer, one longer
+// than any kept, and short lines after them are each whole and alone.
+func TestWriterLoggerReusesBuffers(t *testing.T) {
+	var b bytes.Buffer
+	l := WriterLogger(&b)
+	for _, v := range []string{"a", strings.Repeat("x", 600), "b", strings.Repeat("y", 9000), "c", "d"} {
+		b.Reset()
+		l.Info("m", "v", v)
+		line := b.String()
+		if !strings.HasSuffix(line, " level=INFO msg=m v="+v+"\n") || strings.Count(line, "\n") != 1 {
+			t.Fatalf("line for a %d-octet value: %.120q", len(v), line)
+		}
+	}
 }

@@ -36,6 +36,7 @@ type syslogWriter struct {
 	facility int
 	tag      string
 	fd       int
+	pid      int // in every line's tag: serve's children exec at once, so it never changes
 }
 
 // syslogPaths are where a syslog daemon listens, in the order log/syslog
@@ -43,7 +44,7 @@ type syslogWriter struct {
 var syslogPaths = []string{"/dev/log", "/var/run/syslog", "/var/run/log"}
 
 func dialSyslog(facility int, tag string) (*syslogWriter, error) {
-	w := &syslogWriter{facility: facility, tag: tag, fd: -1}
+	w := &syslogWriter{facility: facility, tag: tag, fd: -1, pid: os.Getpid()}
 	if err := w.connect(); err != nil {
 		return nil, err
 	}
@@ -77,7 +78,7 @@ func (w *syslogWriter) connect() error {
 	return fmt.Errorf("no syslog daemon (%s): %w", strings.Join(syslogPaths, ", "), first)
 }
 
-func (w *syslogWriter) send(l Level, line string) error {
+func (w *syslogWriter) send(l Level, line []byte) error {
 	b := make([]byte, 0, len(line)+64)
 	b = append(b, '<')
 	b = strconv.AppendInt(b, int64(w.facility<<3|severity(l)), 10)
@@ -86,7 +87,7 @@ func (w *syslogWriter) send(l Level, line string) error {
 	b = append(b, ' ')
 	b = append(b, w.tag...)
 	b = append(b, '[')
-	b = strconv.AppendInt(b, int64(os.Getpid()), 10)
+	b = strconv.AppendInt(b, int64(w.pid), 10)
 	b = append(b, "]: "...)
 	b = append(b, line...)
 	b = append(b, '\n')
@@ -140,9 +141,9 @@ func dialJournal(tag string, facility int) (*journalWriter, error) {
 	return &journalWriter{tag: tag, facility: facility, fd: fd, addr: syscall.SockaddrUnix{Name: journalSocket}}, nil
 }
 
-func (j *journalWriter) send(l Level, line string) error {
+func (j *journalWriter) send(l Level, line []byte) error {
 	var b []byte
-	b = appendJournalField(b, "MESSAGE", line)
+	b = appendJournalField(b, "MESSAGE", string(line))
 	b = appendJournalField(b, "PRIORITY", strconv.Itoa(severity(l)))
 	b = appendJournalField(b, "SYSLOG_IDENTIFIER", j.tag)
 	b = appendJournalField(b, "SYSLOG_FACILITY", strconv.Itoa(j.facility))
