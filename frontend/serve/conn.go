@@ -21,13 +21,16 @@ type serveConn struct {
 	s      *Server
 	net    netip.Addr // the per-network count taken, if valid
 	handed bool       // PROGRAM has the connection, and its counts
-	talk   *stoppableConn
+	// released: the counts were dropped (the connection was closed).
+	released bool
+	talk     *stoppableConn
 }
 
 func (c *serveConn) release() {
-	if c.handed {
+	if c.handed || c.released {
 		return
 	}
+	c.released = true
 	if c.net.IsValid() {
 		c.s.tally.dropNet(c.net)
 	}
@@ -90,7 +93,13 @@ func (c *serveConn) DialogueDone() bool {
 
 func (c *serveConn) Say(r frontend.Reply) { say(c.Conn, r) }
 
-func (c *serveConn) Close() { c.Conn.Close() }
+// Close closes the connection and, unless PROGRAM has it, frees its place
+// at once: before the connection's log line, so that a client that has
+// read that line's refusal and reconnects finds its place free.
+func (c *serveConn) Close() {
+	c.Conn.Close()
+	c.release()
+}
 
 // stoppableConn is a refusal dialogue's connection that the shutdown can
 // interrupt: once stopped, every read fails at once, so the dialogue ends

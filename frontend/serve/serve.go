@@ -313,7 +313,9 @@ func limit(configured, ceiling int) (int, bool) {
 }
 
 // reject turns a client away before any check: one 421 line into an empty
-// socket buffer (it never blocks), then close.
+// socket buffer (it never blocks), then close. A connection's place is
+// freed before (serveConn.release), so that a client that reads the 421
+// and reconnects at once is not turned away by its own last connection.
 func (s *Server) reject(c net.Conn, remote netip.AddrPort, text, why string, attrs ...any) {
 	r := frontend.TooBusy(s.current().Dialogue.Hostname, text)
 	s.rejectWith(c, remote, r, why, attrs...)
@@ -352,7 +354,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn, socket string) {
 	var via []any
 	if s.ProxyFrom != nil {
 		var ok bool
-		if client, ok = s.proxied(c, client); !ok {
+		if client, ok = s.proxied(conn, client); !ok {
 			return
 		}
 		if client.Remote != peer {
@@ -360,6 +362,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn, socket string) {
 		}
 	}
 	if !s.tally.takeNet(client.Remote.Addr(), s.Limits.MaxConnsPerIP) {
+		conn.release()
 		s.reject(c, client.Remote, "Error: too many connections from your address", "max-conns-per-ip", via...)
 		return
 	}
@@ -371,10 +374,11 @@ func (s *Server) handle(ctx context.Context, c net.Conn, socket string) {
 // proxied reads the PROXY header of a peer listed in ProxyFrom and returns
 // the client it names; a peer not listed must not send one. False: the
 // connection was refused and closed.
-func (s *Server) proxied(c net.Conn, client frontend.Client) (frontend.Client, bool) {
-	peer := client.Remote
+func (s *Server) proxied(conn *serveConn, client frontend.Client) (frontend.Client, bool) {
+	c, peer := conn.Conn, client.Remote
 	if _, listed := s.ProxyFrom.Lookup(peer.Addr()); !listed {
 		if b := peekNow(c); proxy.LooksLike(b) {
+			conn.release()
 			s.reject(c, peer, "Error: PROXY header from a peer not allowed to send one", "proxy-not-allowed")
 			return client, false
 		}
@@ -384,6 +388,7 @@ func (s *Server) proxied(c net.Conn, client frontend.Client) (frontend.Client, b
 	h, err := proxy.Read(c)
 	_ = c.SetReadDeadline(time.Time{})
 	if err != nil {
+		conn.release()
 		s.reject(c, peer, "Error: no valid PROXY header", "proxy-header", "error", err.Error())
 		return client, false
 	}
