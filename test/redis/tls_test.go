@@ -49,8 +49,13 @@ func TestRedissWithATestCA(t *testing.T) {
 		t.Fatalf("a certificate from an unknown CA: exit %d\n%s", code, out)
 	}
 
+	// Each chain-mode connection is a new process with a TLS handshake
+	// of its own: under load it can take longer than the store's 200ms
+	// default, and the client would pass with a timeout, not a verdict
+	// on the certificate. This test is about the certificate.
+	tlsFlags := greylistFlags(url, "--greylist-store-timeout", "30s")
 	t.Setenv("SSL_CERT_FILE", ca) // for tcpserver and the mxfront it runs
-	c := chainHost(t, b, "mx-c.example.test", "127.0.0.12", greylistFlags(url)...)
+	c := chainHost(t, b, "mx-c.example.test", "127.0.0.12", tlsFlags...)
 	out, code = c.send(t, "127.0.0.50")
 	mustGreylisted(t, out, code, "127.0.0.50 at C, store over TLS")
 	out, code = c.send(t, "127.0.5.50")
@@ -62,7 +67,7 @@ func TestRedissWithATestCA(t *testing.T) {
 	}
 
 	t.Setenv("SSL_CERT_FILE", filepath.Join(dir, "none.pem"))
-	d := chainHost(t, b, "mx-d.example.test", "127.0.0.13", greylistFlags(url)...)
+	d := chainHost(t, b, "mx-d.example.test", "127.0.0.13", tlsFlags...)
 	out, code = d.send(t, "127.0.1.50")
 	mustPass(t, out, code, "127.0.1.50 at D, which does not trust the certificate")
 	d.unsureLine(t, "127.0.1.50", "certificate")
