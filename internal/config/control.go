@@ -41,9 +41,9 @@ func controlSocket(o Options, path string) (string, error) {
 
 // openBolt opens the bbolt file at path for mode m. Serve mode holds it
 // open (and answers the admin commands on sock); chain mode opens it per
-// decision. An admin command (and mxfront check) uses the serve that
+// decision, waiting at most lock for its lock. An admin command (and mxfront check) uses the serve that
 // answers on sock, or, when none does (sockErr says why), the file itself.
-func openBolt(path, sock string, m Mode) (s greylist.Store, sockErr, err error) {
+func openBolt(path, sock string, m Mode, lock time.Duration) (s greylist.Store, sockErr, err error) {
 	switch m {
 	case Serve:
 		if dir := filepath.Dir(path); !isDir(dir) {
@@ -73,7 +73,7 @@ func openBolt(path, sock string, m Mode) (s greylist.Store, sockErr, err error) 
 			return nil, nil, fail.Temp("run the command as the user mxfront serve runs as (or root), or stop serve to work on the file itself", err)
 		}
 	}
-	wait := greylist.DefaultLockTimeout
+	wait := lock // --greylist-lock-timeout
 	if m == Admin {
 		wait = adminWait
 	}

@@ -20,6 +20,7 @@ var GreylistSpecs = []Spec{
 	{"greylist-store-password-file", KindString, "", "the Redis password is the first line of `FILE` (default: $REDISCLI_AUTH; never on the command line)", "Greylisting"},
 	{"greylist-store-prefix", KindString, DefaultStorePrefix, "begin every Redis key with `PREFIX`, so that several deployments share one Redis", "Greylisting"},
 	{"greylist-store-timeout", KindDuration, "200ms", "a decision's Redis work takes at most `D` (one or two round trips); past it the client passes", "Greylisting"},
+	{"greylist-lock-timeout", KindDuration, "1s", "a decision waits at most `D` for the bbolt file's lock (chain-mode processes take it in turn); past it the client passes", "Greylisting"},
 	{"greylist-delay", KindDuration, "5m", "a retry passes only `D` after the first attempt", "Greylisting"},
 	{"greylist-window", KindDuration, "24h", "a retry later than `D` after the first attempt starts over", "Greylisting"},
 	{"greylist-lifetime", KindDuration, "36d", "a network that passed keeps passing `D` after its last pass", "Greylisting"},
@@ -227,7 +228,11 @@ func OpenGreylist(o Options, m Mode) (GreylistStore, error) {
 		if sock, err = controlSocket(o, path); err != nil {
 			return GreylistStore{}, err
 		}
-		if s, sockErr, err = openBolt(path, sock, m); err != nil {
+		lock := o.Duration("greylist-lock-timeout")
+		if m != Admin && lock <= 0 {
+			return GreylistStore{}, fail.Usage("e.g. --greylist-lock-timeout 1s", "--greylist-lock-timeout must be above zero")
+		}
+		if s, sockErr, err = openBolt(path, sock, m, lock); err != nil {
 			return GreylistStore{}, err
 		}
 	} else {

@@ -2,11 +2,13 @@ package greylist_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,8 +208,13 @@ func TestConcurrentChainProcesses(t *testing.T) {
 	b := build(t)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "greylist.db")
+	// The processes take the file's lock in turn, each change written to
+	// disk before the next: beside other tests a turn can come after the
+	// 1s default, and that client would pass (unsure), not be greylisted.
+	// This test is about what the file holds; TestLockTimeout is about
+	// the bound.
 	addr, p := tcpserver(t, b.mxfront, "--greylist", "--greylist-db", db, "--greylist-delay", "1s",
-		"--hostname", "mx.example.test", "--", b.mxsink)
+		"--greylist-lock-timeout", "60s", "--hostname", "mx.example.test", "--", b.mxsink)
 	if _, code := admin(t, b, db, "allow", "127.0.100.0/24"); code != 0 {
 		t.Fatal("allow failed")
 	}
@@ -300,4 +307,35 @@ func TestBogusHELONeverPasses(t *testing.T) {
 	out, code := swaks(t, addr, "127.0.8.2", "--helo", "desktop")
 	mustGreylisted(t, out, code, "--helo-check log")
 	waitOutput(t, p, `helo_bogus="has no dot"`)
+}
+
+// A chain-mode decision waits for the bbolt file's lock at most
+// --greylist-lock-timeout: with the lock held by another process, a new
+// client passes (unsure means accept) once the bound is over, and the
+// line says why.
+func TestLockTimeout(t *testing.T) {
+	b := build(t)
+	db := filepath.Join(t.TempDir(), "greylist.db")
+	if _, code := admin(t, b, db, "allow", "192.0.2.0/24"); code != 0 {
+		t.Fatal("allow failed")
+	}
+	f, err := os.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	addr, p := tcpserver(t, b.mxfront, "--greylist", "--greylist-db", db, "--greylist-lock-timeout", "300ms",
+		"--hostname", "mx.example.test", "--", b.mxsink)
+	in := "EHLO client.example.org\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<u@example.test>\r\nQUIT\r\n"
+	if out := testpeer.Session(t, addr, "127.0.7.2", []byte(in), 30*time.Second); !strings.Contains(out, "250 2.1.5 Ok") {
+		t.Fatalf("a new client while the lock is held: %q", out)
+	}
+	testpeer.WaitOutput(t, p, "GREYLIST=error")
+	line := logLine(p.Output(), "msg=\"greylist failed: client passed\" ip=127.0.7.2 ")
+	if !strings.Contains(line, "lock not had within 300ms") {
+		t.Fatalf("the unsure line: %q\n%s", line, p.Output())
+	}
 }
