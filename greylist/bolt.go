@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
 )
 
 // BoltOptions tune a Bolt store.
@@ -586,7 +587,65 @@ func openFile(name string, flag int, perm os.FileMode) (*os.File, error) {
 }
 
 // lock takes the file's shared or exclusive lock, waiting until deadline.
+//
+// flock gives a waiting writer no priority: readers whose shared locks
+// overlap (many chain-mode processes deciding at once on a loaded
+// machine) can keep a writer out for ever, and its client would pass
+// unsure. So the waits go through a turnstile: a writer holds an
+// open-file-description lock on the file's first byte while it waits for
+// the exclusive lock, and a reader passes that byte (a read lock taken and
+// let go) before it asks for the shared one. While a writer waits no new
+// reader starts, and the writer gets the file once the readers in it are
+// done.
 func lock(f *os.File, exclusive bool, deadline time.Time) error {
+	if err := turnstile(f, exclusive, deadline); err != nil {
+		return err
+	}
+	if exclusive {
+		defer setOFDLock(f, unix.F_UNLCK)
+	}
+	return flockUntil(f, exclusive, deadline)
+}
+
+// turnstile waits until deadline for the turnstile's byte: a writer keeps
+// it (the caller lets it go), a reader lets it go at once. A file system
+// without OFD locks has no turnstile.
+func turnstile(f *os.File, writer bool, deadline time.Time) error {
+	typ := int16(unix.F_RDLCK)
+	if writer {
+		typ = unix.F_WRLCK
+	}
+	pause := 100 * time.Microsecond
+	for {
+		err := setOFDLock(f, typ)
+		switch err {
+		case nil:
+			if !writer {
+				return setOFDLock(f, unix.F_UNLCK)
+			}
+			return nil
+		case unix.EAGAIN, unix.EACCES, unix.EINTR:
+		default:
+			return nil // EINVAL, ENOLCK, ...: no turnstile here
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return bolterrors.ErrTimeout
+		}
+		time.Sleep(min(pause, left))
+		pause = min(2*pause, 5*time.Millisecond)
+	}
+}
+
+// setOFDLock sets (without waiting) the open file description's lock of
+// type typ on the file's first byte.
+func setOFDLock(f *os.File, typ int16) error {
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &unix.Flock_t{Type: typ, Whence: 0, Start: 0, Len: 1})
+}
+
+// flockUntil takes the file's flock, shared or exclusive (bbolt's own lock,
+// which it then takes again at once), polling briskly until deadline.
+func flockUntil(f *os.File, exclusive bool, deadline time.Time) error {
 	how := syscall.LOCK_SH | syscall.LOCK_NB
 	if exclusive {
 		how = syscall.LOCK_EX | syscall.LOCK_NB
@@ -732,7 +791,8 @@ func lockDir(dir string, deadline time.Time) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := lock(f, true, deadline); err != nil {
+	// Only compactions take it: no readers to pass a turnstile.
+	if err := flockUntil(f, true, deadline); err != nil {
 		f.Close()
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			err = errCompacting

@@ -678,3 +678,51 @@ func populate(t testing.TB, db string, nets, every int, at time.Duration) {
 		t.Fatal(err)
 	}
 }
+
+// A writer is not kept out by readers whose shared locks overlap without
+// end (flock alone gives a waiting writer no priority): readers that pass
+// the turnstile, as a store's reads do, let a waiting writer in once
+// those in the file are done.
+func TestBoltWriterNotStarvedByReaders(t *testing.T) {
+	db := dbPath(t)
+	p, _ := newPolicy(t, openBolt(t, db, greylist.BoltOptions{}))
+	decide(t, p, "192.0.2.1") // the file exists
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	held := make(chan struct{}, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for first := true; !stop.Load(); first = false {
+				f, err := os.Open(db)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := greylist.Lock(f, false, time.Now().Add(time.Minute)); err != nil {
+					f.Close()
+					t.Error(err)
+					return
+				}
+				if first {
+					held <- struct{}{}
+				}
+				// Each reader holds the shared lock a while, and the
+				// three are staggered: the file is never unlocked.
+				time.Sleep(time.Duration(20+5*i) * time.Millisecond)
+				f.Close()
+			}
+		}()
+	}
+	for range 3 {
+		<-held
+	}
+	w, _ := newPolicy(t, openBolt(t, db, greylist.BoltOptions{LockTimeout: 20 * time.Second}))
+	_, err := w.Decide(ctx, netip.MustParseAddr("198.51.100.1")) // a new network: a write
+	stop.Store(true)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("a writer among overlapping readers: %v", err)
+	}
+}

@@ -1,6 +1,14 @@
 package greylist
 
-import "net/netip"
+import (
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Lock takes f's lock as a store's open does (through the turnstile), for
+// a test's own readers and writers.
+func Lock(f *os.File, exclusive bool, deadline time.Time) error { return lock(f, exclusive, deadline) }
 
 // SetChunks makes Bolt's Scan and Expire work in chunks of the given sizes,
 // so that tests cross chunk boundaries with few records.
