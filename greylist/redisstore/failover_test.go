@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mxfront/mxfront/greylist"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 // TestSentinelFailover: a master, a replica and three sentinels on
@@ -30,10 +31,10 @@ func TestSentinelFailover(t *testing.T) {
 	const name = "mxmaster"
 	master := startRedis(t)
 	replica := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
-	var sentinels []*server
+	var sentinels []*testpeer.Redis
 	var addrs []string
 	for range 3 {
-		s := startSentinel(t, name, master.Addr)
+		s := testpeer.StartSentinel(t, name, master.Addr)
 		sentinels = append(sentinels, s)
 		addrs = append(addrs, s.Addr)
 	}
@@ -149,7 +150,7 @@ func decideEventually(t *testing.T, p *greylist.Policy, ip netip.Addr) greylist.
 
 // awaitTopology waits until every sentinel knows the replica and the other
 // sentinels, and the replica is in sync: only then can they fail over.
-func awaitTopology(t *testing.T, name string, sentinels []*server, replica *server) {
+func awaitTopology(t *testing.T, name string, sentinels []*testpeer.Redis, replica *testpeer.Redis) {
 	t.Helper()
 	deadline := time.Now().Add(peerWait)
 	rc := raw(t, replica)
@@ -179,7 +180,7 @@ func awaitTopology(t *testing.T, name string, sentinels []*server, replica *serv
 
 // awaitPromotion waits until the sentinel names want as the master, and
 // returns when it saw that.
-func awaitPromotion(t *testing.T, s *server, name, want string) time.Time {
+func awaitPromotion(t *testing.T, s *testpeer.Redis, name, want string) time.Time {
 	t.Helper()
 	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, Protocol: 2, DisableIdentity: true})
 	defer c.Close()
@@ -197,7 +198,7 @@ func awaitPromotion(t *testing.T, s *server, name, want string) time.Time {
 }
 
 // sentinelMaster is SENTINEL MASTER name as a map.
-func sentinelMaster(s *server, name string) (map[string]string, error) {
+func sentinelMaster(s *testpeer.Redis, name string) (map[string]string, error) {
 	c := redis.NewSentinelClient(&redis.Options{Addr: s.Addr, Protocol: 2, DisableIdentity: true})
 	defer c.Close()
 	c2, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -107,7 +107,7 @@ func mustDecide(t testing.TB, p *greylist.Policy, what string) {
 }
 
 func TestRedisDown(t *testing.T) {
-	redisBin(t)
+	testpeer.Need(t, "redis-server")
 	port := testpeer.FreePort(t) // nothing listens there
 	s := open(t, "redis://127.0.0.1:"+strconv.Itoa(port), Options{})
 	p := policy(t, s)
@@ -168,11 +168,11 @@ func TestRedisSlow(t *testing.T) {
 	srv := startRedis(t)
 	p := policy(t, open(t, srv.URL(), Options{Timeout: DefaultTimeout}))
 	mustDecide(t, p, "running")
-	if r, err := command(srv.Addr, "CLIENT PAUSE 600000 WRITE"); err != nil || r != "+OK" {
+	if r, err := testpeer.RedisCommand(srv.Addr, "CLIENT PAUSE 600000 WRITE"); err != nil || r != "+OK" {
 		t.Fatalf("CLIENT PAUSE: %q, %v", r, err)
 	}
 	mustFail(t, p, "writes paused", true, "compare-and-swap")
-	if r, err := command(srv.Addr, "CLIENT UNPAUSE"); err != nil || r != "+OK" {
+	if r, err := testpeer.RedisCommand(srv.Addr, "CLIENT UNPAUSE"); err != nil || r != "+OK" {
 		t.Fatalf("CLIENT UNPAUSE: %q, %v", r, err)
 	}
 	mustDecide(t, p, "after the pause")
@@ -208,7 +208,7 @@ func TestRedisOutOfMemory(t *testing.T) {
 	srv := startRedis(t, "--maxmemory-policy", "noeviction")
 	p := policy(t, open(t, srv.URL(), Options{}))
 	mustDecide(t, p, "before the limit")
-	if r, err := command(srv.Addr, "CONFIG SET maxmemory 1"); err != nil || r != "+OK" {
+	if r, err := testpeer.RedisCommand(srv.Addr, "CONFIG SET maxmemory 1"); err != nil || r != "+OK" {
 		t.Fatalf("CONFIG SET maxmemory: %q, %v", r, err)
 	}
 	mustFail(t, p, "out of memory", false, "OOM")
@@ -225,7 +225,7 @@ func TestRedisReadOnly(t *testing.T) {
 // TestRedisTLS: rediss:// against redis-server's TLS port with a test CA;
 // without that CA the server's certificate is refused.
 func TestRedisTLS(t *testing.T) {
-	redisBin(t)
+	testpeer.Need(t, "redis-server")
 	dir := t.TempDir()
 	ca, caPEM, certPEM, keyPEM := testCertificates(t)
 	caFile := writeFile(t, dir, "ca.pem", caPEM, 0o644)

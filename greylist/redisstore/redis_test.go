@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/mxfront/mxfront/greylist"
 	"github.com/mxfront/mxfront/greylist/storetest"
+	"github.com/mxfront/mxfront/internal/testpeer"
 )
 
 func TestMain(m *testing.M) {
@@ -22,8 +25,45 @@ func TestMain(m *testing.M) {
 		os.Exit(racer())
 	}
 	code := m.Run()
-	stopShared()
+	testpeer.StopSharedRedis()
 	os.Exit(code)
+}
+
+// The tests run real redis-server (and redis-sentinel) processes, started
+// by testpeer on 127.0.0.1 on free ports and stopped by their PIDs. A
+// missing program skips a test on a developer's machine and fails it in CI.
+
+// peerWait is the generous deadline for a real server to reach a state (a
+// replica in sync, a fail-over done).
+const peerWait = testpeer.RedisWait
+
+// debugCommand is in every redis-server these tests start: DEBUG allowed
+// to local clients (Redis 7 refuses it by default).
+var debugCommand = []string{"--enable-debug-command", "local"}
+
+// startRedis starts a redis-server of the test's own, with extra
+// configuration arguments ("--requirepass", "x"), and stops it when the
+// test ends.
+func startRedis(t testing.TB, extra ...string) *testpeer.Redis {
+	t.Helper()
+	return testpeer.StartRedis(t, append(slices.Clone(debugCommand), extra...)...)
+}
+
+// sharedRedis is one server for the tests that need nothing special of it;
+// they keep apart by key prefixes. TestMain stops it.
+func sharedRedis(t testing.TB) *testpeer.Redis {
+	t.Helper()
+	return testpeer.SharedRedis(t, debugCommand...)
+}
+
+// writeFile writes a file into dir and returns its path.
+func writeFile(t testing.TB, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 var (
@@ -63,7 +103,7 @@ func open(t testing.TB, url string, o Options) *Store {
 }
 
 // raw is a plain client of the server, to look at what the store wrote.
-func raw(t testing.TB, srv *server) *redis.Client {
+func raw(t testing.TB, srv *testpeer.Redis) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })

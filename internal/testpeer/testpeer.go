@@ -9,6 +9,7 @@ package testpeer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -62,9 +63,20 @@ func Need(t testing.TB, name string) string {
 // lock of a process that dies.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	port, lock, err := reservePort()
+	if err != nil {
+		t.Fatalf("testpeer: %v", err)
+	}
+	t.Cleanup(func() { release(lock) })
+	return port
+}
+
+// reservePort claims a free port as FreePort does, until release(lock):
+// for a peer that outlives one test (SharedRedis).
+func reservePort() (int, *os.File, error) {
 	low, high := portRange()
 	if err := os.MkdirAll(portDir, 0o777); err != nil {
-		t.Fatalf("testpeer: %v", err)
+		return 0, nil, err
 	}
 	_ = os.Chmod(portDir, 0o777|os.ModeSticky)
 	for i := 0; i < 500; i++ {
@@ -74,13 +86,11 @@ func FreePort(t testing.TB) int {
 			continue
 		}
 		if portFree(port) {
-			t.Cleanup(func() { release(lock) })
-			return port
+			return port, lock, nil
 		}
 		release(lock)
 	}
-	t.Fatal("testpeer: no free port")
-	return 0
+	return 0, nil, errors.New("no free port")
 }
 
 // portDir holds one lock file per port claimed by FreePort.
