@@ -45,7 +45,9 @@ func TestSentinelFailover(t *testing.T) {
 	s := open(t, url, Options{Timeout: DefaultTimeout})
 	p := policy(t, s)
 	known := netip.MustParseAddr("192.0.2.1")
-	if o := decideEventually(t, p, known); o.State != greylist.New {
+	// A first attempt past the timeout may still have recorded the
+	// network (its reply came late): the retry then finds it early.
+	if o, retried := decideEventually(t, p, known); o.State != greylist.New && !(retried && o.State == greylist.Early) {
 		t.Fatalf("before the fail-over: %v", o.State)
 	}
 	// The record is on the replica before the master goes.
@@ -122,7 +124,7 @@ func TestSentinelFailover(t *testing.T) {
 			t.Errorf("a fresh network was %v", r.state)
 		}
 	}
-	if o := decideEventually(t, p, known); o.State != greylist.Early {
+	if o, _ := decideEventually(t, p, known); o.State != greylist.Early {
 		t.Errorf("after the fail-over, the network recorded before it: %v; want early", o.State)
 	}
 	t.Logf("fail-over: master killed; sentinels promoted %s after %v; decisions resumed after %v; "+
@@ -132,14 +134,15 @@ func TestSentinelFailover(t *testing.T) {
 }
 
 // decideEventually retries a decision that fails (a timeout on a loaded
-// machine) until one succeeds, generously long.
-func decideEventually(t *testing.T, p *greylist.Policy, ip netip.Addr) greylist.Outcome {
+// machine) until one succeeds, generously long; retried says whether one
+// failed first.
+func decideEventually(t *testing.T, p *greylist.Policy, ip netip.Addr) (o greylist.Outcome, retried bool) {
 	t.Helper()
 	deadline := time.Now().Add(peerWait)
-	for {
+	for ; ; retried = true {
 		o, _, err := decide(t, p, ip)
 		if err == nil {
-			return o
+			return o, retried
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Decide(%v) fails for %v: %v", ip, peerWait, err)
