@@ -146,7 +146,11 @@ func (p *Policy) greylist(ctx context.Context, ip netip.Addr, v *Verdict, force 
 		}
 		g.Health.answered(now, p.Log)
 		if o.Greylisted() && writes {
-			g.Known.putPending(n, o.FirstSeen, now.Add(o.RetryIn), now)
+			// The delay ends where the store's does: its clock is in
+			// whole seconds (FirstSeen + Age is its now), ours is not,
+			// and now.Add(RetryIn) would refuse up to a second longer
+			// than the store.
+			g.Known.putPending(n, o.FirstSeen, o.FirstSeen.Add(o.Age+o.RetryIn), now)
 		}
 	}
 	if p.DryRun {

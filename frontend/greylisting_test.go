@@ -414,6 +414,21 @@ func TestPassCachePending(t *testing.T) {
 	}
 }
 
+// The cache's delay ends no later than the store's, whose clock keeps
+// whole seconds: greylisted 0.9 s into a second, a retry 0.4 s before
+// our clock's end of the delay is one the store passes, and so does serve.
+func TestPassCachePendingEndsWithTheStore(t *testing.T) {
+	f := newGreyFixture(t, nil, NewPassCache(10*time.Minute, 100))
+	f.clock.add(900 * time.Millisecond)
+	if v := f.decide("192.0.2.7"); !v.Greylisted() {
+		t.Fatalf("first contact: %+v", v)
+	}
+	f.clock.add(5*time.Minute - 500*time.Millisecond)
+	if v := f.decide("192.0.2.7"); v.Action != Pass || v.Greylist.State != GreylistRetry {
+		t.Fatalf("a retry the store passes: %+v", v.Greylist)
+	}
+}
+
 func TestPassCacheBounded(t *testing.T) {
 	c := NewPassCache(time.Minute, 100)
 	for i := range 1000 {
