@@ -55,10 +55,14 @@ func TestGreylistLife(t *testing.T) {
 			// both must come within the delay (swaks meets the 451 below).
 			session := []byte("EHLO client.example.org\r\nMAIL FROM:<sender@example.org>\r\nRCPT TO:<user@example.test>\r\nQUIT\r\n")
 			first := time.Now()
+			var recorded time.Time // the first 451 came after its record was written
 			for _, who := range []string{"first attempt from 127.0.0.2", "a retry before the delay"} {
 				got := testpeer.Session(t, addr, "127.0.0.2", session, 30*time.Second)
 				if !strings.Contains(got, "451 4.7.1 Greylisted: please try again in") {
 					t.Fatalf("%s: want 451 4.7.1 Greylisted at RCPT, got %q", who, got)
+				}
+				if recorded.IsZero() {
+					recorded = time.Now()
 				}
 			}
 			if time.Since(first) >= delay {
@@ -77,7 +81,7 @@ func TestGreylistLife(t *testing.T) {
 				t.Fatalf("list --json while %s runs: %v", l.name, got)
 			}
 
-			sleepUntil(first.Add(delay + 200*time.Millisecond))
+			sleepUntil(recorded.Add(delay + 200*time.Millisecond))
 			out, code = swaks(t, addr, "127.0.0.2")
 			mustPass(t, out, code, "the retry after the delay")
 			out, code = swaks(t, addr, "127.0.0.3")
@@ -285,11 +289,13 @@ func TestBogusHELONeverPasses(t *testing.T) {
 			db := filepath.Join(dir, "greylist.db")
 			addr, p := l.start(t, b, filepath.Join(dir, "spool"), "--greylist", "--greylist-db", db,
 				"--greylist-delay", "1s", "--helo-check", "refuse")
-			start := time.Now()
 			out, code := swaks(t, addr, "127.0.7.2", "--helo", "localhost")
 			if code != 24 || !strings.Contains(out, "554 5.7.1 HELO/EHLO name localhost rejected: it is localhost") {
 				t.Fatalf("bogus HELO: exit %d\n%s", code, out)
 			}
+			// A record, had one been kept, was written before the 554: from
+			// here the delay counts, so the retry below would pass by it.
+			start := time.Now()
 			waitOutput(t, p, `helo_bogus="is localhost"`)
 			if got := listed(t, b, db); len(got) != 0 {
 				t.Fatalf("the bogus client's record was kept: %v", got)
