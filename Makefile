@@ -73,12 +73,7 @@ bench: build $(BIN)/mxsink
 # the package's testdata/fuzz: fix the bug and commit the input.
 FUZZTIME ?= 30s
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-			echo "fuzz: $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
-		done; \
-	done
+	GO=$(GO) test/fuzz.sh $(FUZZTIME)
 
 man: $(MANPAGES)
 
