@@ -282,6 +282,26 @@ func TestWindows(t *testing.T) {
 	}
 }
 
+// A refusal stored late (numbered, then delayed while recentRefusals more
+// were added) does not overwrite the newer one in its slot.
+func TestRecentRefusalStoredLate(t *testing.T) {
+	var r recent
+	late := &refusal{by: "late", seq: r.next.Add(1)}
+	for range recentRefusals {
+		r.add(&refusal{by: "x"})
+	}
+	r.put(late)
+	got := r.list()
+	if len(got) != recentRefusals || got[0].seq != recentRefusals+1 || got[len(got)-1].seq != 2 {
+		t.Fatalf("%d kept, newest %d, oldest %d", len(got), got[0].seq, got[len(got)-1].seq)
+	}
+	for _, x := range got {
+		if x == late {
+			t.Fatal("the late refusal overwrote a newer one")
+		}
+	}
+}
+
 // The ring of recent refusals keeps the last 50, newest first, written
 // from many goroutines at once.
 func TestRecentRefusals(t *testing.T) {

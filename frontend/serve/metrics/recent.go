@@ -18,7 +18,20 @@ type recent struct {
 
 func (r *recent) add(x *refusal) {
 	x.seq = r.next.Add(1)
-	r.slots[x.seq%recentRefusals].Store(x)
+	r.put(x)
+}
+
+// put stores x in its slot unless a newer refusal holds it already: a
+// goroutine delayed between numbering its refusal and storing it must not
+// overwrite the refusal numbered recentRefusals after it.
+func (r *recent) put(x *refusal) {
+	slot := &r.slots[x.seq%recentRefusals]
+	for {
+		old := slot.Load()
+		if old != nil && old.seq > x.seq || slot.CompareAndSwap(old, x) {
+			return
+		}
+	}
 }
 
 // list returns the refusals kept, the newest first.
