@@ -85,6 +85,9 @@ func TestSentinelFailover(t *testing.T) {
 
 	killed := time.Now()
 	master.Kill()
+	for _, sn := range sentinels { // patient until now: see StartSentinel
+		sn.JudgeQuickly(t, name)
+	}
 	promoted := awaitPromotion(t, sentinels[0], name, replica.Addr)
 
 	// Decisions resume on the new master: wait (generously) for one that

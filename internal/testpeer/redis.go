@@ -222,9 +222,12 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 
 // StartSentinel runs a Redis Sentinel (redis-sentinel, or redis-server
 // --sentinel: the same program) for this test, watching the master named
-// master at masterAddr with a quorum of 2, quick to judge it down
-// (down-after-milliseconds 1000, as mxfront(8)'s fail-over figure
-// assumes), waits until it answers PING, and stops it when the test ends.
+// master at masterAddr with a quorum of 2, waits until it answers PING,
+// and stops it when the test ends. It starts patient (down-after-
+// milliseconds 60000): a loaded machine can leave a master unanswered for
+// over a second, and sentinels quick to judge would fail it over before
+// the test's own kill. The test calls JudgeQuickly once it has killed the
+// master.
 func StartSentinel(t testing.TB, master, masterAddr string) *Redis {
 	t.Helper()
 	bin, flag := "", []string{"--sentinel"}
@@ -247,7 +250,7 @@ daemonize no
 loglevel notice
 dir %s
 sentinel monitor %s %s %s 2
-sentinel down-after-milliseconds %s 1000
+sentinel down-after-milliseconds %s 60000
 sentinel failover-timeout %s 10000
 sentinel parallel-syncs %s 1
 `, port, dir, master, host, mport, master, master, master)), 0o644); err != nil {
@@ -255,6 +258,17 @@ sentinel parallel-syncs %s 1
 		}
 		return append([]string{conf}, flag...), nil
 	})
+}
+
+// JudgeQuickly tells the sentinel r to judge master down after 1 s
+// without an answer (SENTINEL SET master down-after-milliseconds 1000, as
+// mxfront(8)'s fail-over figure assumes), so that a master the test has
+// killed is failed over within seconds.
+func (r *Redis) JudgeQuickly(t testing.TB, master string) {
+	t.Helper()
+	if reply, err := RedisCommand(r.Addr, "SENTINEL SET "+master+" down-after-milliseconds 1000"); err != nil || reply != "+OK" {
+		t.Fatalf("testpeer: SENTINEL SET %s down-after-milliseconds 1000 on %s: %q, %v", master, r.Addr, reply, err)
+	}
 }
 
 // shared is SharedRedis's server, its arguments, and what it holds until

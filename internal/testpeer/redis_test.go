@@ -1,11 +1,13 @@
 package testpeer
 
 import (
+	"bufio"
 	"net"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // A server frozen by SIGSTOP still stops: Stop sends SIGCONT before
@@ -117,4 +119,50 @@ func TestStartSentinel(t *testing.T) {
 	if reply, err := RedisCommand(s.Addr, "SENTINEL GET-MASTER-ADDR-BY-NAME m"); err != nil || reply != "*2" {
 		t.Fatalf("SENTINEL GET-MASTER-ADDR-BY-NAME m: %q, %v", reply, err)
 	}
+	if got := sentinelOption(t, s, "m", "down-after-milliseconds"); got != "60000" {
+		t.Fatalf("down-after-milliseconds at start: %q, want 60000", got)
+	}
+	s.JudgeQuickly(t, "m")
+	if got := sentinelOption(t, s, "m", "down-after-milliseconds"); got != "1000" {
+		t.Fatalf("down-after-milliseconds after JudgeQuickly: %q, want 1000", got)
+	}
+}
+
+// sentinelOption reads one field of SENTINEL MASTER name from s (a RESP2
+// flat array of field, value bulk strings).
+func sentinelOption(t *testing.T, s *Redis, name, field string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("SENTINEL MASTER " + name + "\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "*") {
+		t.Fatalf("SENTINEL MASTER %s: %q, %v", name, head, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(head[1:]))
+	var items []string
+	for range n {
+		if _, err := r.ReadString('\n'); err != nil { // $len
+			t.Fatal(err)
+		}
+		v, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, strings.TrimRight(v, "\r\n"))
+	}
+	for i := 0; i+1 < len(items); i += 2 {
+		if items[i] == field {
+			return items[i+1]
+		}
+	}
+	t.Fatalf("SENTINEL MASTER %s has no %s: %v", name, field, items)
+	return ""
 }

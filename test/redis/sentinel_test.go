@@ -84,6 +84,9 @@ func TestSentinelFailover(t *testing.T) {
 	})
 	killed := time.Now()
 	master.Kill()
+	for _, sn := range sentinels { // patient until now: see StartSentinel
+		sn.JudgeQuickly(t, name)
+	}
 	awaitPromotion(t, sentinels[0], name, replica.Addr)
 
 	// Decisions resume at A: a new network is greylisted (not passed
