@@ -439,11 +439,17 @@ func TestServeReusesWorkers(t *testing.T) {
 	ts.start()
 	for i := 0; i < 20; i++ {
 		quit(ts, i)
-		// The worker is back waiting before the next client connects.
-		testpeer.Poll(t, "the worker waits", func() (bool, string) { n := ts.idle.Load(); return n == 1, fmt.Sprint(n, " idle") })
+		// The workers are back waiting before the next client connects.
+		testpeer.Poll(t, "the workers wait", func() (bool, string) {
+			idle, n := ts.idle.Load(), ts.workers.Load()
+			return idle == n, fmt.Sprint(idle, " of ", n, " idle")
+		})
 	}
-	if n := ts.workersStarted.Load(); n != 1 {
-		t.Fatalf("%d workers started for 20 clients one after another, want 1", n)
+	// One worker serves them all, but a worker counts itself idle just
+	// before it reaches its receive: a loaded machine can hand the next
+	// client over in between, and a second worker starts (harmless).
+	if n := ts.workersStarted.Load(); n > 3 {
+		t.Fatalf("%d workers started for 20 clients one after another, want 1 (a few at most)", n)
 	}
 	ts.stop()
 	testpeer.Poll(t, "the stopped server's worker ends", func() (bool, string) { n := ts.workers.Load(); return n == 0, fmt.Sprint(n, " workers") })
