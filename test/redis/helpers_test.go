@@ -67,9 +67,19 @@ func chainHost(t *testing.T, b bins, name, ip string, flags ...string) *host {
 	return h
 }
 
-// greylistFlags are every host's flags for the store at url.
+// greylistFlags are every host's flags for the store at url. A host
+// waits up to 30 s for Redis unless extra gives its own
+// --greylist-store-timeout: beside another make test an answer from a
+// running Redis took longer than the 200ms default, and the client passed
+// unsure where the test wanted a verdict. The tests of a store that fails
+// give short timeouts on purpose; one that is stopped refuses connections
+// at once, whatever the timeout.
 func greylistFlags(url string, extra ...string) []string {
-	return append([]string{"--greylist", "--greylist-store", url, "--greylist-delay", delay.String(), "--greylist-window", "1h"}, extra...)
+	flags := []string{"--greylist", "--greylist-store", url, "--greylist-delay", delay.String(), "--greylist-window", "1h"}
+	if !slices.Contains(extra, "--greylist-store-timeout") {
+		flags = append(flags, "--greylist-store-timeout", "30s")
+	}
+	return append(flags, extra...)
 }
 
 // send has swaks send one message from src through h and returns its

@@ -41,8 +41,11 @@ func TestSentinelFailover(t *testing.T) {
 	awaitTopology(t, name, sentinels, replica)
 	url := "redis-sentinel://" + strings.Join(addrs, ",") + "/" + name
 
-	a := serveHost(t, b, "mx-a.example.test", "127.0.0.10", greylistFlags(url)...)
-	c := chainHost(t, b, "mx-c.example.test", "127.0.0.12", greylistFlags(url)...)
+	// The production timeout: clients at C pass quickly while the master
+	// is gone (the loops below tolerate a timeout before the kill).
+	prod := greylistFlags(url, "--greylist-store-timeout", "200ms")
+	a := serveHost(t, b, "mx-a.example.test", "127.0.0.10", prod...)
+	c := chainHost(t, b, "mx-c.example.test", "127.0.0.12", prod...)
 	if out, code := admin(t, b, "allow", "127.0.7.0/24", "--greylist-store", url); code != 0 {
 		t.Fatalf("allow: exit %d\n%s", code, out)
 	}

@@ -52,8 +52,8 @@ func TestRedissWithATestCA(t *testing.T) {
 	// Each chain-mode connection is a new process with a TLS handshake
 	// of its own: under load it can take longer than the store's 200ms
 	// default, and the client would pass with a timeout, not a verdict
-	// on the certificate. This test is about the certificate.
-	tlsFlags := greylistFlags(url, "--greylist-store-timeout", "30s")
+	// on the certificate (greylistFlags gives 30 s).
+	tlsFlags := greylistFlags(url)
 	t.Setenv("SSL_CERT_FILE", ca) // for tcpserver and the mxfront it runs
 	c := chainHost(t, b, "mx-c.example.test", "127.0.0.12", tlsFlags...)
 	out, code = c.send(t, "127.0.0.50")
